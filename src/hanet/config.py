@@ -1,0 +1,334 @@
+"""Typed configuration for HANet: the model, the training schedule, and presets.
+
+The presets hold the official values of ``data/msrvtt/model.json`` and ``data/vatex/model.json``
+of the authors' code (Roc-Ng/HANet). :func:`HANetConfig.from_official` reads any official
+``model.json`` (as a dict), so every configuration the authors' code accepts maps onto ours.
+
+Example:
+    >>> cfg = get_preset("msrvtt")
+    >>> cfg.model.video.dim_embed, cfg.train.batch_size
+    (1024, 64)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hanet.errors import HanetError
+
+
+@dataclass
+class VideoEncoderConfig:
+    """Multilevel video encoder.
+
+    Attributes:
+        dim_fts: feature sizes of the input files; they are concatenated on the last axis.
+        dim_embed: size of the joint embedding space (must equal the text ``rnn_hidden_size``).
+        dropout: dropout on the three level projections.
+        se_reduction: squeeze-excitation bottleneck ratio (channels // r).
+        verb_kernel: temporal kernel of the verb concept classifier (the noun one is 1).
+    """
+
+    dim_fts: tuple[int, ...] = (2048,)
+    dim_embed: int = 1024
+    dropout: float = 0.2
+    se_reduction: int = 16
+    verb_kernel: int = 5
+
+    @property
+    def dim_input(self) -> int:
+        return int(sum(self.dim_fts))
+
+
+@dataclass
+class TextEncoderConfig:
+    """Role-graph text encoder.
+
+    Attributes:
+        num_words: vocabulary size (ids 0, 1, 2 are ``<bos>``, ``<eos>``, ``<unk>``).
+        dim_word: word embedding size.
+        rnn_hidden_size: BiGRU hidden size; the two directions are averaged, so this is also
+            the size of every text embedding.
+        dropout: dropout on word embeddings.
+        fix_word_embed: freeze the word embeddings.
+        num_roles: number of semantic-role embeddings.
+        gcn_num_layers: number of graph-convolution layers over the role graph.
+        gcn_attention: use the attention GCN (the official configs all do).
+        gcn_dropout: dropout on the GCN's context messages.
+    """
+
+    num_words: int = 10510
+    dim_word: int = 300
+    rnn_hidden_size: int = 1024
+    dropout: float = 0.2
+    fix_word_embed: bool = False
+    num_roles: int = 16
+    gcn_num_layers: int = 1
+    gcn_attention: bool = True
+    gcn_dropout: float = 0.5
+
+
+@dataclass
+class ModelConfig:
+    """HANet: encoders plus the matching and loss settings.
+
+    Attributes:
+        video: video encoder settings.
+        text: text encoder settings.
+        num_verb_concepts: size of the verb concept vocabulary (official: 512).
+        num_noun_concepts: size of the noun concept vocabulary (official: 1024).
+        num_selected_verbs: verb concepts picked per video to form local clips (official: 10).
+        num_selected_nouns: noun concepts picked per video (official: 20).
+        mil_divisor: top-k MIL pooling uses k = ceil(length / mil_divisor) frames or words.
+        verb_window: frames of a verb clip (centred on the concept's peak frame).
+        noun_topk: frames averaged into a noun clip.
+        max_frames_in_video: longer videos are subsampled to this many frames.
+        max_words_in_sent: longer captions are truncated.
+        num_verbs: verb phrase slots per caption.
+        num_nouns: noun phrase (argument) slots per caption.
+        simattn_sigma: softmax temperature of the phrase-to-frame attention.
+        margin: hinge margin.
+        max_violation: hardest negative (True) or sum over negatives.
+        hard_topk: number of hardest negatives averaged.
+        loss_direction: ``bi``, ``i2t`` or ``t2i``.
+        concept_score_weight: weight of the hinge on the concept (Jaccard) score (official 0.1).
+        concept_bce_weight: weight of each of the four concept BCE terms (official 0.01).
+    """
+
+    video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    num_verb_concepts: int = 512
+    num_noun_concepts: int = 1024
+    num_selected_verbs: int = 10
+    num_selected_nouns: int = 20
+    mil_divisor: int = 8
+    verb_window: int = 5
+    noun_topk: int = 3
+    max_frames_in_video: int = 20
+    max_words_in_sent: int = 30
+    num_verbs: int = 4
+    num_nouns: int = 6
+    simattn_sigma: float = 4.0
+    margin: float = 0.2
+    max_violation: bool = True
+    hard_topk: int = 1
+    loss_direction: str = "bi"
+    concept_score_weight: float = 0.1
+    concept_bce_weight: float = 0.01
+
+    def validate(self) -> None:
+        """Raise :class:`HanetError` for settings the model cannot run with."""
+        if self.video.dim_embed != self.text.rnn_hidden_size:
+            raise HanetError(
+                f"video.dim_embed ({self.video.dim_embed}) must equal text.rnn_hidden_size "
+                f"({self.text.rnn_hidden_size}): both sides embed into one space")
+        if self.num_selected_verbs > self.num_verb_concepts:
+            raise HanetError("num_selected_verbs exceeds num_verb_concepts")
+        if self.num_selected_nouns > self.num_noun_concepts:
+            raise HanetError("num_selected_nouns exceeds num_noun_concepts")
+        if self.loss_direction not in ("bi", "i2t", "t2i"):
+            raise HanetError(f"loss_direction must be bi, i2t or t2i, not {self.loss_direction!r}")
+        if self.verb_window % 2 != 1:
+            raise HanetError("verb_window must be odd (a window centred on the peak frame)")
+        if min(self.video.dim_fts) <= 0 or self.text.num_words <= 3:
+            raise HanetError("dim_fts must be positive and num_words > 3")
+
+
+@dataclass
+class TrainConfig:
+    """Training schedule.
+
+    Attributes:
+        batch_size: training pairs per step (official ``trn_batch_size``).
+        eval_batch_size: videos (and captions) per encoding chunk at evaluation
+            (official ``tst_batch_size``; it also decides how videos are padded, see
+            ``docs/quirks.md``).
+        epochs: maximum epochs (official ``num_epoch``).
+        lr: Adam learning rate (official ``base_lr``).
+        early_stop: stop after this many epochs without a better validation rsum.
+        max_steps: stop after this many optimiser steps (0: no limit).
+        seed: seed of the initialisation, shuffling and dropout.
+        num_workers: data-loading worker processes.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        grad_clip: clip the gradient norm (0: off; the official code does not clip).
+    """
+
+    batch_size: int = 64
+    eval_batch_size: int = 300
+    epochs: int = 50
+    lr: float = 1e-4
+    early_stop: int = 10
+    max_steps: int = 0
+    seed: int = 0
+    num_workers: int = 2
+    precision: str = "fp32"
+    grad_clip: float = 0.0
+
+
+@dataclass
+class HANetConfig:
+    """Everything a run needs: the model and its training schedule."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "custom"
+
+    # ------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HANetConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (they are likely typos)."""
+        data = copy.deepcopy(data)
+        model = data.get("model", {})
+        video = VideoEncoderConfig(**_known(VideoEncoderConfig, model.pop("video", {}), "model.video"))
+        video.dim_fts = tuple(int(d) for d in video.dim_fts)
+        text = TextEncoderConfig(**_known(TextEncoderConfig, model.pop("text", {}), "model.text"))
+        mcfg = ModelConfig(video=video, text=text, **_known(ModelConfig, model, "model"))
+        tcfg = TrainConfig(**_known(TrainConfig, data.get("train", {}), "train"))
+        return cls(model=mcfg, train=tcfg, name=data.get("name", "custom"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_official(cls, official: dict[str, Any] | str, name: str = "official") -> "HANetConfig":
+        """Build a config from the authors' ``model.json`` (a dict or its JSON text).
+
+        Keys of the official format that do not change the model or schedule (``monitor_iter``,
+        ``save_iter``, ...) are ignored; the concept counts and the numbers of selected concepts
+        are literals in the official code, so they keep their official values here.
+        """
+        if isinstance(official, str):
+            official = json.loads(official)
+        sub = official.get("subcfgs", {})
+        v = sub.get("video_encoder", {})
+        t = sub.get("text_encoder", {})
+        if v.get("share_enc", False):
+            raise HanetError("share_enc=true is not supported (no official HANet config uses it)")
+        if int(v.get("num_levels", 3)) != 3:
+            raise HanetError("HANet has exactly three levels (num_levels must be 3)")
+        if t.get("rnn_type", "gru") != "gru" or not t.get("bidirectional", True) or int(t.get("num_layers", 1)) != 1:
+            raise HanetError("only the official one-layer bidirectional GRU text encoder is supported")
+        if official.get("attn_fusion", "embed") != "embed":
+            raise HanetError("only attn_fusion='embed' (the HANet setting) is supported")
+        if official.get("loss_weights") is not None:
+            raise HanetError("loss_weights other than null are not supported (HANet uses null)")
+        video = VideoEncoderConfig(
+            dim_fts=tuple(int(d) for d in v.get("dim_fts", [2048])),
+            dim_embed=int(v.get("dim_embed", 1024)),
+            dropout=float(v.get("dropout", 0.0)),
+        )
+        text = TextEncoderConfig(
+            num_words=int(t.get("num_words", 0)),
+            dim_word=int(t.get("dim_word", 300)),
+            rnn_hidden_size=int(t.get("rnn_hidden_size", 1024)),
+            dropout=float(t.get("dropout", 0.5)),
+            fix_word_embed=bool(t.get("fix_word_embed", False)),
+            num_roles=int(t.get("num_roles", 16)),
+            gcn_num_layers=int(t.get("gcn_num_layers", 1)),
+            gcn_attention=bool(t.get("gcn_attention", False)),
+            gcn_dropout=float(t.get("gcn_dropout", 0.5)),
+        )
+        model = ModelConfig(
+            video=video,
+            text=text,
+            max_frames_in_video=int(official.get("max_frames_in_video") or 20),
+            max_words_in_sent=int(official.get("max_words_in_sent", 30)),
+            num_verbs=int(official.get("num_verbs", 4)),
+            num_nouns=int(official.get("num_nouns", 6)),
+            simattn_sigma=float(official.get("simattn_sigma", 4)),
+            margin=float(official.get("margin", 0.2)),
+            max_violation=bool(official.get("max_violation", False)),
+            hard_topk=int(official.get("hard_topk", 1)),
+            loss_direction=str(official.get("loss_direction", "bi")),
+        )
+        train = TrainConfig(
+            batch_size=int(official.get("trn_batch_size", 128)),
+            eval_batch_size=int(official.get("tst_batch_size", 128)),
+            epochs=int(official.get("num_epoch", 100)),
+            lr=float(official.get("base_lr", 1e-4)),
+        )
+        cfg = cls(model=model, train=train, name=name)
+        cfg.model.validate()
+        return cfg
+
+
+def _known(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise HanetError(f"unknown config field(s) in {where}: {', '.join(unknown)}")
+    return values
+
+
+# ---------------------------------------------------------------------- presets
+def _msrvtt() -> HANetConfig:
+    """MSR-VTT: ResNet-152 features (2048-d), 20 frames (official data/msrvtt/model.json)."""
+    return HANetConfig(
+        name="msrvtt",
+        model=ModelConfig(
+            video=VideoEncoderConfig(dim_fts=(2048,), dim_embed=1024, dropout=0.2),
+            text=TextEncoderConfig(num_words=10510, dim_word=300, rnn_hidden_size=1024, dropout=0.2,
+                                   gcn_attention=True, gcn_dropout=0.5),
+            max_frames_in_video=20,
+        ),
+        train=TrainConfig(batch_size=64, eval_batch_size=300, epochs=50, lr=1e-4),
+    )
+
+
+def _vatex() -> HANetConfig:
+    """VATEX: I3D features (1024-d), 30 frames (official data/vatex/model.json)."""
+    return HANetConfig(
+        name="vatex",
+        model=ModelConfig(
+            video=VideoEncoderConfig(dim_fts=(1024,), dim_embed=1024, dropout=0.2),
+            text=TextEncoderConfig(num_words=10424, dim_word=300, rnn_hidden_size=1024, dropout=0.2,
+                                   gcn_attention=True, gcn_dropout=0.5),
+            max_frames_in_video=30,
+        ),
+        train=TrainConfig(batch_size=64, eval_batch_size=300, epochs=50, lr=1e-4),
+    )
+
+
+def _synth() -> HANetConfig:
+    """The built-in synthetic world: EfficientNet-Lite0 features (1280-d), sized for a CPU.
+
+    The concept vocabularies of the synthetic world are small, so fewer concepts are
+    selected per video; everything else keeps HANet's structure.
+    """
+    return HANetConfig(
+        name="synth",
+        model=ModelConfig(
+            video=VideoEncoderConfig(dim_fts=(1280,), dim_embed=256, dropout=0.2, se_reduction=16),
+            text=TextEncoderConfig(num_words=0, dim_word=64, rnn_hidden_size=256, dropout=0.2,
+                                   gcn_attention=True, gcn_dropout=0.2),
+            num_verb_concepts=64,
+            num_noun_concepts=128,
+            num_selected_verbs=4,
+            num_selected_nouns=6,
+            max_frames_in_video=12,
+        ),
+        train=TrainConfig(batch_size=64, eval_batch_size=128, epochs=30, lr=5e-4, early_stop=8,
+                          num_workers=0),
+    )
+
+
+PRESETS: dict[str, Callable[[], HANetConfig]] = {
+    "msrvtt": _msrvtt,
+    "vatex": _vatex,
+    "synth": _synth,
+}
+
+
+def get_preset(name: str) -> HANetConfig:
+    """Return a fresh copy of a named preset (``msrvtt``, ``vatex`` or ``synth``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise HanetError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

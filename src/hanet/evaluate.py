@@ -1,0 +1,276 @@
+"""Retrieval evaluation: every caption encoded once, scores in bounded blocks, vectorised ranks.
+
+Definitions are the official ones: each caption of a video is one of its ground truths (a
+caption text shared by several videos has all of them), a query's rank is the position of its
+best-ranked ground truth, R@K counts ranks below K, MedR and MnR are 1-based, and
+rsum = R@1 + R@5 + R@10 of both directions. ``ir*`` is text-to-video (one query per caption),
+``cr*`` video-to-text (one query per video). A query's rank here is the number of candidates
+scoring strictly higher than its best ground truth; the official code sorts with numpy's
+unstable quicksort, so the two can only differ on exactly tied scores.
+
+Videos are encoded in chunks of ``batch_size`` in name order, each padded to its own longest
+video, exactly as the official evaluation batches them: with the official model, a short
+video's embedding depends on that padding (see docs/quirks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from hanet.data.batch import TextBatch
+from hanet.model import SCORE_NAMES, HANet
+from hanet.model.video import VideoEncoderOutput
+
+METRIC_KEYS = ("ir1", "ir5", "ir10", "imedr", "imeanr", "cr1", "cr5", "cr10", "cmedr", "cmeanr", "rsum")
+
+
+def _ranks(scores: np.ndarray, q_idx: np.ndarray, m_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Rank of each query's best ground truth.
+
+    Args:
+        scores: (n_query, n_memory).
+        q_idx, m_idx: ground-truth pairs (query i, memory j).
+        chunk: queries per step (bounds the temporary).
+
+    Returns:
+        (n_query,) int64 number of memories scoring strictly above the query's best ground truth;
+        n_memory for a query without ground truth.
+    """
+    n_q, n_m = scores.shape
+    best = np.full(n_q, -np.inf, dtype=np.float64)
+    np.maximum.at(best, q_idx, scores[q_idx, m_idx].astype(np.float64))
+    ranks = np.full(n_q, n_m, dtype=np.int64)
+    has = np.isfinite(best)
+    for s in range(0, n_q, chunk):
+        blk = scores[s:s + chunk]
+        ranks[s:s + chunk] = (blk > best[s:s + chunk, None].astype(blk.dtype)).sum(1)
+    ranks[~has] = n_m
+    return ranks
+
+
+def retrieval_metrics(scores: np.ndarray, gt_videos: np.ndarray, gt_captions: np.ndarray) -> dict[str, float]:
+    """Official R@1/5/10, MedR, MnR of both directions and rsum.
+
+    Args:
+        scores: (n_videos, n_captions) similarity.
+        gt_videos, gt_captions: (G,) ground-truth pairs.
+
+    Returns:
+        Ordered dict with keys :data:`METRIC_KEYS`.
+    """
+    out: dict[str, float] = {}
+    t2v = _ranks(np.ascontiguousarray(scores.T), gt_captions, gt_videos)
+    v2t = _ranks(scores, gt_videos, gt_captions)
+    for prefix, r in (("i", t2v), ("c", v2t)):
+        n = len(r)
+        for k in (1, 5, 10):
+            out[f"{prefix}r{k}"] = 100.0 * float((r < k).sum()) / n
+        out[f"{prefix}medr"] = float(np.median(r)) + 1
+        out[f"{prefix}meanr"] = float(r.mean()) + 1
+    out["rsum"] = out["ir1"] + out["ir5"] + out["ir10"] + out["cr1"] + out["cr5"] + out["cr10"]
+    return {k: out[k] for k in METRIC_KEYS}
+
+
+@torch.no_grad()
+def encode_videos(model: HANet, batches: Iterable, device: torch.device | str,
+                  keep_frame_probs: bool = False) -> VideoEncoderOutput:
+    """Encode video batches and concatenate them (per-frame fields padded to a common length).
+
+    Args:
+        model: the model (eval mode is the caller's business).
+        batches: an iterable of :class:`~hanet.data.batch.VideoBatch`.
+        device: where to encode and keep the outputs.
+        keep_frame_probs: keep the per-frame concept probabilities (explanations only).
+    """
+    parts = []
+    for vb in batches:
+        out = model.encode_video(vb.features.to(device), vb.lengths.to(device))
+        parts.append(out if keep_frame_probs else out.without_frame_probs())
+    return VideoEncoderOutput.cat(parts)
+
+
+def score_names_for(model: HANet) -> tuple[str, ...]:
+    return ("sent",) if model.variant == "global" else SCORE_NAMES
+
+
+@torch.no_grad()
+def score_matrices(model: HANet, videos: VideoEncoderOutput, caption_batches: Iterable[TextBatch],
+                   num_captions: int, device: torch.device | str, names: Sequence[str] = ("fused",),
+                   pair_budget: int = 400_000, out_dtype=np.float32, progress: bool = True,
+                   outputs: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+    """Score all videos against captions that are encoded once, batch by batch.
+
+    Memory on the device is bounded by the video encodings plus one block of
+    ``pair_budget`` (video, caption) pairs, whatever the number of captions.
+
+    Args:
+        model: the model.
+        videos: all videos' encoder outputs (on ``device``).
+        caption_batches: :class:`TextBatch` es covering the captions in column order.
+        num_captions: total number of captions (columns).
+        device: where to encode and score.
+        names: which matrices to return: any of :data:`SCORE_NAMES` and ``fused``.
+        pair_budget: (video, caption) pairs scored at once.
+        out_dtype: dtype of the returned matrices.
+        progress: show a progress bar.
+        outputs: preallocated (n_videos, num_captions) arrays to fill (e.g. memory maps).
+
+    Returns:
+        name -> (n_videos, num_captions) array.
+    """
+    from tqdm import tqdm
+
+    Nv = len(videos)
+    res = outputs if outputs is not None else {n: np.empty((Nv, num_captions), out_dtype) for n in names}
+    col = 0
+    bar = tqdm(total=num_captions, desc="scoring", unit="cap", disable=not progress, leave=False)
+    for tb in caption_batches:
+        text = model.encode_text(tb.to(device))
+        nc = len(text)
+        vb = max(1, min(Nv, pair_budget // max(nc, 1)))
+        for s in range(0, Nv, vb):
+            sc = model.score(videos.select(slice(s, s + vb)), text)
+            for n in names:
+                m = model.fused_score(sc) if n == "fused" else getattr(sc, n)
+                res[n][s:s + vb, col:col + nc] = m.float().cpu().numpy()
+        col += nc
+        bar.update(nc)
+    bar.close()
+    if col != num_captions:
+        raise RuntimeError(f"caption batches covered {col} captions, expected {num_captions}")
+    return res
+
+
+@dataclass
+class EvalResult:
+    """Metrics of the fused score and of each score alone.
+
+    Attributes:
+        metrics: ``fused`` and each score name -> metric dict (:data:`METRIC_KEYS`).
+        video_names: row order.
+        captions: column order.
+        scores: the requested matrices (name -> (n_videos, n_captions)); ``fused`` always.
+        seconds: wall time of encoding + scoring + ranking.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    video_names: list[str]
+    captions: list[str]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate_split(model: HANet, data, device: torch.device | str = "cpu", batch_size: int = 300,
+                   per_score: bool = True, pair_budget: int = 400_000, progress: bool = True) -> EvalResult:
+    """Evaluate a model on a :class:`~hanet.data.dataset.RetrievalData` split.
+
+    Args:
+        model: the model; it is put in eval mode.
+        data: the split.
+        device: where to run.
+        batch_size: videos / captions per encoding batch (official ``tst_batch_size``).
+        per_score: also compute the table of each score alone (holds every matrix in memory).
+        pair_budget: pairs scored at once.
+        progress: show progress.
+    """
+    t0 = time.time()
+    model.eval()
+    videos = encode_videos(model, data.video_batches(batch_size), device)
+    names = ["fused"] + (list(score_names_for(model)) if per_score else [])
+    scores = score_matrices(model, videos, data.caption_batches(batch_size), len(data.unique_captions), device,
+                            names=names, pair_budget=pair_budget, progress=progress)
+    gv, gc = data.gt_pairs
+    metrics = {n: retrieval_metrics(m, gv, gc) for n, m in scores.items()}
+    return EvalResult(metrics, list(data.names), list(data.unique_captions), scores, time.time() - t0)
+
+
+def format_table(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table, one row per score."""
+    head = f"{'score':<13}" + "".join(f"{k:>8}" for k in METRIC_KEYS)
+    rows = [head, "-" * len(head)]
+    for name, m in metrics.items():
+        rows.append(f"{name:<13}" + "".join(f"{m[k]:>8.2f}" for k in METRIC_KEYS))
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run directory written by `hanet train`")
+    p.add_argument("--checkpoint", help="checkpoint file (default: RUN/checkpoints/best.pt, else last.pt)")
+    p.add_argument("--split", default="tst", choices=["trn", "val", "tst"], help="split to evaluate (default tst)")
+    p.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    p.add_argument("--batch-size", type=int, help="videos/captions per encoding batch (default: the config's)")
+    p.add_argument("--pair-budget", type=int, default=400_000, help="(video, caption) pairs scored at once")
+    p.add_argument("--no-per-score", action="store_true", help="only the fused score's table (less memory)")
+    p.add_argument("--save-scores", metavar="FILE.npy", help="write the fused matrix as float16 .npy "
+                   "(rows: videos in name order; a FILE.json beside it lists rows and columns)")
+    p.add_argument("--out", help="metrics JSON (default: RUN/eval/<split>.json)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from hanet.errors import HanetError
+
+        raise HanetError("--device cuda asked for, but no CUDA device is available")
+    return dev
+
+
+def run(args: argparse.Namespace) -> int:
+    from hanet.data.dataset import RetrievalData
+    from hanet.data.formats import DatasetSpec
+    from hanet.errors import HanetError
+    from hanet.run import RunDir, atomic_write_json, model_from_checkpoint
+
+    rd = RunDir(args.run)
+    info = rd.read_info()
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else rd.default_checkpoint()
+    device = resolve_device(args.device)
+    model, cfg, ckpt = model_from_checkpoint(ckpt_path, device=device)
+    dataset = args.data or info.dataset
+    if not dataset:
+        raise HanetError(f"{rd.info_path}: records no dataset; pass --data")
+    data = RetrievalData(DatasetSpec.load(dataset), args.split, cfg.model)
+    dims = data.video_feature_dim()
+    if dims != cfg.model.video.dim_input:
+        raise HanetError(f"{dataset}: split {args.split} has {dims}-d features but the checkpoint expects "
+                         f"{cfg.model.video.dim_input}")
+    bs = args.batch_size or cfg.train.eval_batch_size
+    print(f"evaluating {ckpt_path} ({model.variant}, epoch {ckpt.get('epoch')}) on {args.split}: "
+          f"{len(data.names)} videos x {len(data.unique_captions)} captions, device {device}", file=sys.stderr)
+    res = evaluate_split(model, data, device=device, batch_size=bs, per_score=not args.no_per_score,
+                         pair_budget=args.pair_budget)
+    print(format_table(res.metrics))
+    print(f"({res.seconds:.1f} s)")
+    out = Path(args.out) if args.out else rd.path / "eval" / f"{args.split}.json"
+    atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
+                            "num_videos": len(res.video_names), "num_captions": len(res.captions),
+                            "seconds": res.seconds, "metrics": res.metrics})
+    print(f"metrics written to {out}", file=sys.stderr)
+    if args.save_scores:
+        sp = Path(args.save_scores)
+        sp.parent.mkdir(parents=True, exist_ok=True)
+        np.save(sp, res.scores["fused"].astype(np.float16))
+        atomic_write_json(sp.with_suffix(".json"), {"rows_videos": res.video_names, "columns_captions": res.captions})
+        print(f"fused scores written to {sp}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["retrieval_metrics", "encode_videos", "score_matrices", "evaluate_split", "EvalResult",
+           "format_table", "METRIC_KEYS"]
+
+

@@ -1,0 +1,214 @@
+"""Run directories and checkpoints.
+
+A run directory holds everything about one training run::
+
+    RUN_DIR/run.json             config, model variant, dataset, versions
+    RUN_DIR/checkpoints/last.pt  the latest state (model, optimizer, RNG, step, epoch, best metric)
+    RUN_DIR/checkpoints/best.pt  the model of the best validation epoch
+    RUN_DIR/metrics.jsonl        one JSON object per logged step and per validation
+    RUN_DIR/curves.png           training curves
+    RUN_DIR/eval/<split>.json    results of ``hanet evaluate``
+
+Checkpoints are written atomically (temporary file, fsync, rename), so an interrupted write
+never leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from hanet import __version__
+from hanet.config import HANetConfig
+from hanet.errors import HanetError
+
+CHECKPOINT_FORMAT = "hanet-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class RunInfo:
+    """What ``run.json`` records."""
+
+    config: HANetConfig
+    variant: str
+    dataset: Optional[str]
+    created: float
+    hanet_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "variant": self.variant, "dataset": self.dataset,
+                "created": self.created, "hanet_version": self.hanet_version}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunInfo":
+        return cls(HANetConfig.from_dict(d["config"]), d.get("variant", "hanet"), d.get("dataset"),
+                   d.get("created", 0.0), d.get("hanet_version", "?"))
+
+
+class RunDir:
+    """A run directory (see module docstring)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def exists(self) -> bool:
+        return self.info_path.is_file()
+
+    def read_info(self) -> RunInfo:
+        if not self.info_path.is_file():
+            raise HanetError(f"{self.path}: not a run directory (no run.json); train one with `hanet train`")
+        try:
+            return RunInfo.from_dict(json.loads(self.info_path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise HanetError(f"{self.info_path}: unreadable run description ({exc})") from None
+
+    def write_info(self, info: RunInfo) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.info_path, info.to_dict())
+
+    def log(self, record: dict[str, Any]) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.metrics_log, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_log(self) -> list[dict[str, Any]]:
+        if not self.metrics_log.is_file():
+            return []
+        out = []
+        for line in self.metrics_log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+        return out
+
+    def default_checkpoint(self) -> Path:
+        for p in (self.best, self.last):
+            if p.is_file():
+                return p
+        raise HanetError(f"{self.path}: no checkpoint in {self.checkpoints}")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and sanity-check a checkpoint file."""
+    p = Path(path)
+    if not p.is_file():
+        raise HanetError(f"{p}: checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise HanetError(f"{p}: unreadable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise HanetError(f"{p}: not a hanet checkpoint (for the official *.th files use "
+                         f"hanet.model.official.load_official_checkpoint)")
+    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
+        raise HanetError(f"{p}: checkpoint format v{ckpt.get('version')} is newer than this hanet understands")
+    return ckpt
+
+
+def model_from_checkpoint(path: str | os.PathLike, config: Optional[HANetConfig] = None,
+                          variant: Optional[str] = None, device: str | torch.device = "cpu"):
+    """Build the model a checkpoint was trained as and load its weights.
+
+    Args:
+        path: checkpoint file.
+        config: expected config; a checkpoint whose model config differs is an error.
+        variant: expected variant (``hanet``/``global``).
+        device: where to put the model.
+
+    Returns:
+        (model in eval mode, its HANetConfig, the checkpoint dict).
+    """
+    from hanet.model import HANet
+
+    ckpt = load_checkpoint(path)
+    ck_cfg = HANetConfig.from_dict(ckpt["config"])
+    ck_var = ckpt.get("variant", "hanet")
+    if config is not None and config.model != ck_cfg.model:
+        diffs = _diff(config.to_dict()["model"], ck_cfg.to_dict()["model"])
+        raise HanetError(f"{path}: checkpoint was trained with another model config ({'; '.join(diffs[:6])})")
+    if variant is not None and variant != ck_var:
+        raise HanetError(f"{path}: checkpoint is a {ck_var!r} model, expected {variant!r}")
+    model = HANet(ck_cfg.model, variant=ck_var)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise HanetError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), ck_cfg, ckpt
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} vs {b!r}"]
+
+
+__all__ = ["RunDir", "RunInfo", "atomic_write_json", "atomic_torch_save", "atomic_write_bytes", "load_checkpoint",
+           "model_from_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
