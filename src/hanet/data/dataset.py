@@ -261,8 +261,20 @@ class RetrievalData:
         return problems
 
     # ------------------------------------------------------------------ items
+    _preloaded: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def preload(self, features: np.ndarray, lengths: np.ndarray) -> None:
+        """Serve videos from memory: (N, max_frames, D) padded features and (N,) lengths."""
+        self._preloaded = (features, lengths)
+
+    @property
+    def preloaded(self) -> bool:
+        return self._preloaded is not None
+
     def video(self, index: int) -> tuple[np.ndarray, int]:
         """(max_frames, D) padded/subsampled features and the real length of video ``index``."""
+        if self._preloaded is not None:
+            return self._preloaded[0][index], int(self._preloaded[1][index])
         return pad_or_subsample(self.features.get(self.names[index]), self.config.max_frames_in_video)
 
     def caption(self, text: str) -> EncodedCaption:
@@ -317,8 +329,6 @@ class PairDataset(Dataset):
     """Training pairs of a split; item i is the i-th (video, caption) pair in official order."""
 
     def __init__(self, data: RetrievalData) -> None:
-        if data.concepts is None:
-            raise DataError("PairDataset needs a RetrievalData loaded with with_concepts=True")
         self.data = data
 
     def __len__(self) -> int:
@@ -329,9 +339,9 @@ class PairDataset(Dataset):
         name = self.data.names[vi]
         text = self.data.captions[name][ci]
         feats, length = self.data.video(vi)
-        vl, nl, vm, nm = self.data.concept_targets(vi, ci)
+        concepts = self.data.concept_targets(vi, ci) if self.data.concepts is not None else None
         return {"features": feats, "length": length, "name": name, "caption": text,
-                "encoded": self.data.caption(text), "concepts": (vl, nl, vm, nm)}
+                "encoded": self.data.caption(text), "concepts": concepts}
 
 
 def collate_pairs(items: Sequence[dict[str, Any]]) -> TrainBatch:
@@ -339,8 +349,10 @@ def collate_pairs(items: Sequence[dict[str, Any]]) -> TrainBatch:
     video = collate_videos([it["features"] for it in items], [it["length"] for it in items],
                            [it["name"] for it in items])
     text = collate_captions([it["encoded"] for it in items], [it["caption"] for it in items])
-    c = [np.stack(x) for x in zip(*(it["concepts"] for it in items))]
-    concepts = ConceptTargets(*(torch.from_numpy(a) for a in c))
+    concepts = None
+    if items[0]["concepts"] is not None:
+        c = [np.stack(x) for x in zip(*(it["concepts"] for it in items))]
+        concepts = ConceptTargets(*(torch.from_numpy(a) for a in c))
     return TrainBatch(video, text, concepts)
 
 
