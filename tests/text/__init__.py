@@ -1,0 +1,1 @@
+"""Tests of hanet.text (captions -> vocabulary, concepts, role graphs)."""
