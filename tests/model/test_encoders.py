@@ -1,0 +1,103 @@
+"""Encoders: batched MIL and clip selection against per-video loops; bad input errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hanet.config import get_preset
+from hanet.errors import HanetError, ShapeError
+from hanet.model import HANet
+from hanet.model.video import mil_topk_mean
+
+
+def test_mil_topk_mean_matches_per_sequence_loop():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(6, 20, 7, generator=g)
+    lengths = torch.tensor([20, 1, 8, 9, 17, 3])
+    ours = mil_topk_mean(probs, lengths, 8)
+    for b in range(6):
+        k = math.ceil(int(lengths[b]) / 8)
+        ref = probs[b, :lengths[b]].topk(k, dim=0).values.mean(0)
+        torch.testing.assert_close(ours[b], ref, atol=1e-7, rtol=0)
+
+
+def _small_model(seed=0):
+    cfg = get_preset("msrvtt").model
+    cfg.video.dim_fts = (24,)
+    cfg.video.dim_embed = cfg.text.rnn_hidden_size = 32
+    cfg.text.num_words = 50
+    cfg.text.dim_word = 8
+    cfg.video.dropout = cfg.text.dropout = cfg.text.gcn_dropout = 0.0
+    return HANet(cfg, seed=seed).eval()
+
+
+def _loop_clips(frame_probs, top, gated, length, window, k_noun, verb: bool):
+    """Per-video reference of the official clip rules."""
+    L = int(length)
+    sel = frame_probs[:L][:, top]  # (L, S)
+    if verb:
+        peaks = sel.argmax(0)
+        half = window // 2
+        if int(peaks.min()) >= half and int(peaks.max()) + half < L:
+            return torch.stack([gated[p - half:p + half + 1].mean(0) for p in peaks.tolist()])
+        return gated[peaks]
+    if L > k_noun - 1:
+        idx = sel.topk(k_noun, dim=0).indices  # (k, S)
+        return gated[idx].mean(0)
+    return gated[sel.argmax(0)]
+
+
+@pytest.mark.parametrize("lengths", [[20, 20, 20], [20, 3, 1], [12, 5, 2], [4, 4, 4]])
+def test_clip_selection_matches_per_video_rules(lengths):
+    model = _small_model()
+    g = torch.Generator().manual_seed(sum(lengths))
+    T = max(lengths)
+    lens = torch.tensor(lengths)
+    feats = torch.randn(3, T, 24, generator=g) * (torch.arange(T)[None, :, None] < lens[:, None, None])
+    with torch.no_grad():
+        out = model.encode_video(feats, lens)
+        enc = model.video_encoder
+        verb_gated = enc.verb_se(out.verb_frames)
+        noun_gated = enc.noun_se(out.noun_frames)
+    for b in range(3):
+        rv = _loop_clips(out.verb_frame_probs[b], out.top_verbs[b], verb_gated[b], lens[b], 5, 3, True)
+        rn = _loop_clips(out.noun_frame_probs[b], out.top_nouns[b], noun_gated[b], lens[b], 5, 3, False)
+        torch.testing.assert_close(out.verb_clips[b], rv, atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.noun_clips[b], rn, atol=1e-6, rtol=0)
+        assert int(out.verb_peaks[b].max()) < lengths[b]  # peaks never land on padding
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = _small_model()
+    with pytest.raises(ShapeError, match="dim 20 but the model expects 24"):
+        model.encode_video(torch.zeros(2, 5, 20), torch.tensor([5, 5]))
+    with pytest.raises(ShapeError, match="zero frames"):
+        model.encode_video(torch.zeros(2, 5, 24), torch.tensor([5, 0]))
+    feats = torch.zeros(2, 5, 24)
+    feats[1, 2, 3] = float("nan")
+    with pytest.raises(ShapeError, match=r"NaN .*batch rows \[1\]"):
+        model.encode_video(feats, torch.tensor([5, 5]))
+    from hanet.data.batch import TextBatch
+
+    def text(lengths, ids=None):
+        L = 6
+        ids = torch.ones(len(lengths), L, dtype=torch.long) if ids is None else ids
+        return TextBatch(ids, torch.tensor(lengths), torch.zeros(len(lengths), 4, L, dtype=torch.bool),
+                         torch.zeros(len(lengths), 6, L, dtype=torch.bool), torch.zeros(len(lengths), 10, dtype=torch.long),
+                         torch.zeros(len(lengths), 11, 11), [])
+    with pytest.raises(ShapeError, match="at least one word"):
+        model.encode_text(text([3, 0]))
+    with pytest.raises(ShapeError, match="vocabulary size"):
+        model.encode_text(text([3, 3], torch.full((2, 6), 99, dtype=torch.long)))
+
+
+def test_config_validation():
+    cfg = get_preset("msrvtt").model
+    cfg.text.rnn_hidden_size = 512
+    with pytest.raises(HanetError, match="must equal"):
+        HANet(cfg)
+    with pytest.raises(HanetError, match="unknown model variant"):
+        HANet(get_preset("vatex").model, variant="nope")

@@ -1,0 +1,63 @@
+"""Retrieval metrics and blocked evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hanet.data.dataset import RetrievalData
+from hanet.data.formats import DatasetSpec
+from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
+from hanet.model import HANet
+
+
+def sorted_rank_metrics(scores, q2m):
+    """Ranks by sorting each row (the textbook definition) for queries with lists of ground truths."""
+    ranks = []
+    for i, gts in enumerate(q2m):
+        order = np.argsort(-scores[i], kind="stable")
+        pos = {m: r for r, m in enumerate(order)}
+        ranks.append(min(pos[g] for g in gts))
+    r = np.array(ranks)
+    return [100 * (r < 1).mean(), 100 * (r < 5).mean(), 100 * (r < 10).mean(), np.median(r) + 1, r.mean() + 1]
+
+
+def test_metrics_match_sorting_definition():
+    rng = np.random.default_rng(0)
+    nv, nc = 40, 150
+    scores = rng.standard_normal((nv, nc)).astype(np.float32)
+    # Each caption belongs to one video, except a few shared by two (as identical caption texts are).
+    owner = rng.integers(0, nv, nc)
+    gv, gc = list(owner), list(range(nc))
+    for c in range(0, 20, 4):
+        other = (owner[c] + 1) % nv
+        gv.append(other)
+        gc.append(c)
+    for v in range(nv):  # every video has a caption
+        if v not in owner:
+            gv.append(v)
+            gc.append(int(rng.integers(0, nc)))
+    gv, gc = np.array(gv), np.array(gc)
+    m = retrieval_metrics(scores, gv, gc)
+    v2t = [sorted(set(gc[gv == v].tolist())) for v in range(nv)]
+    t2v = [sorted(set(gv[gc == c].tolist())) for c in range(nc)]
+    ir = sorted_rank_metrics(scores.T, t2v)
+    cr = sorted_rank_metrics(scores, v2t)
+    assert [m[k] for k in ("ir1", "ir5", "ir10", "imedr", "imeanr")] == pytest.approx(ir)
+    assert [m[k] for k in ("cr1", "cr5", "cr10", "cmedr", "cmeanr")] == pytest.approx(cr)
+    assert m["rsum"] == pytest.approx(sum(ir[:3]) + sum(cr[:3]))
+
+
+def test_block_size_does_not_change_scores(reference_dir, ref_config):
+    torch.manual_seed(0)
+    data = RetrievalData(DatasetSpec.load(reference_dir / "data"), "tst", ref_config.model)
+    model = HANet(ref_config.model, seed=5).eval()
+    videos = encode_videos(model, data.video_batches(7), "cpu")
+    big = score_matrices(model, videos, data.caption_batches(64), len(data.unique_captions), "cpu",
+                         names=["fused", "ind_noun"], progress=False)
+    small = score_matrices(model, videos, data.caption_batches(3), len(data.unique_captions), "cpu",
+                           names=["fused", "ind_noun"], pair_budget=7, progress=False)
+    for k in big:
+        np.testing.assert_allclose(small[k], big[k], atol=1e-6, rtol=0)
+    assert big["fused"].shape == (10, 70)

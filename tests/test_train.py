@@ -1,0 +1,94 @@
+"""Training on the reference dataset: exact resume, DDP on 2 CPU processes, checkpoints, evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hanet.cli import main
+from hanet.errors import HanetError
+from hanet.run import RunDir, load_checkpoint, model_from_checkpoint
+
+
+@pytest.fixture()
+def small_config(tmp_path, ref_config) -> Path:
+    cfg = ref_config
+    cfg.model.video.dropout = cfg.model.text.dropout = cfg.model.text.gcn_dropout = 0.3  # RNG in play
+    p = tmp_path / "cfg.json"
+    p.write_text(cfg.to_json())
+    return p
+
+
+def _train(data, out, cfg, *extra) -> int:
+    return main(["train", "--data", str(data), "--out", str(out), "--config", str(cfg), "--val-split", "tst",
+                 "--no-progress", "--num-workers", "0", "--log-every", "1", *extra])
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in RunDir(run).read_log() if r["kind"] == "train"]
+
+
+def test_resume_reproduces_uninterrupted_losses(tmp_path, reference_dir, small_config, capsys):
+    data = reference_dir / "data"
+    assert _train(data, tmp_path / "a", small_config, "--epochs", "2", "--max-steps", "30") == 0
+    assert _train(data, tmp_path / "b", small_config, "--epochs", "2", "--max-steps", "12") == 0
+    ck = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert ck["step"] == 12 and ck["train_state"]["epoch_step"] == 12
+    assert _train(data, tmp_path / "b", small_config, "--epochs", "2", "--max-steps", "30", "--resume") == 0
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert len(a) == 30 and a == b  # bit-identical losses, dropout included
+    # The finished run has curves, a best checkpoint and validation records.
+    assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
+    assert any(r["kind"] == "val" for r in RunDir(tmp_path / "a").read_log())
+    # Re-running into an existing run without --resume is refused.
+    capsys.readouterr()
+    assert _train(data, tmp_path / "a", small_config, "--epochs", "1") == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+def test_evaluate_cli_and_config_mismatch(tmp_path, reference_dir, small_config, capsys):
+    data = reference_dir / "data"
+    run = tmp_path / "run"
+    assert _train(data, run, small_config, "--epochs", "1", "--lr", "1e-3") == 0
+    scores = tmp_path / "fused.npy"
+    assert main(["evaluate", "--run", str(run), "--split", "tst", "--save-scores", str(scores), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "fused" in out and "ind_noun" in out
+    res = json.loads((run / "eval" / "tst.json").read_text())
+    assert set(res["metrics"]) == {"fused", "sent", "verb", "noun", "concept_verb", "concept_noun", "ind_verb",
+                                   "ind_noun"}
+    mat = np.load(scores)
+    assert mat.dtype == np.float16 and mat.shape == (10, 70)
+    # A checkpoint trained with another model config is refused with the differing field named.
+    from hanet.config import HANetConfig
+
+    other = HANetConfig.from_dict(json.loads(small_config.read_text()))
+    other.model.simattn_sigma = 8.0
+    with pytest.raises(HanetError, match="simattn_sigma"):
+        model_from_checkpoint(run / "checkpoints" / "best.pt", config=other)
+
+
+def test_ddp_two_cpu_processes(tmp_path, reference_dir, small_config):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29617",
+           "-m", "hanet", "train", "--data", str(reference_dir / "data"), "--out", str(run), "--config",
+           str(small_config), "--val-split", "tst", "--no-progress", "--num-workers", "0", "--log-every", "1",
+           "--epochs", "4", "--lr", "1e-3", "--batch-size", "8", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
+    # Only rank 0 writes: one checkpoint set, one log line per step.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    losses = [l for _, l in _losses(run)]
+    steps = [s for s, _ in _losses(run)]
+    assert steps == sorted(set(steps))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # it learns
