@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="frame network (default efficientnet-lite0, 1280-d; resnet152 is 2048-d as the "
                         "MSR-VTT release and needs --weights)")
     g.add_argument("--weights", default=None, metavar="PATH", help="weights file (torchvision format for resnet*)")
-    g.add_argument("--image-size", type=int, default=224, metavar="S",
-                   help="network input side in pixels (default 224; smaller is faster on CPUs)")
+    g.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="network input side in pixels (default: the backbone's, 224 for efficientnet-lite0 "
+                        "and resnet152; smaller is faster on CPUs)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="network arithmetic: fp32 (default), bf16 (CPU autocast, ~2x faster on CPUs "

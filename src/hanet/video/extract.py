@@ -28,7 +28,7 @@ Signatures::
     shard_path(out_path: str, index: int, count: int) -> str
     find_shards(out_path: str) -> list[str]
     extract_features(videos, out_path, backbone='efficientnet-lite0', num_frames=None, fps=None,
-        image_size=224, dtype='float16', names=None, num_workers=None, batch_size=None,
+        image_size=None, dtype='float16', names=None, num_workers=None, batch_size=None,
         device='cpu', progress=True, *, weights=None, shard=None, failures_path=None,
         checkpoint_seconds=300.0, precision='fp32', decode_threads=1,
         root=None) -> ExtractReport
@@ -37,6 +37,7 @@ Signatures::
 from __future__ import annotations
 
 import collections
+import copy
 import concurrent.futures as cf
 import glob
 import json
@@ -46,7 +47,7 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ DEFAULT_NUM_FRAMES = 20  # HANet's max_frames_in_video: more frames are subsampl
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv", ".tsv"})
 DTYPES = ("float16", "float32")
 PRECISIONS = ("fp32", "bf16", "fp16")
+T = TypeVar("T")
 
 
 @dataclass
@@ -130,7 +132,7 @@ def name_to_key(name: str) -> str:
     Raises:
         DataError: an empty name, or one that is only dots.
     """
-    key = name.strip().replace("/", "_")
+    key = name.replace("/", "_")
     if not key or set(key) <= {"."}:
         raise DataError(f"invalid video name {name!r}")
     return key
@@ -205,7 +207,7 @@ def list_videos(inputs: Sequence[str | os.PathLike], names: Sequence[str] | None
     return entries
 
 
-def select_shard(entries: list[VideoEntry], shard: tuple[int, int] | None) -> list[VideoEntry]:
+def select_shard(entries: list[T], shard: tuple[int, int] | None) -> list[T]:
     """Every ``count``-th video starting at ``index`` (round-robin keeps shards balanced).
 
     Args:
@@ -364,6 +366,8 @@ def _resolve_backbone(backbone: str | Backbone, weights: str | None, device: str
                       image_size: int | None) -> Backbone:
     if isinstance(backbone, Backbone):
         if image_size is not None and image_size != backbone.image_size:
+            # a shallow copy shares the weights; the caller's module keeps its own size
+            backbone = copy.copy(backbone)
             backbone.image_size = int(image_size)
         return backbone
     return get_backbone(backbone, weights=weights, device=device, image_size=image_size)
@@ -375,7 +379,7 @@ def extract_features(
     backbone: str | Backbone = "efficientnet-lite0",
     num_frames: int | None = None,
     fps: float | None = None,
-    image_size: int | None = 224,
+    image_size: int | None = None,
     dtype: str = "float16",
     names: Sequence[str] | None = None,
     num_workers: int | None = None,
@@ -402,7 +406,8 @@ def extract_features(
             ``DEFAULT_NUM_FRAMES`` (20).
         fps: sampling at F frames per second instead.
         image_size: network input side (frames: short side resized, centre crop); None for the
-            backbone's native size. Smaller is faster on CPUs.
+            backbone's own (224 for EfficientNet-Lite0 and ResNet, or the size a ``Backbone``
+            instance was built with). Smaller is faster on CPUs.
         dtype: ``"float16"`` (default, half the disk) or ``"float32"``.
         names: dataset names for the videos, in order (default: file names without extension);
             '/' becomes '_'.
@@ -445,21 +450,28 @@ def extract_features(
     out_path = os.fspath(out_path)
     failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
 
-    entries = select_shard(list_videos(videos, names, root), shard)
     report = ExtractReport(out_path=out_path, failures_path=failures_path)
-    todo: collections.deque[VideoEntry] = collections.deque()
+    # keys and duplicates are settled on the whole list, before sharding, so that every shard
+    # agrees on which video owns a name
+    checked: list[tuple[VideoEntry, Failure | None]] = []
     seen: dict[str, str] = {}
-    for e in entries:
+    for e in list_videos(videos, names, root):
         try:
             key = name_to_key(e.name)
         except DataError as exc:
-            report.failed.append(Failure(e.path, e.name, str(exc)))
+            checked.append((e, Failure(e.path, e.name, str(exc))))
             continue
         if key in seen:
-            report.failed.append(Failure(e.path, key, f"duplicate name {key!r}: also {seen[key]}"))
+            checked.append((e, Failure(e.path, key, f"{e.path}: duplicate name {key!r}, also {seen[key]}")))
             continue
         seen[key] = e.path
-        todo.append(VideoEntry(e.path, key))
+        checked.append((VideoEntry(e.path, key), None))
+    todo: collections.deque[VideoEntry] = collections.deque()
+    for e, failure in select_shard(checked, shard):
+        if failure is not None:
+            report.failed.append(failure)
+        else:
+            todo.append(e)
 
     net = _resolve_backbone(backbone, weights, device, image_size)
     dev = net.device

@@ -105,12 +105,16 @@ class Backbone(nn.Module):
         Returns:
             ``(N, 3, S, S)`` float32 tensor on ``self.device``.
         """
+        if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+            frames = frames.copy()  # torch refuses to wrap read-only memory (PIL images)
         x = torch.as_tensor(frames)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"{self.name}: expected frames (N, H, W, 3), got {tuple(x.shape)}")
         # move uint8 to the device first: a quarter of the bytes of float32 over PCIe
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        x = resize_center_crop(x, self.image_size)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            # bicubic overshoots at edges; clamp back to the range of real pixels
+            x = resize_center_crop(x, self.image_size).clamp_(0.0, 255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         inv_std = 1.0 / torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) * inv_std).contiguous(memory_format=torch.channels_last)
