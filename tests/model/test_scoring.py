@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hanet.model.losses import contrastive_hinge
-from hanet.model.scoring import cosine_sim, jaccard_sim, phrase_scores, slot_mask
+from hanet.model.scoring import cosine_sim, jaccard_sim, phrase_alignment, phrase_scores, slot_mask
 
 
 def naive_phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None):
@@ -112,3 +112,16 @@ def test_hinge_hardest_negative():
     allneg2 = np.clip(0.2 + s.numpy() - np.diag(s.numpy())[None, :], 0, None)
     np.fill_diagonal(allneg2, 0)
     assert contrastive_hinge(s, 0.2, max_violation=False) == pytest.approx((allneg.sum() + allneg2.sum()) / 6, abs=1e-6)
+
+
+def test_phrase_alignment_agrees_with_scores():
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randn(3, 6, 8, generator=g)
+    valid = torch.arange(6)[None] < torch.tensor([6, 4, 2])[:, None]
+    phrases = torch.randn(2, 3, 8, generator=g)
+    weights, sims = phrase_alignment(frames, phrases, 4.0, valid)
+    assert weights.shape == (3, 2, 3, 6)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 3))
+    assert float(weights[2, :, :, 2:].abs().max()) == 0.0  # padded frames get no attention
+    pv = torch.ones(2, 3, dtype=torch.bool)
+    torch.testing.assert_close(sims.mean(-1), phrase_scores(frames, phrases, pv, 4.0, valid), atol=1e-6, rtol=0)

@@ -164,6 +164,43 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     return (sims * valid).sum(2) / valid.sum(1).clamp_min(1.0)
 
 
+def phrase_alignment(frames: torch.Tensor, phrases: torch.Tensor, sigma: float,
+                     frame_valid: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-phrase attention over frames and per-phrase similarity, for explanations.
+
+    Same computation as :func:`phrase_scores` but keeps what it averages away; it builds
+    (Nv, Nc, P, F) weights, so use it on the few pairs being explained.
+
+    Args:
+        frames: (Nv, F, d) frame or clip embeddings.
+        phrases: (Nc, P, d) phrase embeddings.
+        sigma: softmax temperature.
+        frame_valid: (Nv, F) bool real frames, or None.
+
+    Returns:
+        (weights (Nv, Nc, P, F) summing to 1 over F, sims (Nv, Nc, P) cosine of each phrase with
+        its attended frames).
+    """
+    Nv, F, d = frames.shape
+    Nc, P, _ = phrases.shape
+    dots = torch.einsum("vfd,cpd->vcpf", frames, phrases)
+    frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
+    phrase_norm = (phrases.pow(2).sum(-1) + 1e-18).sqrt()  # (Nc, P)
+    cos = dots / (frame_norm[:, None, None, :] * phrase_norm[None, :, :, None])
+    pad = None if frame_valid is None else ~frame_valid[:, None, None, :]
+    if pad is not None:
+        cos = cos.masked_fill(pad, 0.0)
+    attn = cos.clamp_min(0.0)
+    attn = attn / attn.norm(dim=-1, keepdim=True).clamp_min(1e-10)
+    if pad is not None:
+        attn = attn.masked_fill(pad, -1e18)
+    weights = torch.softmax(sigma * attn, dim=-1)
+    attended = torch.einsum("vcpf,vfd->vcpd", weights, frames)
+    sims = torch.nn.functional.normalize(attended, dim=-1, eps=1e-10).mul(
+        torch.nn.functional.normalize(phrases, dim=-1, eps=1e-10).unsqueeze(0)).sum(-1)
+    return weights, sims
+
+
 def compute_scores(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: float,
                    only: Optional[tuple[str, ...]] = None) -> ScoreOutput:
     """The seven scores of every (video, caption) pair of a block.
@@ -199,4 +236,4 @@ def compute_scores(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: fl
 
 
 __all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "ScoreOutput", "cosine_sim", "jaccard_sim",
-           "slot_mask", "phrase_scores", "compute_scores"]
+           "slot_mask", "phrase_scores", "phrase_alignment", "compute_scores"]
