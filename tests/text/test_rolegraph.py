@@ -157,3 +157,10 @@ def test_validate_graph_reports_problems() -> None:
     assert any("empty spans" in p for p in problems)
     assert any("outside" in p for p in problems)
     assert any("does not start at a V node" in p for p in problems)
+
+
+def test_worker_processes_give_the_same_results(parser: RoleGraphParser) -> None:
+    captions = ["a man is playing a guitar", "", "a cat on a couch", "1 2 3",
+                "a girl rides a horse in a field while her father watches"] * 5
+    parallel = RoleGraphParser(parser.nlp, n_process=2)
+    assert list(parallel.analyze(captions)) == list(parser.analyze(captions))

