@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hanet.data.synth import (SPLITS, SynthConfig, action_spans, generate, load_annotations,
-                              load_world, true_words, world_status)
+                              load_world, oracle_recall, true_words, world_status)
 from hanet.data.synth import vocab
 from hanet.data.synth.writer import read_mp4
 from hanet.errors import DataError
@@ -202,6 +202,17 @@ def test_held_out_parts_are_seen_in_training() -> None:
     assert all(not object_pairs(o) & set(plan.held_out) for s in trn for o in s.objects)
 
 
+def test_oracle_difficulty(world: Path) -> None:
+    """Every caption is true of its clip by the oracle's reading too, and words beyond colours
+    and shapes are needed to find the clip."""
+    for split in SPLITS:
+        r = oracle_recall(world, split)
+        assert r["untrue"] == 0 and r["clips"] == len(load_world(world)["splits"][split])
+        assert 1 / r["clips"] <= r["appearance"] <= r["words"] <= 1
+    r = oracle_recall(world, "tst")
+    assert r["appearance"] < 0.8
+
+
 def test_test_videos_share_attributes(tmp_path: Path) -> None:
     """Look-alike groups: most test clips share the main object's looks with another test clip,
     differing in what happens."""
@@ -262,6 +273,13 @@ def test_reuse_and_regenerate(tmp_path: Path) -> None:
     manifest["version"] = 0
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert "version" in world_status(out, cfg, 0)[1]
+    assert not generate(out, cfg, seed=0, progress=False).skipped
+
+    # Made by other generator code: regenerated.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["code"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert "code" in world_status(out, cfg, 0)[1]
     assert not generate(out, cfg, seed=0, progress=False).skipped
 
     # Half-finished (killed before the manifest): regenerated, and stale clips removed.

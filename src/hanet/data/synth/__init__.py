@@ -20,10 +20,12 @@ Python API::
 * :class:`SynthConfig` (all knobs), :data:`PRESETS` (``default``, ``quick``).
 * :func:`load_annotations`, :func:`load_world`, :func:`true_words`, :func:`action_spans`.
 * :func:`world_status`: whether a directory holds a given world, complete.
+* :func:`oracle_recall`: how hard a split is, from captions and ground truth alone.
 
 Submodules: ``config`` (knobs), ``vocab`` (words and their order), ``world`` (sampling scenes,
 groups, splits; annotation format), ``render`` (numpy rasteriser), ``captions`` (grammar),
-``writer`` (mp4 via PyAV), ``pipeline`` (files on disk), ``cli`` (``hanet synth``).
+``writer`` (mp4 via PyAV), ``pipeline`` (files on disk), ``analysis`` (oracle difficulty),
+``cli`` (``hanet synth``).
 
 Names are imported lazily so that ``hanet --help`` does not pay for numpy.
 """
@@ -47,6 +49,7 @@ _EXPORTS = {
     "TrueWords": "hanet.data.synth.world",
     "action_spans": "hanet.data.synth.world",
     "ActionSpan": "hanet.data.synth.world",
+    "oracle_recall": "hanet.data.synth.analysis",
 }
 
 __all__ = sorted(_EXPORTS)

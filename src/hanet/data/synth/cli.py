@@ -7,6 +7,7 @@ Examples::
     hanet synth --out work/synth --videos 400 --seed 3 --size 112 --fps 10
     hanet synth --out work/synth --set group_size=1 --set p_two_actions=0.6
     hanet synth --list-knobs                          # every --set field and its default
+    hanet synth --out work/synth --stats              # + how hard the splits are (oracle R@1)
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="regenerate even if --out holds "
                         "this world")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--stats", action="store_true", help="print oracle R@1 per split "
+                        "(how far colour/shape words, or all words, tell the clips apart)")
     parser.add_argument("--list-knobs", action="store_true", help="print every knob of the "
                         "chosen preset and exit")
 
@@ -106,4 +109,14 @@ def run(args: argparse.Namespace) -> int:
     if report.held_out:
         pairs = ", ".join(f"{v} {a}" for _, v, a in report.held_out)
         print(f"synth: tst_novel shows held-out pairs: {pairs}")
+    if args.stats:
+        from hanet.data.synth.analysis import oracle_recall
+        from hanet.data.synth.config import SPLITS
+
+        print("synth: oracle text-to-video R@1 (appearance words only / all words; chance)")
+        for split in SPLITS:
+            r = oracle_recall(args.out, split)
+            if r["clips"]:
+                print(f"  {split:<9} {r['appearance']:.3f} / {r['words']:.3f}  "
+                      f"(chance {1 / r['clips']:.3f}, {r['clips']} clips)")
     return 0

@@ -11,14 +11,16 @@ Layout of a world directory::
     DIR/manifest.json                written last: version, config fingerprint, file sizes
 
 A directory is trusted only when ``manifest.json`` exists, has this code's
-:data:`~hanet.data.synth.config.WORLD_VERSION` and the fingerprint of the requested config and
-seed, and every listed file exists with its recorded size. Anything else (a run that was killed,
+:data:`~hanet.data.synth.config.WORLD_VERSION`, the fingerprint of the requested config and
+seed and the digest of the generator's source (:func:`code_digest`), and every listed file exists
+with its recorded size. Anything else (a run that was killed,
 an older version, another config) is regenerated from scratch: the old manifest is removed first,
 so a second interruption cannot leave a directory that looks complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,6 +96,22 @@ class SynthReport:
 # ---------------------------------------------------------------------------------------------
 # Manifest
 # ---------------------------------------------------------------------------------------------
+# The modules whose code decides the bytes of a world (not the CLI, not the analysis).
+_CODE_MODULES = ("config", "vocab", "world", "render", "captions", "writer", "pipeline")
+
+
+def code_digest() -> str:
+    """Hash of the generator's source: a world made by other code is not trusted.
+
+    WORLD_VERSION is bumped by hand when output changes; this catches the times it was not.
+    """
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _CODE_MODULES:
+        digest.update((here / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
 def world_status(out_dir: str | Path, config: SynthConfig, seed: int) -> tuple[bool, str]:
     """Whether a directory holds exactly this world, complete.
 
@@ -118,6 +136,8 @@ def world_status(out_dir: str | Path, config: SynthConfig, seed: int) -> tuple[b
         return False, f"world version {manifest.get('version')!r}, this code makes {WORLD_VERSION}"
     if manifest.get("fingerprint") != config.fingerprint(seed):
         return False, "made with another config or seed"
+    if manifest.get("code") != code_digest():
+        return False, "made by another version of the generator code"
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         return False, "manifest lists no files"
@@ -285,7 +305,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
 
     manifest = {
         "format": FORMAT, "version": WORLD_VERSION, "fingerprint": config.fingerprint(seed),
-        "seed": seed, "config": config.to_dict(), "split_sizes": sizes,
+        "code": code_digest(), "seed": seed, "config": config.to_dict(), "split_sizes": sizes,
         "held_out": [list(p) for p in plan.held_out], "num_frames": config.num_frames,
         "hanet_version": __version__, "files": files,
     }
