@@ -285,8 +285,12 @@ def test_reuse_and_regenerate(tmp_path: Path) -> None:
     # Half-finished (killed before the manifest): regenerated, and stale clips removed.
     (out / "manifest.json").unlink()
     (out / "videos" / "video99.mp4").write_bytes(b"stale")
+    (out / "videos" / "video5.mp4.tmp").write_bytes(b"half")
+    (out / "annotations.json.tmp").write_bytes(b"half")
     assert not generate(out, cfg, seed=0, progress=False).skipped
     assert not (out / "videos" / "video99.mp4").exists()
+    assert not (out / "videos" / "video5.mp4.tmp").exists()
+    assert not (out / "annotations.json.tmp").exists()
     assert (out / "notes.txt").read_text() == "not ours"
     assert world_status(out, cfg, 0)[0]
 

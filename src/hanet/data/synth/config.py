@@ -97,7 +97,7 @@ class SynthConfig:
     height: int = 128
     fps: float = 8.0
     duration_s: float = 3.0
-    crf: int = 20
+    crf: int = 23
     num_colours: int = 8
     num_shapes: int = 8
     num_actions: int = 15

@@ -171,6 +171,10 @@ def _clear_own_files(out_dir: Path) -> None:
                 f.unlink()
     for name in [CAPTIONS_FILE, "annotations.json"] + [f"{s}_names.npy" for s in SPLITS]:
         (out_dir / name).unlink(missing_ok=True)
+        # Temporary files of a write that was interrupted (see _write_atomic, _save_names).
+        (out_dir / f"{name}.tmp").unlink(missing_ok=True)
+        (out_dir / f"{name}.tmp.npy").unlink(missing_ok=True)
+    (out_dir / f"{MANIFEST_FILE}.tmp").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

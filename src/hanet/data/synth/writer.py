@@ -28,21 +28,26 @@ def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
         uint8 (frames, height * 3 // 2, width): the Y plane, then U, then V, as PyAV's
         ``VideoFrame.from_ndarray(..., format="yuv420p")`` expects.
     """
+    F, H, W, _ = frames.shape
     f = frames.astype(np.float32)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    F, H, W = y.shape
+    # +0.5: round to nearest in the truncating cast to uint8 below.
+    y = (65.481 / 255) * r + (128.553 / 255) * g + (24.966 / 255) * b + 16.5
+    # The conversion is linear, so averaging RGB over 2x2 first equals averaging U and V.
+    s = f[:, 0::2, 0::2] + f[:, 1::2, 0::2] + f[:, 0::2, 1::2] + f[:, 1::2, 1::2]
+    s *= 0.25
+    r, g, b = s[..., 0], s[..., 1], s[..., 2]
+    u = (-37.797 / 255) * r - (74.203 / 255) * g + (112.0 / 255) * b + 128.5
+    v = (112.0 / 255) * r - (93.786 / 255) * g - (18.214 / 255) * b + 128.5
+    out = np.empty((F, H * W * 3 // 2), np.uint8)
+    q = H * W // 4
+    out[:, :H * W] = np.clip(y, 0, 255).reshape(F, -1)
+    out[:, H * W:H * W + q] = np.clip(u, 0, 255).reshape(F, -1)
+    out[:, H * W + q:] = np.clip(v, 0, 255).reshape(F, -1)
+    return out.reshape(F, H * 3 // 2, W)
 
-    def half(c: np.ndarray) -> np.ndarray:
-        return c.reshape(F, H // 2, 2, W // 2, 2).mean(axis=(2, 4)).reshape(F, -1)
 
-    planes = np.concatenate([y.reshape(F, -1), half(u), half(v)], axis=1)
-    return np.clip(np.rint(planes), 0, 255).astype(np.uint8).reshape(F, H * 3 // 2, W)
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 20,
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 23,
               preset: str = "veryfast") -> int:
     """Encode RGB frames to an mp4 file, atomically (a temporary file renamed at the end).
 
