@@ -29,6 +29,7 @@ import torch
 
 from hanet.data.batch import TextBatch
 from hanet.model import SCORE_NAMES, HANet
+from hanet.model.text import TextEncoderOutput
 from hanet.model.video import VideoEncoderOutput
 
 METRIC_KEYS = ("ir1", "ir5", "ir10", "imedr", "imeanr", "cr1", "cr5", "cr10", "cmedr", "cmeanr", "rsum")
@@ -104,7 +105,7 @@ def score_names_for(model: HANet) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def score_matrices(model: HANet, videos: VideoEncoderOutput, caption_batches: Iterable[TextBatch],
+def score_matrices(model: HANet, videos: VideoEncoderOutput, caption_batches: Iterable[TextBatch | TextEncoderOutput],
                    num_captions: int, device: torch.device | str, names: Sequence[str] = ("fused",),
                    pair_budget: int = 400_000, out_dtype=np.float32, progress: bool = True,
                    outputs: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
@@ -116,7 +117,8 @@ def score_matrices(model: HANet, videos: VideoEncoderOutput, caption_batches: It
     Args:
         model: the model.
         videos: all videos' encoder outputs (on ``device``).
-        caption_batches: :class:`TextBatch` es covering the captions in column order.
+        caption_batches: :class:`TextBatch` es covering the captions in column order (or their
+            already computed :class:`TextEncoderOutput`).
         num_captions: total number of captions (columns).
         device: where to encode and score.
         names: which matrices to return: any of :data:`SCORE_NAMES` and ``fused``.
@@ -135,7 +137,7 @@ def score_matrices(model: HANet, videos: VideoEncoderOutput, caption_batches: It
     col = 0
     bar = tqdm(total=num_captions, desc="scoring", unit="cap", disable=not progress, leave=False)
     for tb in caption_batches:
-        text = model.encode_text(tb.to(device))
+        text = tb if isinstance(tb, TextEncoderOutput) else model.encode_text(tb.to(device))
         nc = len(text)
         vb = max(1, min(Nv, pair_budget // max(nc, 1)))
         for s in range(0, Nv, vb):

@@ -11,7 +11,8 @@ The phrase-to-frame attention follows the official code: frame-phrase cosine, ne
 The weighted sum is never built: its dot product with the phrase is the weighted sum of the
 frame-phrase dot products, and its norm is sqrt(w^T G w) with G the video's (frames x frames)
 Gram matrix. So no (videos, captions, frames, dim) or (videos, captions, phrases, dim) tensor
-exists, and a block costs one (videos*frames x captions*phrases) matrix product.
+exists, and a block costs one (videos*frames x valid phrases) matrix product: empty phrase
+slots, the majority, are never scored.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
                   sigma: float, frame_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Phrase-to-frame attention score of every (video, caption) pair.
 
+    Only valid phrases are scored (captions fill few of their slots), and their similarities
+    are averaged per caption with an index-add, so the cost follows the number of real phrases.
+
     Args:
         frames: (Nv, F, d) frame or clip embeddings.
         phrases: (Nc, P, d) phrase embeddings.
@@ -137,10 +141,13 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     """
     Nv, F, d = frames.shape
     Nc, P, _ = phrases.shape
-    flat_p = phrases.reshape(Nc * P, d)
-    dots = torch.matmul(frames, flat_p.t())  # (Nv, F, Nc*P) raw frame-phrase dot products
+    flat_valid = phrase_valid.reshape(-1)
+    index = flat_valid.nonzero().squeeze(1)  # (n,) valid phrase slots
+    flat_p = phrases.reshape(Nc * P, d).index_select(0, index)  # (n, d)
+    owner = torch.div(index, P, rounding_mode="floor")  # caption of each valid phrase
+    dots = torch.matmul(frames, flat_p.t())  # (Nv, F, n) raw frame-phrase dot products
     frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
-    phrase_norm = (flat_p.pow(2).sum(-1) + 1e-18).sqrt()  # (Nc*P,)
+    phrase_norm = (flat_p.pow(2).sum(-1) + 1e-18).sqrt()  # (n,)
     cos = dots / (frame_norm.unsqueeze(2) * phrase_norm)
     pad = None
     if frame_valid is not None:
@@ -150,18 +157,19 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     attn = attn / attn.norm(dim=1, keepdim=True).clamp_min(1e-10)
     if pad is not None:
         attn = attn.masked_fill(pad, -1e18)
-    weights = torch.softmax(sigma * attn, dim=1)  # (Nv, F, Nc*P)
+    weights = torch.softmax(sigma * attn, dim=1)  # (Nv, F, n)
 
-    numer = (weights * dots).sum(1)  # (Nv, Nc*P): <attended, p>
+    numer = (weights * dots).sum(1)  # (Nv, n): <attended, p>
     gram = torch.bmm(frames, frames.transpose(1, 2))  # (Nv, F, F)
-    sq_norm = (weights * torch.bmm(gram, weights)).sum(1)  # (Nv, Nc*P): |attended|^2
+    sq_norm = (weights * torch.bmm(gram, weights)).sum(1)  # (Nv, n): |attended|^2
     # |x| clamped at 1e-10 as the official l2norm does (clamping the square keeps sqrt's
     # gradient finite at 0).
     attended_norm = sq_norm.clamp_min(1e-20).sqrt()
     p_l2 = flat_p.norm(dim=-1).clamp_min(1e-10)
-    sims = (numer / (attended_norm * p_l2)).view(Nv, Nc, P)
-    valid = phrase_valid.to(sims.dtype)
-    return (sims * valid).sum(2) / valid.sum(1).clamp_min(1.0)
+    sims = numer / (attended_norm * p_l2)  # (Nv, n)
+    total = sims.new_zeros(Nv, Nc).index_add(1, owner, sims)
+    count = phrase_valid.sum(1).clamp_min(1).to(sims.dtype)
+    return total / count
 
 
 def phrase_alignment(frames: torch.Tensor, phrases: torch.Tensor, sigma: float,
