@@ -152,3 +152,18 @@ def test_caption_encoder_graph_rules():
     # root -> verb, verb <-> its argument; rows normalised
     assert out.edges[1].tolist() == [0.5, 0, 0.5, 0]
     assert out.edges[2].tolist() == [0, 1, 0, 0] and out.edges[3].sum() == 0 and out.edges[0].sum() == 0
+
+
+def test_check_data_command(dataset, capsys):
+    from hanet.cli import main
+
+    assert main(["check-data", str(dataset)]) == 0
+    assert "trn: 24 videos, 168 captions" in capsys.readouterr().out
+    names = [str(n) for n in np.load(dataset / "tst_names.npy")]
+    with h5py.File(dataset / "tst_ft.hdf5", "a") as h:
+        data = h[names[3]][...]
+        del h[names[3]]
+        h[names[3]] = np.full_like(data, np.nan)
+    assert main(["check-data", str(dataset)]) == 1
+    err = capsys.readouterr().err
+    assert "split tst: 1 unusable video(s)" in err and names[3] in err and "NaN" in err
