@@ -12,7 +12,8 @@ from hanet.data.synth import vocab
 from hanet.data.synth.captions import make_captions
 from hanet.data.synth.config import PRESETS, SynthConfig
 from hanet.data.synth.render import SHAPE_PARTS, render_clip, shape_distance
-from hanet.data.synth.world import (BackgroundSpec, ObjectSpec, SceneSpec, realize, true_words)
+from hanet.data.synth.world import (BackgroundSpec, ObjectSpec, SceneSpec, realize, true_words,
+                                    verb_spans)
 from hanet.errors import HanetError
 
 PLAIN = BackgroundSpec("plain", "gray")
@@ -227,6 +228,16 @@ def test_true_words_example() -> None:
     assert "spin" not in words.main_verbs and "bounce" in words.main_verbs
     assert {"circle", "ball", "disc", "dot", "square", "box", "block"} == words.shape_nouns
     assert words.colours == {"red", "blue"} and words.actions == {"bounce", "spin"}
+
+
+def test_verb_spans() -> None:
+    ann = annotate(scene(ObjectSpec("circle", "red", "small", ("bounce", "grow")),
+                         ObjectSpec("square", "blue", "medium", ("spin",))))
+    k = ann["actions"][0]["end_frame"]
+    spans = verb_spans(ann)
+    assert spans["hop"] == [(0, k)] and spans["expand"] == [(k, 24)] and spans["twirl"] == [(0, 24)]
+    main = verb_spans(ann, main_only=True)
+    assert "twirl" not in main and main["bounce"] == [(0, k)]
 
 
 # ------------------------------------------------------------------------------------ config

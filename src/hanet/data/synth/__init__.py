@@ -18,7 +18,8 @@ Python API::
   -> :class:`SynthReport`; idempotent (skips a complete world of the same config, seed and
   version; regenerates anything else).
 * :class:`SynthConfig` (all knobs), :data:`PRESETS` (``default``, ``quick``).
-* :func:`load_annotations`, :func:`load_world`, :func:`true_words`, :func:`action_spans`.
+* :func:`load_annotations`, :func:`load_world`, :func:`true_words`, :func:`action_spans`,
+  :func:`verb_spans` (ground truth for judging concepts and where verb concepts peak).
 * :func:`world_status`: whether a directory holds a given world, complete.
 * :func:`oracle_recall`: how hard a split is, from captions and ground truth alone.
 
@@ -49,6 +50,7 @@ _EXPORTS = {
     "TrueWords": "hanet.data.synth.world",
     "action_spans": "hanet.data.synth.world",
     "ActionSpan": "hanet.data.synth.world",
+    "verb_spans": "hanet.data.synth.world",
     "oracle_recall": "hanet.data.synth.analysis",
 }
 

@@ -1056,3 +1056,24 @@ def action_spans(annotation: dict[str, Any], main_only: bool = False) -> list[Ac
         out.append(ActionSpan(a["action"], frozenset(a["verbs"]), a["subject"], a["object"],
                               a["start_frame"], a["end_frame"], a["start_s"], a["end_s"]))
     return out
+
+
+def verb_spans(annotation: dict[str, Any], main_only: bool = False
+               ) -> dict[str, list[tuple[int, int]]]:
+    """Where each verb lemma is true: ``{lemma: [(start_frame, end_frame), ...]}``.
+
+    For checking where a model's verb concepts peak: a peak of concept ``"bounce"`` at frame
+    ``f`` is inside when some span of ``verb_spans(ann)["bounce"]`` has ``start <= f < end``.
+
+    Args:
+        annotation: one clip's annotation.
+        main_only: only the main object's actions (and its interaction).
+
+    Returns:
+        Lemma -> half-open frame spans, in annotation order.
+    """
+    out: dict[str, list[tuple[int, int]]] = {}
+    for span in action_spans(annotation, main_only):
+        for lem in sorted(span.verbs):
+            out.setdefault(lem, []).append((span.start_frame, span.end_frame))
+    return out
