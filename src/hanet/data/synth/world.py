@@ -452,6 +452,8 @@ class SceneSampler:
                     found = self.scene(force)
                     if found not in members and accept(found):
                         break
+                else:  # pragma: no cover - only with contradictory configs
+                    raise RuntimeError("could not sample a scene the split accepts")
             members.append(found)
         return members
 
