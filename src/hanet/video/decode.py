@@ -33,6 +33,7 @@ Signatures::
                  interpolation: str = 'BICUBIC') -> DecodedVideo
     decode_for_extraction(path, num_frames=None, fps=None, size=None,
                           threads=1) -> DecodedVideo | Exception   # never raises
+    worker_init() -> None      # initializer of decoding worker processes
 
 Every problem with a file (missing, empty, not a video, no video stream, truncated, no frame
 decodable) raises ``hanet.errors.DataError`` whose message starts with the path.
@@ -396,6 +397,17 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
     stamps_arr = np.asarray(stamps, dtype=np.float64)[order]
     frames_arr = np.stack([frames[i] for i in order])
     return DecodedVideo(frames=frames_arr, timestamps=stamps_arr, info=info)
+
+
+def worker_init() -> None:
+    """Initialiser of decoding worker processes: Ctrl-C is the parent's to handle.
+
+    The parent stops the pool and commits finished videos; workers that also caught SIGINT
+    would die mid-task and print a traceback each.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def decode_for_extraction(path: str, num_frames: int | None = None, fps: float | None = None,

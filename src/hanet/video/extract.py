@@ -308,7 +308,16 @@ class _Decoder:
     def _new_pool(self) -> None:
         # spawn: the workers must not inherit torch's thread pools (fork after OpenMP can hang)
         ctx = multiprocessing.get_context("spawn")
-        self.pool = cf.ProcessPoolExecutor(self.num_workers, mp_context=ctx)
+        self.pool = cf.ProcessPoolExecutor(self.num_workers, mp_context=ctx, initializer=vdecode.worker_init)
+
+    def _recover(self) -> None:
+        """The pool broke: everything in flight becomes a suspect, retried alone in a new pool."""
+        self.suspects.extend(self.inflight.values())
+        self.inflight.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self._new_pool()
+        self.isolate = True
 
     def submit(self, todo: collections.deque[VideoEntry]) -> None:
         """Keep up to ``depth`` videos in flight."""
@@ -316,13 +325,19 @@ class _Decoder:
             return
         if self.pool is None:
             self._new_pool()
+        if self.isolate and not self.suspects and not self.inflight:
+            self.isolate = False  # every suspect has been tried alone
         limit = 1 if self.isolate else self.depth
         while len(self.inflight) < limit and (self.suspects or todo):
             entry = self.suspects.popleft() if self.suspects else todo.popleft()
-            fut = self.pool.submit(vdecode.decode_for_extraction, entry.path, **self.kwargs)
+            try:
+                fut = self.pool.submit(vdecode.decode_for_extraction, entry.path, **self.kwargs)
+            except cf.process.BrokenProcessPool:  # a worker died between tasks
+                self.suspects.appendleft(entry)
+                self._recover()
+                limit = 1
+                continue
             self.inflight[fut] = entry
-        if self.isolate and not self.suspects and not self.inflight:
-            self.isolate = False
 
     def results(self, todo: collections.deque[VideoEntry], block: bool) -> list[tuple[VideoEntry, object]]:
         """Finished decodes: ``(entry, DecodedVideo | Exception)``; waits for one if ``block``."""
@@ -349,16 +364,13 @@ class _Decoder:
             except Exception as exc:  # noqa: BLE001 - any worker error fails only this video
                 out.append((entry, exc))
         if broken:
-            self.suspects.extend(self.inflight.values())
-            self.inflight.clear()
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self._new_pool()
-            self.isolate = True
+            self._recover()
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers; ``wait`` for them to exit (not when interrupted)."""
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
             self.pool = None
 
 
@@ -584,6 +596,7 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone
             if p.computed == len(p.frames):
                 finish(p)
 
+    finished = False
     try:
         while todo or decoder.inflight or decoder.suspects or queue:
             decoder.submit(todo)
@@ -602,7 +615,8 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone
             if time.monotonic() - last_commit > checkpoint_seconds:
                 store.commit()
                 last_commit = time.monotonic()
+        finished = True
     finally:
-        decoder.close()
+        decoder.close(wait=finished)
         if bar is not None:
             bar.close()
