@@ -94,7 +94,9 @@ def child_train(impl: str, device: str, steps: int, official: str | None) -> dic
 
         cfg = HANetConfig.from_official(official_model_json())
         model = HANet(cfg.model, seed=0).to(device).train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        from hanet.train import make_optimizer
+
+        opt = make_optimizer(model, 1e-4)  # what `hanet train` uses (fused Adam)
         tb = TrainBatch.from_official(batch)
 
         def step():

@@ -119,6 +119,20 @@ class TrainState:
     no_improve: int = 0
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam (the official optimiser) with torch's fused kernel where it exists.
+
+    The fused kernel computes the same update as the default per-tensor loop (to float
+    rounding) in one pass over all parameters; on a CPU it makes the step of HANet's ~25M
+    parameters several times cheaper.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 # ---------------------------------------------------------------------- word embeddings
 def load_word_embeddings(path: str, word2int: dict[str, int], num_words: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Word vectors for initialisation.
@@ -291,7 +305,7 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
             model.text_encoder.word_embed.weight[found] = vecs[found]
         say(f"word embeddings: {int(found.sum())}/{len(found)} words initialised from {opts.word_embeddings}")
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    opt = make_optimizer(model, tc.lr)
     use_scaler = tc.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     state = TrainState()
