@@ -1,0 +1,794 @@
+"""Building and updating an index: encode each video once, store, commit atomically.
+
+Every video is padded to ``max_frames_in_video`` before it is encoded, alone or in any batch:
+the official video encoder lets padding into SE pooling, the k=5 verb convolution and the
+concept BatchNorm's input, so a short video's embeddings depend on how far it is padded. A fixed
+padding makes a video's stored encodings independent of which videos were indexed with it (and
+of the batch size), so adding videos later never changes the scores of those already indexed.
+
+Public API:
+    @dataclass BuildReport
+    build_index(run_dir, features, out_dir, *, checkpoint=None, videos_dir=None, captions=None,
+                rolegraphs=None, names=None, faiss_spec='Flat', nprobe=64, batch_size=64,
+                segment_size=20000, thumbnails=True, vocab=None, concepts=None,
+                progress=False) -> BuildReport
+    add_videos(index_dir, features, *, run_dir=None, checkpoint=None, videos_dir=None, captions=None,
+               rolegraphs=None, names=None, replace=False, batch_size=64, segment_size=20000,
+               thumbnails=True, progress=False) -> BuildReport
+    delete_videos(index_dir, ids, missing_ok=False) -> int
+    index_info(index_dir) -> dict
+    IndexWriter(index_dir)      the lower-level writer (add_encoded is what benchmarks use)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from hanet.errors import DataError, HanetError
+from hanet.index.faiss_stage import DEFAULT_SPEC, FirstStage, make_proxy, proxy_dim
+from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, PROXY_FIELD, VOCAB_FILE,
+                               Collection, IndexFormatError, IndexLock, SegmentWriter, atomic_save_npy,
+                               atomic_write_text, collect_garbage, field_shapes, model_fingerprint, read_manifest,
+                               write_manifest)
+
+DEFAULT_BATCH = 64
+DEFAULT_SEGMENT = 20000
+
+
+@dataclass
+class BuildReport:
+    """What a build or add did.
+
+    Attributes:
+        index_dir: the index.
+        added: ids of the videos encoded and added.
+        skipped: ids already in the index (not re-encoded).
+        replaced: ids re-encoded whose old rows were deleted (``replace=True``).
+        captions_added: captions indexed for video-to-text search.
+        thumbnails: strips written.
+        thumbnail_failures: ``"id: reason"`` for videos whose strip could not be made.
+        generation: the manifest generation after the last commit.
+        seconds: wall time.
+    """
+
+    index_dir: str
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    captions_added: int = 0
+    thumbnails: int = 0
+    thumbnail_failures: list[str] = field(default_factory=list)
+    generation: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = (f"{self.index_dir}: added {len(self.added)} video(s)"
+             + (f", replaced {len(self.replaced)}" if self.replaced else "")
+             + (f", skipped {len(self.skipped)} already indexed" if self.skipped else "")
+             + (f", {self.captions_added} caption(s)" if self.captions_added else "")
+             + f", {self.thumbnails} thumbnail strip(s) in {self.seconds:.1f} s (generation {self.generation})")
+        if self.thumbnail_failures:
+            s += f"\n  no thumbnail for {len(self.thumbnail_failures)} video(s), e.g. {self.thumbnail_failures[0]}"
+        return s
+
+
+# ---------------------------------------------------------------------- model and vocabulary
+def _load_run_model(run_dir: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike]):
+    from hanet.run import RunDir, model_from_checkpoint
+
+    if checkpoint is None:
+        if run_dir is None:
+            raise HanetError("give --run RUN_DIR (or --checkpoint FILE)")
+        checkpoint = RunDir(run_dir).default_checkpoint()
+    model, cfg, _ = model_from_checkpoint(checkpoint, device="cpu")
+    return model, cfg, Path(checkpoint)
+
+
+def _run_vocab(run_dir: Optional[str | os.PathLike], vocab: Optional[str | os.PathLike]) -> tuple[dict[str, int], Path]:
+    from hanet.data.formats import DatasetSpec, load_vocab
+    from hanet.run import RunDir
+
+    if vocab is not None:
+        return load_vocab(Path(vocab)), Path(vocab)
+    if run_dir is None:
+        raise HanetError("give --vocab word2int.json (no run directory to find the dataset's vocabulary)")
+    info = RunDir(run_dir).read_info()
+    if not info.dataset:
+        raise HanetError(f"{run_dir}: run.json records no dataset; give --vocab word2int.json")
+    spec = DatasetSpec.load(info.dataset)
+    return load_vocab(spec.word2int), spec.word2int
+
+
+def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[str]]]:
+    """Concept names from ``verb_concepts.json`` / ``noun_concepts.json`` (written by ``hanet prepare``)."""
+    if folder is None:
+        return None
+    from hanet.text.concepts import ConceptVocab
+
+    out = {}
+    for kind, size in (("verb", cfg.num_verb_concepts), ("noun", cfg.num_noun_concepts)):
+        p = Path(folder) / f"{kind}_concepts.json"
+        if not p.is_file():
+            return None
+        try:
+            vocab = ConceptVocab.from_json(json.loads(p.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{p}: unreadable concept vocabulary ({exc})") from None
+        names = list(vocab.concepts)[:size]
+        out[kind] = names + [f"{kind}#{i}" for i in range(len(names), size)]
+    return out
+
+
+# ---------------------------------------------------------------------- encoding
+def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
+    """Stored arrays of a batch of encoded videos (plus the first-stage proxy).
+
+    Args:
+        out: :class:`~hanet.model.video.VideoEncoderOutput` of B videos padded to max_frames.
+        variant: the model variant.
+
+    Returns:
+        field -> (B, ...) numpy array.
+    """
+    f = {name: getattr(out, name).detach().cpu().numpy() for name in (
+        "global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs",
+        "lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
+    f[PROXY_FIELD] = make_proxy(f["global_embeds"], f["verb_probs"], f["noun_probs"], variant)
+    return f
+
+
+def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
+    """Stored arrays of a batch of encoded captions (plus the first-stage proxy).
+
+    Phrase slots that scoring ignores are zeroed: the encoder fills them with -1e10, which
+    float16 cannot hold.
+    """
+    from hanet.model.scoring import slot_mask
+
+    f = {name: getattr(out, name).detach().cpu() for name in (
+        "global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases", "verb_probs", "noun_probs",
+        "verb_lens", "noun_lens", "lengths")}
+    vmask, nmask = slot_mask(f["verb_lens"]), slot_mask(f["noun_lens"])
+    for name, m in (("verb_embeds", vmask), ("verb_phrases", vmask), ("noun_embeds", nmask), ("noun_phrases", nmask)):
+        f[name] = f[name].masked_fill(~m.unsqueeze(-1), 0.0)
+    arr = {k: v.numpy() for k, v in f.items()}
+    arr[PROXY_FIELD] = make_proxy(arr["global_embeds"], arr["verb_probs"], arr["noun_probs"], variant)
+    return arr
+
+
+@dataclass
+class _VideoSource:
+    """Features and attributes of the videos of one or more feature files."""
+
+    store: Any  # hanet.data.formats.FeatureStore
+    attrs_file: Path
+    sampling: Optional[str]
+
+    def names(self) -> list[str]:
+        import h5py
+
+        with h5py.File(self.attrs_file, "r") as f:
+            return list(f.keys())
+
+    def attrs(self, name: str) -> dict[str, Any]:
+        import h5py
+
+        from hanet.data.formats import feature_key
+
+        with h5py.File(self.attrs_file, "r") as f:
+            d = f.get(feature_key(name))
+            if d is None:
+                return {}
+            out = {}
+            for k, v in d.attrs.items():
+                if isinstance(v, bytes):
+                    v = v.decode("utf-8", "replace")
+                elif isinstance(v, np.ndarray):
+                    v = v.tolist()
+                elif isinstance(v, np.generic):
+                    v = v.item()
+                out[k] = v
+            return out
+
+
+def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike) -> _VideoSource:
+    from hanet.data.formats import FeatureStore
+
+    files = [Path(features)] if isinstance(features, (str, os.PathLike)) else [Path(f) for f in features]
+    store = FeatureStore(files)
+    sampling = None
+    try:
+        from hanet.video.store import read_meta
+
+        sampling = read_meta(str(files[0])).get("sampling")
+    except Exception:  # noqa: BLE001 - a feature file not written by hanet extract has no meta
+        sampling = None
+    return _VideoSource(store, files[0], None if sampling is None else str(sampling))
+
+
+def _read_names(names: Optional[Sequence[str] | str | os.PathLike]) -> Optional[list[str]]:
+    if names is None or isinstance(names, (list, tuple)):
+        return None if names is None else [str(n) for n in names]
+    p = Path(names)
+    if p.suffix == ".npy":
+        from hanet.data.formats import load_names
+
+        return load_names(p)
+    try:
+        return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read the names file ({exc})") from None
+
+
+def _load_captions(captions: Optional[str | os.PathLike | dict], rolegraphs: Optional[str | os.PathLike]):
+    if captions is None:
+        return None, None
+    from hanet.data.formats import load_captions, load_json
+
+    caps = captions if isinstance(captions, dict) else load_captions(Path(captions))
+    graphs = None
+    gpath = Path(rolegraphs) if rolegraphs else (Path(captions).parent / "sent2rolegraph.augment.json"
+                                                  if not isinstance(captions, dict) else None)
+    if gpath is not None and gpath.is_file():
+        graphs = load_json(gpath, "role graph")
+        if not isinstance(graphs, dict):
+            raise DataError(f"{gpath}: role graphs must be {{caption: [nodes, edges]}}")
+    elif rolegraphs:
+        raise DataError(f"{rolegraphs}: role graph file not found")
+    return caps, graphs
+
+
+# ---------------------------------------------------------------------- the writer
+class IndexWriter:
+    """Holds the writer lock of an index and commits changes to it.
+
+    Args:
+        index_dir: an existing index (see :func:`create_index` for a new one).
+        progress: print progress to stderr.
+
+    Raises:
+        IndexFormatError: not an index, or its model file does not match its manifest.
+        HanetError: another writer holds the lock.
+    """
+
+    def __init__(self, index_dir: str | os.PathLike, progress: bool = False) -> None:
+        from hanet.run import model_from_checkpoint
+
+        self.dir = Path(index_dir)
+        self.lock = IndexLock(self.dir)
+        try:
+            self.manifest = read_manifest(self.dir)
+            collect_garbage(self.dir, self.manifest)
+            self.model, self.config, _ = model_from_checkpoint(self.dir / MODEL_FILE, device="cpu")
+            fp = model_fingerprint(self.model)
+            if fp != self.manifest["model"]["fingerprint"]:
+                raise IndexFormatError(f"{self.dir / MODEL_FILE}: does not match the model the index was built with "
+                                       f"(fingerprint {fp[:12]} vs {self.manifest['model']['fingerprint'][:12]})")
+            self.word2int = json.loads((self.dir / VOCAB_FILE).read_text())
+        except BaseException:
+            self.lock.release()
+            raise
+        self.progress = progress
+        self._stages: dict[str, FirstStage] = {}
+        self._text_encoder: Any = None
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["model"]["fingerprint"])
+
+    @property
+    def variant(self) -> str:
+        return str(self.manifest["model"]["variant"])
+
+    def collection(self, part: str) -> Collection:
+        return Collection(self.dir, part, self.manifest)
+
+    def check_model(self, model: Any, source: str) -> None:
+        """Refuse a model other than the index's (its encodings would not be comparable)."""
+        fp = model_fingerprint(model)
+        if fp != self.fingerprint:
+            raise IndexFormatError(
+                f"{self.dir}: the index was built with another model (fingerprint {self.fingerprint[:12]}, from "
+                f"{self.manifest['model'].get('source')}) than {source} (fingerprint {fp[:12]}); encodings of two "
+                f"models cannot be compared: build a new index with `hanet index build`")
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ commits
+    def _stage(self, part: str, train: Optional[np.ndarray]) -> FirstStage:
+        st = self._stages.get(part)
+        if st is None:
+            info = self.manifest[part]
+            spec, nprobe = self.manifest["faiss"]["spec"], self.manifest["faiss"]["nprobe"]
+            if info.get("faiss"):
+                st = FirstStage.load_writable(self.dir / info["faiss"], spec, nprobe)
+            else:
+                st = FirstStage.create(spec if part == "videos" else DEFAULT_SPEC,
+                                       proxy_dim(self.config.model), train, nprobe)
+            self._stages[part] = st
+        return st
+
+    def _commit(self, part: str, segment: Optional[dict[str, Any]] = None, proxies: Optional[np.ndarray] = None,
+                dead: Optional[dict[str, np.ndarray]] = None) -> None:
+        """Write the FAISS and tombstone files a change needs, then the manifest (the commit).
+
+        Args:
+            part: the part a new segment belongs to.
+            segment: the new segment's manifest entry (already in place), or None.
+            proxies: its first-stage vectors.
+            dead: part -> rows to add to that part's tombstones (one commit for all parts).
+        """
+        m = copy.deepcopy(self.manifest)
+        gen = int(m["generation"]) + 1
+        if segment is not None:
+            info = m[part]
+            st = self._stage(part, proxies)
+            st.add(proxies)
+            rel = f"faiss/{part}-{gen:06d}.faiss"
+            st.save(self.dir / rel)
+            info["segments"].append(segment)
+            info["faiss"] = rel
+        for p, rows in (dead or {}).items():
+            if not len(rows):
+                continue
+            info = m[p]
+            old = (np.load(self.dir / info["tombstones"], allow_pickle=False) if info.get("tombstones")
+                   else np.zeros(0, np.int64))
+            tomb = np.union1d(old, np.asarray(rows, np.int64))
+            rel = f"tombstones/{p}-{gen:06d}.npy"
+            atomic_save_npy(self.dir / rel, tomb)
+            info["tombstones"] = rel
+            info["deleted"] = int(len(tomb))
+        for p in ("videos", "captions"):
+            m[p]["count"] = int(sum(s["count"] for s in m[p]["segments"]))
+        m["generation"] = gen
+        m["updated"] = time.time()
+        write_manifest(self.dir, m)  # the commit
+        self.manifest = m
+        collect_garbage(self.dir, m)
+
+    def _segment_name(self, part: str) -> str:
+        prefix = "v" if part == "videos" else "c"
+        return f"{prefix}-{int(self.manifest['generation']) + 1:06d}-{len(self.manifest[part]['segments']):03d}"
+
+    # ------------------------------------------------------------------ videos
+    def add_encoded(self, ids: Sequence[str], batches: Iterable[tuple[dict[str, np.ndarray], list[dict[str, Any]]]],
+                    thumbs: Optional[Callable[[Path, int, dict[str, Any]], bool]] = None) -> int:
+        """Write one segment of already-encoded videos and commit it.
+
+        Args:
+            ids: the segment's video ids, in row order (not yet alive in the index).
+            batches: (fields, metas) pairs covering ``ids`` in order; ``fields`` as
+                :func:`video_fields` returns them.
+            thumbs: called as ``thumbs(path, row, meta)`` per video to write a strip at ``path``;
+                returns whether it did.
+
+        Returns:
+            Thumbnail strips written.
+        """
+        alive = self.collection("videos").row_of
+        clash = [i for i in ids if i in alive]
+        if clash:
+            raise HanetError(f"{self.dir}: already holds video(s) {', '.join(clash[:5])}")
+        if len(set(ids)) != len(ids):
+            raise DataError("duplicate video ids in one add")
+        shapes = field_shapes(self.config.model, "videos", proxy_dim(self.config.model))
+        seg = SegmentWriter(self.dir, "videos", self._segment_name("videos"), len(ids), shapes)
+        made = 0
+        try:
+            row = 0
+            proxies = np.empty((len(ids), shapes[PROXY_FIELD][0][0]), np.float32)
+            for fields, metas in batches:
+                n = len(metas)
+                if thumbs is not None:
+                    for j, meta in enumerate(metas):
+                        ok = thumbs(seg.thumbs_dir / f"{row + j}.jpg", row + j, meta)
+                        meta["thumbnail"] = bool(ok)
+                        made += int(ok)
+                seg.write(row, fields, ids[row:row + n], metas)
+                proxies[row:row + n] = fields[PROXY_FIELD]
+                row += n
+            if row != len(ids):
+                raise RuntimeError(f"batches covered {row} videos, expected {len(ids)}")
+            entry = seg.finish()
+        except BaseException:
+            seg.abort()
+            raise
+        self._commit("videos", entry, proxies)
+        return made
+
+    def add_from_features(self, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
+                          names: Optional[Sequence[str]] = None, videos_dir: Optional[Path] = None,
+                          replace: bool = False, batch_size: int = DEFAULT_BATCH,
+                          segment_size: int = DEFAULT_SEGMENT, thumbnails: bool = True,
+                          report: Optional[BuildReport] = None) -> BuildReport:
+        """Encode the videos of feature files and add them, committing every ``segment_size``.
+
+        Args:
+            features: HDF5 feature file(s) (several are concatenated per frame, as in training).
+            names: videos to add (default: every video of the first file).
+            videos_dir: folder of the video files (thumbnails and previews).
+            replace: re-encode videos already indexed (their old rows are deleted); otherwise
+                they are skipped.
+            batch_size: videos per encoder call.
+            segment_size: videos per segment (a crash loses at most one segment's work).
+            thumbnails: make thumbnail strips where the video file is found.
+            report: a report to extend.
+        """
+        from hanet.data.formats import feature_key, pad_or_subsample
+
+        t0 = time.time()
+        rep = report or BuildReport(str(self.dir))
+        src = _open_features(features)
+        dims = src.store.dims()
+        want_dim = self.config.model.video.dim_input
+        if sum(dims) != want_dim:
+            raise DataError(f"{', '.join(map(str, src.store.files))}: {sum(dims)}-d features, but the index's model "
+                            f"expects {want_dim}-d (config video.dim_fts)")
+        all_names = [feature_key(n) for n in (names if names is not None else src.names())]
+        missing = src.store.missing(all_names)
+        if missing:
+            raise DataError(f"{missing[0][1]}: no features for {len(missing)} video(s), e.g. {missing[0][0]}")
+        if len(set(all_names)) != len(all_names):
+            raise DataError("the names list repeats a video")
+        alive = self.collection("videos").row_of
+        present = [n for n in all_names if n in alive]
+        if replace and present:
+            self.delete(present)
+            rep.replaced += present
+        elif present:
+            rep.skipped += present
+        todo = [n for n in all_names if replace or n not in alive]
+        T = self.config.model.max_frames_in_video
+        model, variant = self.model, self.variant
+
+        def batches(chunk: list[str]):
+            for s in range(0, len(chunk), batch_size):
+                part = chunk[s:s + batch_size]
+                feats, lens, metas = [], [], []
+                for n in part:
+                    raw = src.store.get(n)
+                    x, length = pad_or_subsample(raw, T)
+                    feats.append(x)
+                    lens.append(length)
+                    metas.append(_video_meta(n, src.attrs(n), raw.shape[0], T, videos_dir))
+                with torch.no_grad():
+                    out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
+                yield video_fields(out, variant), metas
+
+        def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
+            if not thumbnails or not meta.get("source"):
+                return False
+            from hanet.index.thumbs import make_strip
+
+            try:
+                make_strip(Path(meta["source"]), path, meta.get("frame_times"), int(meta["length"]),
+                           sampling=src.sampling, subsample=meta.get("frame_index"))
+                return True
+            except (DataError, OSError, ValueError) as exc:
+                rep.thumbnail_failures.append(f"{meta['id']}: {exc}")
+                return False
+
+        for s in range(0, len(todo), segment_size):
+            chunk = todo[s:s + segment_size]
+            rep.thumbnails += self.add_encoded(chunk, batches(chunk), thumb)
+            rep.added += chunk
+            self._say(f"index: {s + len(chunk)}/{len(todo)} videos encoded and committed")
+        src.store.close()
+        rep.generation = int(self.manifest["generation"])
+        rep.seconds += time.time() - t0
+        return rep
+
+    # ------------------------------------------------------------------ captions
+    def add_captions(self, captions: dict[str, list[str]], graphs: Optional[dict[str, Any]] = None,
+                     batch_size: int = 256) -> int:
+        """Index captions for video-to-text search (captions of videos not in the index are skipped).
+
+        Args:
+            captions: ``{video_id: [caption, ...]}``.
+            graphs: ``{canonical caption: [nodes, edges]}``; captions without one are parsed by spaCy.
+            batch_size: captions per encoder call.
+
+        Returns:
+            Captions added.
+        """
+        from hanet.index.query import QueryEncoder
+        from hanet.text.normalize import normalize_caption
+
+        alive = self.collection("videos").row_of
+        have = {(m.get("video"), m.get("text")) for m in self._caption_metas()}
+        items: list[tuple[str, str]] = []
+        for vid, caps in captions.items():
+            key = vid.replace("/", "_")
+            if key not in alive:
+                continue
+            for c in caps:
+                norm = normalize_caption(c)
+                if norm and (key, norm) not in have:
+                    have.add((key, norm))
+                    items.append((key, norm))
+        if not items:
+            return 0
+        if self._text_encoder is None:
+            self._text_encoder = QueryEncoder(self.model, self.word2int, max_chars=10 ** 7, cache_size=0)
+        enc = self._text_encoder
+        shapes = field_shapes(self.config.model, "captions", proxy_dim(self.config.model))
+        seg = SegmentWriter(self.dir, "captions", self._segment_name("captions"), len(items), shapes)
+        base = self.collection("captions").size
+        try:
+            proxies = np.empty((len(items), shapes[PROXY_FIELD][0][0]), np.float32)
+            for s in range(0, len(items), batch_size):
+                part = items[s:s + batch_size]
+                texts = [t for _, t in part]
+                g = None
+                if graphs is not None and all(t in graphs for t in texts):
+                    g = [graphs[t] for t in texts]
+                elif graphs is not None:
+                    parsed = iter(enc._graphs([t for t in texts if t not in graphs]))
+                    g = [graphs[t] if t in graphs else next(parsed) for t in texts]
+                out = enc.encode(texts, graphs=g, allow_unknown=True)
+                fields = text_fields(out.text, self.variant)
+                seg.write(s, fields, [f"c{base + s + j}" for j in range(len(part))],
+                          [{"video": v, "text": t} for v, t in part])
+                proxies[s:s + len(part)] = fields[PROXY_FIELD]
+                self._say(f"captions: {s + len(part)}/{len(items)} encoded")
+            entry = seg.finish()
+        except BaseException:
+            seg.abort()
+            raise
+        self._commit("captions", entry, proxies)
+        return len(items)
+
+    def _caption_metas(self) -> list[dict[str, Any]]:
+        coll = self.collection("captions")
+        return [m for s in coll.segments for m in s.meta()]
+
+    # ------------------------------------------------------------------ delete
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Delete videos (and their captions) by tombstones: no rebuild, one commit.
+
+        Args:
+            ids: video ids.
+            missing_ok: ignore ids that are not in the index instead of refusing.
+
+        Returns:
+            Videos deleted.
+        """
+        videos = self.collection("videos")
+        unknown = [i for i in ids if i not in videos.row_of]
+        if unknown and not missing_ok:
+            raise HanetError(f"{self.dir}: no such video(s): {', '.join(map(str, unknown[:10]))}")
+        rows = np.array(sorted({videos.row_of[i] for i in ids if i in videos.row_of}), np.int64)
+        if not len(rows):
+            return 0
+        gone = {videos.ids[r] for r in rows.tolist()}
+        caps = self.collection("captions")
+        crow: list[int] = []
+        for k, seg in enumerate(caps.segments):
+            base = int(caps.offsets[k])
+            crow += [base + j for j, m in enumerate(seg.meta()) if m.get("video") in gone]
+        crows = np.array(crow, np.int64)
+        crows = crows[caps.alive[crows]] if len(crows) else crows
+        self._commit("videos", dead={"videos": rows, "captions": crows})
+        return int(len(rows))
+
+
+def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_dir: Optional[Path]) -> dict[str, Any]:
+    from hanet.index.thumbs import find_video
+
+    length = min(n_frames, T)
+    index = (np.arange(n_frames) if n_frames < T
+             else np.round(np.linspace(0, n_frames - 1, T)).astype(np.int64))
+    times = attrs.get("timestamps")
+    frame_times = None
+    if isinstance(times, list) and len(times) == n_frames:
+        frame_times = [round(float(times[i]), 4) for i in index.tolist()]
+    source = attrs.get("source")
+    path = find_video(name, videos_dir, source if isinstance(source, str) else None)
+    meta = {"id": name, "length": int(length), "feature_frames": int(n_frames), "frame_index": index.tolist(),
+            "frame_times": frame_times, "source": None if path is None else str(path),
+            "duration": attrs.get("duration"), "width": attrs.get("width"), "height": attrs.get("height")}
+    return meta
+
+
+# ---------------------------------------------------------------------- public functions
+def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: dict[str, int], *,
+                 source: str = "", concepts: Optional[dict[str, list[str]]] = None, faiss_spec: str = DEFAULT_SPEC,
+                 nprobe: int = 64) -> None:
+    """Create an empty index for a model (or accept an existing empty one of the same model).
+
+    Args:
+        out_dir: the index directory.
+        model: the :class:`~hanet.model.HANet`.
+        config: its :class:`~hanet.config.HANetConfig`.
+        word2int: its vocabulary.
+        source: where the model came from (recorded).
+        concepts: concept names by id (``{"verb": [...], "noun": [...]}``), or None.
+        faiss_spec: first-stage FAISS index (``Flat``: exact; ``IVF4096,Flat``, ``SQfp16``...).
+        nprobe: IVF cells visited per query.
+
+    Raises:
+        HanetError: the directory holds a non-empty index or other files.
+    """
+    from hanet import __version__
+    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_torch_save
+
+    d = Path(out_dir)
+    fp = model_fingerprint(model)
+    if (d / "manifest.json").exists():
+        m = read_manifest(d)
+        n = sum(s["count"] for s in m["videos"]["segments"])
+        if n or m["model"]["fingerprint"] != fp:
+            raise HanetError(f"{d}: already holds an index ({n} videos); add to it with `hanet index add`, "
+                             f"or choose a new --out")
+        return
+    if d.exists() and any(p.name != ".lock" for p in d.iterdir()):
+        raise HanetError(f"{d}: exists and is not empty; choose a new --out for the index")
+    max_id = max(word2int.values(), default=-1)
+    if max_id >= config.model.text.num_words:
+        raise DataError(f"vocabulary ids go up to {max_id} but the model has num_words={config.model.text.num_words}")
+    with IndexLock(d):
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": "index",
+                           "config": config.to_dict(), "variant": model.variant, "model": model.state_dict()},
+                          d / MODEL_FILE)
+        atomic_write_text(d / VOCAB_FILE, json.dumps(word2int))
+        if concepts is not None:
+            atomic_write_text(d / CONCEPTS_FILE, json.dumps(concepts))
+        now = time.time()
+        empty = {"segments": [], "tombstones": None, "faiss": None, "count": 0, "deleted": 0}
+        write_manifest(d, {
+            "format": INDEX_FORMAT, "version": INDEX_VERSION, "generation": 0, "created": now, "updated": now,
+            "hanet_version": __version__,
+            "model": {"fingerprint": fp, "variant": model.variant, "source": source,
+                      "config": config.to_dict()["model"]},
+            "faiss": {"spec": faiss_spec, "nprobe": int(nprobe)},
+            "proxy_dim": proxy_dim(config.model),
+            "concepts": concepts is not None,
+            "videos": dict(empty), "captions": dict(empty),
+        })
+
+
+def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | os.PathLike] | str | os.PathLike,
+                out_dir: str | os.PathLike, *, checkpoint: Optional[str | os.PathLike] = None,
+                videos_dir: Optional[str | os.PathLike] = None, captions: Optional[str | os.PathLike | dict] = None,
+                rolegraphs: Optional[str | os.PathLike] = None, names: Optional[Sequence[str] | str] = None,
+                faiss_spec: str = DEFAULT_SPEC, nprobe: int = 64, batch_size: int = DEFAULT_BATCH,
+                segment_size: int = DEFAULT_SEGMENT, thumbnails: bool = True,
+                vocab: Optional[str | os.PathLike] = None, concepts: Optional[str | os.PathLike] = None,
+                progress: bool = False) -> BuildReport:
+    """Build an index of the videos of feature files with a trained run.
+
+    Args:
+        run_dir: the run (its best checkpoint, else last); None with ``checkpoint``.
+        features: HDF5 feature file(s) from ``hanet extract`` (or the released format).
+        out_dir: the new index directory.
+        checkpoint: a checkpoint file instead of the run's default.
+        videos_dir: folder of the video files, for thumbnails and previews (default: the paths
+            the feature file records, where they exist).
+        captions: ``{video: [caption, ...]}`` (a file or a dict) to index for video-to-text search.
+        rolegraphs: role graphs of those captions (default: ``sent2rolegraph.augment.json``
+            beside the caption file; captions without a graph are parsed with spaCy).
+        names: videos to index (a list, a ``.npy`` or a text file; default: all).
+        faiss_spec: the first-stage FAISS index.
+        nprobe: IVF cells visited per query.
+        batch_size: videos per encoder call.
+        segment_size: videos per committed segment.
+        thumbnails: make thumbnail strips.
+        vocab: ``word2int.json`` (default: the run's dataset's).
+        concepts: folder with ``verb_concepts.json`` / ``noun_concepts.json`` (default: beside
+            the vocabulary, if there).
+        progress: print progress.
+
+    Returns:
+        :class:`BuildReport`.
+    """
+    t0 = time.time()
+    model, cfg, ckpt = _load_run_model(run_dir, checkpoint)
+    word2int, vocab_path = _run_vocab(run_dir, vocab)
+    names_list = _read_names(names)
+    concept_names = _concept_names(Path(concepts) if concepts else vocab_path.parent, cfg.model)
+    caps, graphs = _load_captions(captions, rolegraphs)
+    create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names,
+                 faiss_spec=faiss_spec, nprobe=nprobe)
+    with IndexWriter(out_dir, progress=progress) as w:
+        rep = w.add_from_features(features, names=names_list, videos_dir=Path(videos_dir) if videos_dir else None,
+                                  batch_size=batch_size, segment_size=segment_size, thumbnails=thumbnails)
+        if caps is not None:
+            rep.captions_added = w.add_captions(caps, graphs)
+        rep.generation = int(w.manifest["generation"])
+    rep.seconds = time.time() - t0
+    return rep
+
+
+def add_videos(index_dir: str | os.PathLike, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
+               run_dir: Optional[str | os.PathLike] = None, checkpoint: Optional[str | os.PathLike] = None,
+               videos_dir: Optional[str | os.PathLike] = None, captions: Optional[str | os.PathLike | dict] = None,
+               rolegraphs: Optional[str | os.PathLike] = None, names: Optional[Sequence[str] | str] = None,
+               replace: bool = False, batch_size: int = DEFAULT_BATCH, segment_size: int = DEFAULT_SEGMENT,
+               thumbnails: bool = True, progress: bool = False) -> BuildReport:
+    """Add the videos of feature files to an index (those already in it are skipped unless ``replace``).
+
+    Args:
+        index_dir: the index.
+        features: HDF5 feature file(s).
+        run_dir, checkpoint: if given, the model must be the index's own (checked by fingerprint);
+            the index's stored model is used either way.
+        videos_dir, captions, rolegraphs, names, batch_size, segment_size, thumbnails, progress:
+            as in :func:`build_index`.
+        replace: re-encode videos already indexed.
+
+    Returns:
+        :class:`BuildReport`.
+    """
+    t0 = time.time()
+    caps, graphs = _load_captions(captions, rolegraphs)
+    with IndexWriter(index_dir, progress=progress) as w:
+        if run_dir is not None or checkpoint is not None:
+            model, _, ckpt = _load_run_model(run_dir, checkpoint)
+            w.check_model(model, str(ckpt))
+        rep = w.add_from_features(features, names=_read_names(names),
+                                  videos_dir=Path(videos_dir) if videos_dir else None, replace=replace,
+                                  batch_size=batch_size, segment_size=segment_size, thumbnails=thumbnails)
+        if caps is not None:
+            rep.captions_added = w.add_captions(caps, graphs)
+        rep.generation = int(w.manifest["generation"])
+    rep.seconds = time.time() - t0
+    return rep
+
+
+def delete_videos(index_dir: str | os.PathLike, ids: Sequence[str], missing_ok: bool = False) -> int:
+    """Delete videos from an index without rebuilding it (tombstones, one commit).
+
+    Returns:
+        Videos deleted.
+    """
+    with IndexWriter(index_dir) as w:
+        return w.delete(list(ids), missing_ok=missing_ok)
+
+
+def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
+    """A summary of an index: sizes, model, FAISS stage, disk use."""
+    d = Path(index_dir)
+    m = read_manifest(d)
+    videos, caps = Collection(d, "videos", m), Collection(d, "captions", m)
+    mc = m["model"]["config"]
+    disk = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    return {
+        "index": str(d), "generation": m["generation"], "hanet_version": m.get("hanet_version"),
+        "videos": videos.num_alive, "videos_deleted": videos.size - videos.num_alive,
+        "captions": caps.num_alive, "segments": len(videos.segments) + len(caps.segments),
+        "model": {"fingerprint": m["model"]["fingerprint"][:16], "variant": m["model"]["variant"],
+                  "source": m["model"].get("source"), "dim_embed": mc["video"]["dim_embed"],
+                  "max_frames_in_video": mc["max_frames_in_video"], "num_verb_concepts": mc["num_verb_concepts"],
+                  "num_noun_concepts": mc["num_noun_concepts"]},
+        "faiss": m["faiss"], "proxy_dim": m["proxy_dim"], "concept_names": bool(m.get("concepts")),
+        "disk_bytes": disk, "updated": m.get("updated"),
+    }
+
+
+__all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "index_info", "create_index",
+           "video_fields", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]

@@ -1,0 +1,128 @@
+"""``hanet index``: build, add to, delete from and describe a search index.
+
+Examples::
+
+    hanet index build --run runs/synth --features feats.hdf5 --out idx --videos videos/ \\
+        --captions data/ref_captions.json
+    hanet index add idx --features new_feats.hdf5 --videos new_videos/
+    hanet index delete idx video12 video40
+    hanet index info idx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _common_add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", required=True, nargs="+", metavar="FEATURES.hdf5",
+                   help="feature file(s) from `hanet extract` (several are concatenated per frame)")
+    p.add_argument("--videos", metavar="DIR", help="folder of the video files, for thumbnails and previews "
+                   "(default: the paths recorded in the feature file, where they exist)")
+    p.add_argument("--captions", metavar="JSON", help="{video: [caption, ...]} to index for video-to-text search")
+    p.add_argument("--rolegraphs", metavar="JSON", help="role graphs of those captions (default: "
+                   "sent2rolegraph.augment.json beside the caption file; others are parsed with spaCy)")
+    p.add_argument("--names", metavar="FILE", help="only these videos (.npy of names, or one name per line)")
+    p.add_argument("--batch-size", type=int, default=64, help="videos per encoder call (default 64)")
+    p.add_argument("--segment-size", type=int, default=20000,
+                   help="videos per committed segment: a crash loses at most one (default 20000)")
+    p.add_argument("--no-thumbnails", action="store_true", help="do not decode videos for thumbnail strips")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="index_command", metavar="ACTION")
+    b = sub.add_parser("build", help="encode the videos of feature files into a new index")
+    b.add_argument("--run", help="run directory of the trained model (its best checkpoint, else last)")
+    b.add_argument("--checkpoint", help="a checkpoint file instead of the run's default")
+    b.add_argument("--out", required=True, help="the new index directory")
+    _common_add(b)
+    b.add_argument("--vocab", help="word2int.json (default: the run's dataset's)")
+    b.add_argument("--concepts", metavar="DIR", help="folder with verb_concepts.json / noun_concepts.json "
+                   "(default: beside the vocabulary)")
+    b.add_argument("--faiss", default="Flat", metavar="SPEC",
+                   help="first-stage FAISS index: Flat (exact, default), SQfp16, or e.g. IVF1024,Flat for "
+                        "collections of millions")
+    b.add_argument("--nprobe", type=int, default=64, help="IVF cells visited per query (default 64)")
+
+    a = sub.add_parser("add", help="add the videos of feature files (already indexed ones are skipped)")
+    a.add_argument("index", help="the index directory")
+    _common_add(a)
+    a.add_argument("--run", help="check that this run's model is the index's (refused otherwise)")
+    a.add_argument("--checkpoint", help="check this checkpoint instead")
+    a.add_argument("--replace", action="store_true", help="re-encode videos already indexed")
+
+    d = sub.add_parser("delete", help="delete videos (no rebuild)")
+    d.add_argument("index", help="the index directory")
+    d.add_argument("ids", nargs="*", metavar="ID", help="video ids")
+    d.add_argument("--ids-file", help="a file with one id per line")
+    d.add_argument("--missing-ok", action="store_true", help="ignore ids that are not in the index")
+
+    i = sub.add_parser("info", help="describe an index")
+    i.add_argument("index", help="the index directory")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hanet.errors import HanetError
+
+    cmd = getattr(args, "index_command", None)
+    if cmd is None:
+        print("hanet index: choose an action: build, add, delete or info (see hanet index --help)", file=sys.stderr)
+        return 2
+    if cmd == "info":
+        from hanet.index.build import index_info
+
+        info = index_info(args.index)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            m = info["model"]
+            print(f"{info['index']}: {info['videos']} videos ({info['videos_deleted']} deleted), "
+                  f"{info['captions']} captions, generation {info['generation']}\n"
+                  f"  model {m['fingerprint']} ({m['variant']}, d={m['dim_embed']}, T={m['max_frames_in_video']}) "
+                  f"from {m['source']}\n"
+                  f"  first stage: FAISS {info['faiss']['spec']} on {info['proxy_dim']}-d proxies\n"
+                  f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)")
+        return 0
+    if cmd == "delete":
+        from hanet.index.build import delete_videos
+
+        ids = list(args.ids)
+        if args.ids_file:
+            try:
+                with open(args.ids_file) as f:
+                    ids += [line.strip() for line in f if line.strip()]
+            except OSError as exc:
+                raise HanetError(f"{args.ids_file}: {exc.strerror}") from None
+        if not ids:
+            raise HanetError("give the ids of the videos to delete")
+        n = delete_videos(args.index, ids, missing_ok=args.missing_ok)
+        print(f"{args.index}: deleted {n} video(s)")
+        return 0
+
+    from hanet.index.build import add_videos, build_index
+
+    if args.batch_size < 1 or args.segment_size < 1:
+        raise HanetError("--batch-size and --segment-size must be >= 1")
+    common = dict(videos_dir=args.videos, captions=args.captions, rolegraphs=args.rolegraphs, names=args.names,
+                  batch_size=args.batch_size, segment_size=args.segment_size, thumbnails=not args.no_thumbnails,
+                  progress=not args.quiet)
+    if cmd == "build":
+        if not args.run and not args.checkpoint:
+            raise HanetError("give --run RUN_DIR (or --checkpoint FILE)")
+        rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, vocab=args.vocab,
+                          concepts=args.concepts, faiss_spec=args.faiss, nprobe=args.nprobe, **common)
+    else:
+        rep = add_videos(args.index, args.features, run_dir=args.run, checkpoint=args.checkpoint,
+                         replace=args.replace, **common)
+    if args.json:
+        d = rep.to_dict()
+        d["added"], d["skipped"], d["replaced"] = len(rep.added), len(rep.skipped), len(rep.replaced)
+        print(json.dumps(d, indent=2))
+    else:
+        print(rep.summary())
+    return 0

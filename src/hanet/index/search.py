@@ -1,0 +1,526 @@
+"""Searching an index: two-stage (FAISS candidates, then the full HANet score) or exhaustive.
+
+Two-stage: the query's proxy vector (see :mod:`hanet.index.faiss_stage`) picks ``candidates``
+videos by FAISS inner product; those are scored with all seven HANet scores and ranked by the
+fused score. Exhaustive: every live video is scored the same way, in chunks, so its answer is
+exact; two-stage returns the same top-k whenever the exact top-k is among the candidates.
+
+Both paths rank by (fused score descending, row ascending), so ties are broken the same way.
+
+Public API:
+    MODES = ("two-stage", "exhaustive"); DEFAULT_CANDIDATES
+    @dataclass Hit, CaptionHit, SearchResult, CaptionResult (to_dict())
+    SearchIndex.open(index_dir, *, run=None, checkpoint=None, parser=None, max_query_chars=1000,
+                     faiss_threads=1) -> SearchIndex
+        .search(text, k=10, mode='two-stage', candidates=None) -> list[Hit]
+        .search_result(text, k=10, mode='two-stage', candidates=None) -> SearchResult
+        .rank_encoded(text_out, k, mode, candidates) -> (rows (Q, k), fused (Q, k))
+        .search_captions(video_id, k=10, mode='two-stage', candidates=None) -> CaptionResult
+        .explain(text, video_id) -> hanet.index.explain.Explanation
+        .video(video_id) -> dict;  .thumbnail(video_id) -> Path | None;  .source(video_id) -> Path | None
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from hanet.errors import HanetError
+from hanet.index.faiss_stage import FirstStage, make_proxy
+from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
+from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
+                               read_manifest)
+from hanet.model.scoring import SCORE_NAMES, ScoreOutput
+
+MODES = ("two-stage", "exhaustive")
+DEFAULT_CANDIDATES = 500
+"""Videos the first stage hands to full scoring. An index of at most this many live videos is
+scored exhaustively whatever the mode."""
+PAIR_BUDGET = 2_000_000
+"""(video, query) pairs scored at once in exhaustive mode (bounds the temporaries)."""
+MAX_CHUNK = 4096
+"""Videos (or captions) read from the memory maps at once in exhaustive mode."""
+_VIDEO_FLOATS = ("global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs")
+_TEXT_FLOATS = ("global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases", "verb_probs",
+                "noun_probs")
+
+
+@dataclass
+class Hit:
+    """One retrieved video.
+
+    Attributes:
+        rank: 1-based.
+        video_id: the video.
+        score: the fused HANet score (what ranks).
+        scores: the seven scores.
+    """
+
+    rank: int
+    video_id: str
+    score: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CaptionHit:
+    """One retrieved caption (video-to-text).
+
+    Attributes:
+        rank: 1-based.
+        caption: the caption (canonical form).
+        video_id: the video it was written for.
+        score: fused score.
+        scores: the seven scores.
+    """
+
+    rank: int
+    caption: str
+    video_id: str
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass
+class SearchResult:
+    """A text-to-video search and what it did.
+
+    Attributes:
+        query: as typed.
+        normalized: what was encoded.
+        mode: ``two-stage`` or ``exhaustive``.
+        k: hits asked for.
+        candidates: videos scored with the full model.
+        total: live videos in the index.
+        hits: best first.
+        warnings: about the query (unknown words, no verb phrase, cut words).
+        timings_ms: ``encode``, ``first_stage``, ``rescore``, ``total``.
+    """
+
+    query: str
+    normalized: str
+    mode: str
+    k: int
+    candidates: int
+    total: int
+    hits: list[Hit]
+    warnings: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CaptionResult:
+    """A video-to-text search."""
+
+    video_id: str
+    mode: str
+    k: int
+    candidates: int
+    total: int
+    hits: list[CaptionHit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _to_float(a: np.ndarray) -> torch.Tensor:
+    # torch's float16 -> float32 conversion is vectorised (numpy's is several times slower).
+    return torch.from_numpy(np.ascontiguousarray(a)).float()
+
+
+def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
+    """Stored encodings of videos as a :class:`~hanet.model.video.VideoEncoderOutput` (float32).
+
+    Args:
+        coll: the videos.
+        rows: (n,) rows.
+        with_peaks: also load the selected concepts and their frames (explanations).
+    """
+    from hanet.model.video import VideoEncoderOutput
+
+    f = {name: _to_float(coll.gather(name, rows)) for name in _VIDEO_FLOATS}
+    lengths = torch.from_numpy(coll.gather("lengths", rows).astype(np.int64))
+    if with_peaks:
+        ints = {name: torch.from_numpy(coll.gather(name, rows).astype(np.int64))
+                for name in ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
+    else:
+        empty = torch.zeros(len(rows), 0, dtype=torch.int64)
+        ints = {"top_verbs": empty, "top_nouns": empty, "verb_peaks": empty, "noun_peaks": empty}
+    return VideoEncoderOutput(lengths=lengths, verb_frame_probs=None, noun_frame_probs=None, **f, **ints)
+
+
+def text_outputs(coll: Collection, rows: np.ndarray):
+    """Stored caption encodings as a :class:`~hanet.model.text.TextEncoderOutput` (float32)."""
+    from hanet.model.text import TextEncoderOutput
+
+    f = {name: _to_float(coll.gather(name, rows)) for name in _TEXT_FLOATS}
+    ints = {name: torch.from_numpy(coll.gather(name, rows).astype(np.int64))
+            for name in ("verb_lens", "noun_lens", "lengths")}
+    return TextEncoderOutput(word_attn=torch.zeros(len(rows), 1), **f, **ints)
+
+
+def _merge_topk(best_rows: np.ndarray, best_scores: np.ndarray, rows: np.ndarray, scores: np.ndarray,
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the k best of (previous best, new block) per query, ties to the lower row.
+
+    Args:
+        best_rows, best_scores: (Q, k0), ranked.
+        rows: (n,) ascending, all above every row of ``best_rows``.
+        scores: (Q, n).
+        k: how many to keep.
+    """
+    Q = scores.shape[0]
+    all_rows = np.concatenate([best_rows, np.broadcast_to(rows, (Q, len(rows)))], axis=1)
+    all_scores = np.concatenate([best_scores, scores], axis=1)
+    # Stable sort on -score: earlier columns (lower rows, see Args) win ties.
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(all_rows, order, 1), np.take_along_axis(all_scores, order, 1)
+
+
+class SearchIndex:
+    """An index opened read-only for searching (thread-safe).
+
+    Use :meth:`open`.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], model: Any, word2int: dict[str, int],
+                 concepts: Optional[dict[str, list[str]]], videos: Collection, captions: Collection,
+                 stages: dict[str, Optional[FirstStage]], queries: QueryEncoder) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.model = model
+        self.config = model.config
+        self.word2int = word2int
+        self.concepts = concepts
+        self.videos = videos
+        self.captions = captions
+        self.stages = stages
+        self.queries = queries
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike, *, run: Optional[str | os.PathLike] = None,
+             checkpoint: Optional[str | os.PathLike] = None, parser: Any = None, max_query_chars: int = 1000,
+             faiss_threads: Optional[int] = 1) -> "SearchIndex":
+        """Open an index read-only (arrays memory-mapped, FAISS index memory-mapped where possible).
+
+        Args:
+            index_dir: the index.
+            run, checkpoint: if given, must be the model the index was built with (checked by
+                fingerprint): an index built by another model is refused.
+            parser: a loaded :class:`~hanet.text.rolegraph.RoleGraphParser` to share; None
+                loads spaCy on the first query.
+            max_query_chars: longer queries are refused.
+            faiss_threads: OpenMP threads for FAISS (None leaves FAISS's default); one query
+                at a time gains little from more, and concurrent requests already use the cores.
+
+        Raises:
+            IndexFormatError: not an index, damaged, another format version, or another model.
+        """
+        from hanet.run import model_from_checkpoint
+
+        path = Path(index_dir)
+        for attempt in range(2):
+            manifest = read_manifest(path)
+            try:
+                videos = Collection(path, "videos", manifest)
+                captions = Collection(path, "captions", manifest)
+                stages: dict[str, Optional[FirstStage]] = {}
+                for part, coll in (("videos", videos), ("captions", captions)):
+                    rel = manifest[part].get("faiss")
+                    st = None
+                    if rel:
+                        spec = manifest["faiss"]["spec"] if part == "videos" else "Flat"
+                        st = FirstStage.load(path / rel, spec, manifest["faiss"].get("nprobe", 64))
+                        if st.ntotal != coll.size:
+                            raise IndexFormatError(f"{path / rel}: holds {st.ntotal} vectors for {coll.size} {part}")
+                    stages[part] = st
+                break
+            except (FileNotFoundError, HanetError):
+                # A writer may have committed (and removed the old files) between our reads.
+                if attempt == 1 or read_manifest(path).get("generation") == manifest.get("generation"):
+                    raise
+        if faiss_threads is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(int(faiss_threads))
+        model, cfg, _ = model_from_checkpoint(path / MODEL_FILE, device="cpu")
+        fp = model_fingerprint(model)
+        if fp != manifest["model"]["fingerprint"]:
+            raise IndexFormatError(f"{path / MODEL_FILE}: is not the model this index was built with "
+                                   f"(fingerprint {fp[:12]} vs {manifest['model']['fingerprint'][:12]})")
+        if run is not None or checkpoint is not None:
+            from hanet.run import RunDir
+
+            ck = Path(checkpoint) if checkpoint is not None else RunDir(run).default_checkpoint()
+            other, _, _ = model_from_checkpoint(ck, device="cpu")
+            ofp = model_fingerprint(other)
+            if ofp != fp:
+                raise IndexFormatError(
+                    f"{path}: was built by another model (fingerprint {fp[:12]}, from "
+                    f"{manifest['model'].get('source')}) than {ck} (fingerprint {ofp[:12]}); rebuild the index "
+                    f"with this model (`hanet index build`) or search without --run")
+        word2int = json.loads((path / VOCAB_FILE).read_text())
+        concepts = json.loads((path / CONCEPTS_FILE).read_text()) if (path / CONCEPTS_FILE).is_file() else None
+        queries = QueryEncoder(model, word2int, parser=parser, max_chars=max_query_chars)
+        return cls(path, manifest, model, word2int, concepts, videos, captions, stages, queries)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_videos(self) -> int:
+        return self.videos.num_alive
+
+    @property
+    def num_captions(self) -> int:
+        return self.captions.num_alive
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["model"]["fingerprint"])
+
+    @property
+    def variant(self) -> str:
+        return str(self.manifest["model"]["variant"])
+
+    @property
+    def generation(self) -> int:
+        return int(self.manifest["generation"])
+
+    def score_names(self) -> tuple[str, ...]:
+        return ("sent",) if self.variant == "global" else SCORE_NAMES
+
+    def concept_name(self, kind: str, cid: int) -> str:
+        if self.concepts and kind in self.concepts and 0 <= cid < len(self.concepts[kind]):
+            return self.concepts[kind][cid]
+        return f"{kind}#{cid}"
+
+    def row(self, video_id: str) -> int:
+        """The row of a live video.
+
+        Raises:
+            KeyError: no such video.
+        """
+        if not isinstance(video_id, str) or video_id not in self.videos.row_of:
+            raise KeyError(video_id)
+        return self.videos.row_of[video_id]
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def _score(self, video: Any, text: Any) -> ScoreOutput:
+        return self.model.score(video, text)
+
+    @torch.no_grad()
+    def _fused(self, video: Any, text: Any) -> np.ndarray:
+        return self.model.fused_score(self._score(video, text)).numpy()
+
+    def _check(self, k: int, mode: str, candidates: Optional[int]) -> int:
+        if mode not in MODES:
+            raise HanetError(f"unknown search mode {mode!r}; choose {' or '.join(MODES)}")
+        if int(k) < 1:
+            raise HanetError(f"k must be >= 1, not {k}")
+        c = DEFAULT_CANDIDATES if candidates is None else int(candidates)
+        if c < 1:
+            raise HanetError(f"candidates must be >= 1, not {candidates}")
+        return max(c, int(k))
+
+    def rank_encoded(self, text: Any, k: int = 10, mode: str = "two-stage",
+                     candidates: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Rank the index's videos for encoded queries.
+
+        Args:
+            text: :class:`~hanet.model.text.TextEncoderOutput` of Q queries.
+            k: videos per query.
+            mode: ``two-stage`` or ``exhaustive``.
+            candidates: first-stage candidates per query (two-stage).
+
+        Returns:
+            (rows (Q, k') int64, fused scores (Q, k') float32, videos scored per query), k' =
+            min(k, live videos).
+        """
+        c = self._check(k, mode, candidates)
+        coll = self.videos
+        n_alive = coll.num_alive
+        Q = len(text)
+        k = min(int(k), n_alive)
+        if k == 0:
+            return np.zeros((Q, 0), np.int64), np.zeros((Q, 0), np.float32), 0
+        if mode == "exhaustive" or n_alive <= c or self.stages.get("videos") is None:
+            best_rows = np.zeros((Q, 0), np.int64)
+            best_scores = np.zeros((Q, 0), np.float32)
+            chunk = max(64, min(MAX_CHUNK, PAIR_BUDGET // max(Q, 1)))
+            for rows in coll.chunks(chunk):
+                fused = self._fused(video_outputs(coll, rows), text).T  # (Q, n)
+                best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
+            return best_rows, best_scores, n_alive
+        proxies = make_proxy(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
+                             self.variant)
+        _, cand = self.stages["videos"].search(proxies, c, None if coll.alive.all() else coll.alive)
+        out_rows = np.zeros((Q, k), np.int64)
+        out_scores = np.zeros((Q, k), np.float32)
+        for q in range(Q):  # one query's candidates at a time (each query has its own)
+            rows = np.sort(cand[q][cand[q] >= 0])
+            fused = self._fused(video_outputs(coll, rows), text.select(slice(q, q + 1)))[:, 0]
+            order = np.argsort(-fused, kind="stable")[:k]
+            out_rows[q, :len(order)] = rows[order]
+            out_scores[q, :len(order)] = fused[order]
+        return out_rows, out_scores, int(min(c, n_alive))
+
+    def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
+        """(7, n) the seven scores of rows for one query."""
+        if not len(rows):
+            return np.zeros((len(SCORE_NAMES), 0), np.float32)
+        sc = self._score(video_outputs(self.videos, rows), text)
+        return sc.stack()[:, :, 0].numpy()
+
+    # ------------------------------------------------------------------ text -> video
+    def encode(self, text: str) -> EncodedQueries:
+        """Encode a query (cached).
+
+        Raises:
+            QueryError: empty, too long, or no known word.
+        """
+        return self.queries.encode_one(text)
+
+    def search_result(self, text: str, k: int = 10, mode: str = "two-stage",
+                      candidates: Optional[int] = None) -> SearchResult:
+        """Search with a text query, with warnings and timings.
+
+        Args:
+            text: the query.
+            k: hits.
+            mode: ``two-stage`` (default) or ``exhaustive``.
+            candidates: first-stage candidates (default :data:`DEFAULT_CANDIDATES`).
+
+        Raises:
+            QueryError: a query that cannot be searched.
+            HanetError: a bad k, mode or candidate count.
+        """
+        self._check(k, mode, candidates)
+        t0 = time.perf_counter()
+        enc = self.encode(text)
+        t1 = time.perf_counter()
+        rows, fused, scored = self.rank_encoded(enc.text, k, mode, candidates)
+        t2 = time.perf_counter()
+        parts = self._parts(rows[0], enc.text)
+        names = self.score_names()
+        hits = [Hit(i + 1, self.videos.ids[int(r)], float(fused[0, i]),
+                    {n: float(parts[SCORE_NAMES.index(n), i]) for n in names})
+                for i, r in enumerate(rows[0].tolist())]
+        t3 = time.perf_counter()
+        info = enc.infos[0]
+        return SearchResult(text, info.normalized, mode, int(k), scored, self.num_videos, hits, info.warnings(),
+                            {"encode": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "scores": (t3 - t2) * 1e3,
+                             "total": (t3 - t0) * 1e3})
+
+    def search(self, text: str, k: int = 10, mode: str = "two-stage", candidates: Optional[int] = None) -> list[Hit]:
+        """Search with a text query.
+
+        Args:
+            text: the query (any casing and punctuation).
+            k: hits.
+            mode: ``two-stage`` (default) or ``exhaustive`` (exact).
+            candidates: first-stage candidates (default :data:`DEFAULT_CANDIDATES`).
+
+        Returns:
+            Hits, best first.
+        """
+        return self.search_result(text, k, mode, candidates).hits
+
+    # ------------------------------------------------------------------ video -> text
+    def search_captions(self, video_id: str, k: int = 10, mode: str = "two-stage",
+                        candidates: Optional[int] = None) -> CaptionResult:
+        """Rank the indexed captions for an indexed video (video-to-text).
+
+        Raises:
+            HanetError: no captions are indexed.
+            KeyError: no such video.
+        """
+        c = self._check(k, mode, candidates)
+        caps = self.captions
+        if caps.num_alive == 0:
+            raise HanetError(f"{self.path}: no captions are indexed (build with --captions for video-to-text search)")
+        t0 = time.perf_counter()
+        vrow = np.array([self.row(video_id)])
+        video = video_outputs(self.videos, vrow)
+        k = min(int(k), caps.num_alive)
+        if mode == "exhaustive" or caps.num_alive <= c or self.stages.get("captions") is None:
+            best_rows = np.zeros((1, 0), np.int64)
+            best_scores = np.zeros((1, 0), np.float32)
+            for rows in caps.chunks(MAX_CHUNK):
+                fused = self._fused(video, text_outputs(caps, rows))  # (1, n)
+                best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
+            rows, fused, scored = best_rows[0], best_scores[0], caps.num_alive
+        else:
+            proxy = self.videos.gather("proxy", vrow).astype(np.float32)
+            _, cand = self.stages["captions"].search(proxy, c, None if caps.alive.all() else caps.alive)
+            cr = np.sort(cand[0][cand[0] >= 0])
+            f = self._fused(video, text_outputs(caps, cr))[0]
+            order = np.argsort(-f, kind="stable")[:k]
+            rows, fused, scored = cr[order], f[order], len(cr)
+        sc = self._score(video, text_outputs(caps, rows)).stack()[:, 0, :].numpy() if len(rows) else None
+        names = self.score_names()
+        hits = []
+        for i, r in enumerate(rows.tolist()):
+            meta = caps.meta(int(r))
+            hits.append(CaptionHit(i + 1, meta["text"], meta["video"], float(fused[i]),
+                                   {n: float(sc[SCORE_NAMES.index(n), i]) for n in names}))
+        return CaptionResult(video_id, mode, int(k), int(scored), caps.num_alive, hits,
+                             {"total": (time.perf_counter() - t0) * 1e3})
+
+    # ------------------------------------------------------------------ videos
+    def video(self, video_id: str) -> dict[str, Any]:
+        """Metadata of a video: id, frames, frame times, duration, whether a thumbnail and the file exist.
+
+        Raises:
+            KeyError: no such video.
+        """
+        row = self.row(video_id)
+        m = dict(self.videos.meta(row))
+        src = m.get("source")
+        return {"id": video_id, "length": m.get("length"), "frame_times": m.get("frame_times"),
+                "duration": m.get("duration"), "width": m.get("width"), "height": m.get("height"),
+                "feature_frames": m.get("feature_frames"),
+                "thumbnail": self.videos.thumbnail(row) is not None,
+                "source_available": bool(src) and Path(src).is_file(),
+                "source_name": Path(src).name if src else None}
+
+    def thumbnail(self, video_id: str) -> Optional[Path]:
+        """The thumbnail strip of a video, or None (KeyError for an unknown video)."""
+        return self.videos.thumbnail(self.row(video_id))
+
+    def source(self, video_id: str) -> Optional[Path]:
+        """The video file recorded at build time, if it still exists (KeyError for an unknown video)."""
+        src = self.videos.meta(self.row(video_id)).get("source")
+        return Path(src) if src and Path(src).is_file() else None
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, text: str, video_id: str):
+        """Why a video matches a query (see :func:`hanet.index.explain.explain`).
+
+        Raises:
+            QueryError: a bad query.
+            KeyError: no such video.
+        """
+        from hanet.index.explain import explain
+
+        return explain(self, text, video_id)
+
+
+__all__ = ["MODES", "DEFAULT_CANDIDATES", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "SearchIndex",
+           "QueryError", "video_outputs", "text_outputs"]

@@ -1,0 +1,62 @@
+"""``hanet search``: text-to-video (or, with ``--video``, video-to-text) search of an index.
+
+Examples::
+
+    hanet search idx "a red ball bounces" -k 10
+    hanet search idx "a red ball bounces" --mode exhaustive --json
+    hanet search idx --video video12 -k 5           # captions for a video (captions indexed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("index", help="the index directory (from `hanet index build`)")
+    parser.add_argument("query", nargs="?", help="the text query")
+    parser.add_argument("-k", type=int, default=10, help="results (default 10)")
+    parser.add_argument("--mode", default="two-stage", choices=["two-stage", "exhaustive"],
+                        help="two-stage (FAISS candidates, then the full score; default) or exhaustive (exact)")
+    parser.add_argument("--candidates", type=int, help="first-stage candidates (default 500)")
+    parser.add_argument("--video", metavar="ID", help="video-to-text: rank the indexed captions for this video")
+    parser.add_argument("--run", help="refuse to search unless the index was built with this run's model")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hanet.errors import HanetError
+    from hanet.index.search import SearchIndex
+
+    if (args.query is None) == (args.video is None):
+        raise HanetError("give a text query, or --video ID for video-to-text search (not both)")
+    if args.k < 1:
+        raise HanetError("-k must be >= 1")
+    index = SearchIndex.open(args.index, run=args.run)
+    if args.video is not None:
+        try:
+            res = index.search_captions(args.video, args.k, args.mode, args.candidates)
+        except KeyError:
+            raise HanetError(f"{args.index}: no video {args.video!r}") from None
+        if args.json:
+            print(json.dumps(res.to_dict(), indent=2))
+            return 0
+        print(f"captions for {res.video_id} ({res.total} captions, {res.candidates} scored, {res.mode}):")
+        for h in res.hits:
+            print(f"{h.rank:>3}. {h.score:.4f}  {h.caption}   [{h.video_id}]")
+        return 0
+    res = index.search_result(args.query, args.k, args.mode, args.candidates)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return 0
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{res.normalized!r}: top {len(res.hits)} of {res.total} videos ({res.mode}, {res.candidates} scored, "
+          f"{res.timings_ms['total']:.0f} ms)")
+    names = list(res.hits[0].scores) if res.hits else []
+    print(f"{'rank':>4}  {'video':<24} {'fused':>7}  " + " ".join(f"{n:>12}" for n in names))
+    for h in res.hits:
+        print(f"{h.rank:>4}  {h.video_id:<24} {h.score:>7.4f}  " + " ".join(f"{h.scores[n]:>12.4f}" for n in names))
+    return 0

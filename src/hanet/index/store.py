@@ -1,0 +1,529 @@
+"""The on-disk index: a manifest, immutable segments of float16 arrays, tombstones, FAISS files.
+
+Layout::
+
+    INDEX_DIR/manifest.json             the commit point: everything else is read through it
+    INDEX_DIR/model.pt                  the model queries are encoded with (checkpoint format)
+    INDEX_DIR/vocab.json                word2int of that model
+    INDEX_DIR/concepts.json             {"verb": [names by id], "noun": [...]} (optional)
+    INDEX_DIR/segments/v-000001-000/    one batch of videos, never modified after it is written:
+        ids.json                        video ids in row order
+        meta.jsonl                      one JSON object per row (source, frame times, thumbnail)
+        global_embeds.npy ...           (N, ...) arrays, one .npy per field (float16 / int32)
+        thumbs/<row>.jpg                thumbnail strips (named by row, never by id)
+    INDEX_DIR/segments/c-000001-000/    captions (video-to-text search), same scheme
+    INDEX_DIR/faiss/videos-000001.faiss the first-stage index of generation 1
+    INDEX_DIR/tombstones/videos-000001.npy  deleted rows of generation 1 (sorted int64)
+    INDEX_DIR/.lock                     held by the one writer (readers never write)
+
+Crash safety: a writer builds every new file under a temporary name, fsyncs it and renames it
+into place; a new segment is a temporary folder renamed whole. Only then is ``manifest.json``
+replaced (temporary file, fsync, rename): that rename is the commit. A writer killed at any
+point leaves the previous manifest, which names only complete files; whatever it left behind is
+not referenced and is removed by the next writer. Readers load the manifest once and see one
+generation, whatever writers do meanwhile (segments are immutable; old FAISS and tombstone files
+are only removed after a newer manifest is in place, and a reader loads them when it opens).
+
+Public API:
+    INDEX_FORMAT, INDEX_VERSION
+    VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS
+    field_shapes(model_config, kind) -> dict[str, tuple[int, ...]]
+    model_fingerprint(model) -> str
+    read_manifest(index_dir) -> dict
+    Segment(path, kind, count)             read-only memory-mapped arrays of one segment
+    Collection(index_dir, part, manifest)  the segments of one part (videos or captions)
+    SegmentWriter                          builds a segment in a temporary folder
+    IndexLock(index_dir)                   the writer lock
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from hanet.errors import HanetError
+
+INDEX_FORMAT = "hanet-index"
+INDEX_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.pt"
+VOCAB_FILE = "vocab.json"
+CONCEPTS_FILE = "concepts.json"
+
+VIDEO_FLOAT_FIELDS: tuple[str, ...] = ("global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames",
+                                       "verb_probs", "noun_probs")
+VIDEO_INT_FIELDS: tuple[str, ...] = ("lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
+TEXT_FLOAT_FIELDS: tuple[str, ...] = ("global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases",
+                                      "verb_probs", "noun_probs")
+TEXT_INT_FIELDS: tuple[str, ...] = ("verb_lens", "noun_lens", "lengths")
+PROXY_FIELD = "proxy"
+PARTS = ("videos", "captions")
+_PREFIX = {"videos": "v", "captions": "c"}
+
+
+class IndexFormatError(HanetError):
+    """The index directory is missing, damaged, or was written by another version or model."""
+
+
+def field_shapes(config: Any, kind: str, proxy_dim: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Per-row shape and dtype of every stored array.
+
+    Args:
+        config: the :class:`~hanet.config.ModelConfig`.
+        kind: ``videos`` or ``captions``.
+        proxy_dim: size of the first-stage vector.
+
+    Returns:
+        field -> (row shape, numpy dtype name).
+    """
+    d = config.video.dim_embed
+    if kind == "videos":
+        T = config.max_frames_in_video
+        Sv, Sn = config.num_selected_verbs, config.num_selected_nouns
+        K = config.noun_topk if T >= config.noun_topk else 1
+        return {
+            "global_embeds": ((d,), "float16"), "verb_clips": ((Sv, d), "float16"),
+            "noun_clips": ((Sn, d), "float16"), "verb_frames": ((T, d), "float16"),
+            "noun_frames": ((T, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
+            "noun_probs": ((config.num_noun_concepts,), "float16"), "lengths": ((), "int32"),
+            "top_verbs": ((Sv,), "int32"), "top_nouns": ((Sn,), "int32"), "verb_peaks": ((Sv,), "int32"),
+            "noun_peaks": ((K, Sn), "int32"), PROXY_FIELD: ((proxy_dim,), "float16"),
+        }
+    if kind == "captions":
+        Nv, Nn = config.num_verbs, config.num_nouns
+        return {
+            "global_embeds": ((d,), "float16"), "verb_embeds": ((Nv, d), "float16"),
+            "noun_embeds": ((Nn, d), "float16"), "verb_phrases": ((Nv, d), "float16"),
+            "noun_phrases": ((Nn, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
+            "noun_probs": ((config.num_noun_concepts,), "float16"), "verb_lens": ((Nv,), "int32"),
+            "noun_lens": ((Nn,), "int32"), "lengths": ((), "int32"), PROXY_FIELD: ((proxy_dim,), "float16"),
+        }
+    raise ValueError(f"unknown segment kind {kind!r}")
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 of a model's variant, model config and weights (what decides every embedding).
+
+    Args:
+        model: a :class:`~hanet.model.HANet`.
+
+    Returns:
+        64 hex digits.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    h.update(model.variant.encode())
+    cfg = json.dumps(_asdict(model.config), sort_keys=True)
+    h.update(cfg.encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _asdict(cfg: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+# ---------------------------------------------------------------------- durable files
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make renames inside ``path`` durable (no-op where a folder cannot be fsynced)."""
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all (temporary file, fsync, rename, fsync of the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------- manifest
+def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check an index's manifest.
+
+    Args:
+        index_dir: the index directory.
+
+    Returns:
+        The manifest dict.
+
+    Raises:
+        IndexFormatError: not an index, unreadable, or written by a newer format version.
+    """
+    d = Path(index_dir)
+    p = d / MANIFEST
+    if not d.is_dir():
+        raise IndexFormatError(f"{d}: no such index directory (build one with `hanet index build`)")
+    if not p.is_file():
+        raise IndexFormatError(f"{d}: not a hanet index (no {MANIFEST}; build one with `hanet index build`)")
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"{p}: unreadable manifest ({exc})") from None
+    if not isinstance(m, dict) or m.get("format") != INDEX_FORMAT:
+        raise IndexFormatError(f"{p}: not a hanet index manifest")
+    if int(m.get("version", 0)) != INDEX_VERSION:
+        raise IndexFormatError(f"{p}: index format v{m.get('version')} but this hanet reads v{INDEX_VERSION}; "
+                               f"rebuild the index with this version (`hanet index build`)")
+    return m
+
+
+def write_manifest(index_dir: Path, manifest: dict[str, Any]) -> None:
+    """Commit a manifest (the atomic step of every index change)."""
+    atomic_write_text(Path(index_dir) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
+# ---------------------------------------------------------------------- lock
+class IndexLock:
+    """The writer lock of an index (an exclusive ``flock`` on ``INDEX_DIR/.lock``).
+
+    Args:
+        index_dir: the index directory (created if absent).
+
+    Raises:
+        HanetError: another writer holds the lock.
+    """
+
+    def __init__(self, index_dir: str | os.PathLike) -> None:
+        d = Path(index_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        self._f = open(d / ".lock", "w")
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            raise HanetError(f"{d}: another `hanet index` command is writing this index (lock held)") from None
+
+    def release(self) -> None:
+        if not self._f.closed:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
+            self._f.close()
+
+    def __enter__(self) -> "IndexLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------- segments
+class Segment:
+    """One immutable segment, its arrays memory-mapped read-only on first use.
+
+    Args:
+        path: the segment folder.
+        kind: ``videos`` or ``captions``.
+        count: rows, as the manifest records them.
+    """
+
+    def __init__(self, path: Path, kind: str, count: int) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.count = int(count)
+        self._arrays: dict[str, np.ndarray] = {}
+        self._meta: Optional[list[dict[str, Any]]] = None
+
+    def array(self, name: str) -> np.ndarray:
+        """(count, ...) the stored field, memory-mapped (pages load when rows are touched)."""
+        a = self._arrays.get(name)
+        if a is None:
+            p = self.path / f"{name}.npy"
+            try:
+                a = np.load(p, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise IndexFormatError(f"{p}: missing or unreadable index array ({exc})") from None
+            if a.shape[0] != self.count:
+                raise IndexFormatError(f"{p}: has {a.shape[0]} rows, the manifest says {self.count}")
+            self._arrays[name] = a
+        return a
+
+    def ids(self) -> list[str]:
+        p = self.path / "ids.json"
+        try:
+            ids = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexFormatError(f"{p}: missing or unreadable ({exc})") from None
+        if len(ids) != self.count:
+            raise IndexFormatError(f"{p}: has {len(ids)} ids, the manifest says {self.count}")
+        return ids
+
+    def meta(self) -> list[dict[str, Any]]:
+        """Per-row metadata (read on first use, then cached)."""
+        if self._meta is None:
+            p = self.path / "meta.jsonl"
+            try:
+                lines = p.read_text().splitlines()
+            except OSError as exc:
+                raise IndexFormatError(f"{p}: missing or unreadable ({exc})") from None
+            self._meta = [json.loads(line) for line in lines]
+        return self._meta
+
+    def thumbnail(self, row: int) -> Optional[Path]:
+        p = self.path / "thumbs" / f"{int(row)}.jpg"
+        return p if p.is_file() else None
+
+
+class Collection:
+    """All segments of one part of the index (``videos`` or ``captions``) as one row space.
+
+    Rows are numbered across segments in manifest order; a deleted row keeps its number and is
+    marked dead by the tombstones.
+
+    Args:
+        index_dir: the index directory.
+        part: ``videos`` or ``captions``.
+        manifest: the manifest dict.
+    """
+
+    def __init__(self, index_dir: Path, part: str, manifest: dict[str, Any]) -> None:
+        info = manifest.get(part) or {"segments": [], "tombstones": None}
+        self.part = part
+        self.segments = [Segment(Path(index_dir) / "segments" / s["name"], part, s["count"])
+                         for s in info["segments"]]
+        counts = np.array([s.count for s in self.segments], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.size = int(self.offsets[-1])
+        self.alive = np.ones(self.size, dtype=bool)
+        tomb = info.get("tombstones")
+        if tomb:
+            dead = np.load(Path(index_dir) / tomb, allow_pickle=False)
+            self.alive[dead[dead < self.size]] = False
+        self.ids: list[str] = [i for s in self.segments for i in s.ids()]
+        # Dead rows keep their id in `ids` (row numbers never move); the lookup knows only
+        # live ones, so a deleted and re-added id maps to its newest row.
+        self.row_of: dict[str, int] = {}
+        for r in np.flatnonzero(self.alive).tolist():
+            self.row_of[self.ids[r]] = r
+
+    @property
+    def num_alive(self) -> int:
+        return int(self.alive.sum())
+
+    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segment number and row within it of each global row."""
+        seg = np.searchsorted(self.offsets, rows, side="right") - 1
+        return seg, rows - self.offsets[seg]
+
+    def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of a field across segments.
+
+        Args:
+            name: the field.
+            rows: (n,) global rows, any order.
+
+        Returns:
+            (n, ...) array in the order of ``rows`` (a copy, in the stored dtype).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.segments:
+            raise IndexFormatError(f"the index holds no {self.part}")
+        first = self.segments[0].array(name)
+        out = np.empty((len(rows),) + first.shape[1:], dtype=first.dtype)
+        if len(rows) == 0:
+            return out
+        seg, local = self.locate(rows)
+        for s in np.unique(seg).tolist():
+            sel = np.flatnonzero(seg == s)
+            loc = local[sel]
+            # Reading the memory map in ascending row order touches each page once, in order.
+            order = np.argsort(loc, kind="stable")
+            out[sel[order]] = self.segments[s].array(name)[loc[order]]
+        return out
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """Live rows in ascending order, ``size`` at a time."""
+        live = np.flatnonzero(self.alive)
+        for s in range(0, len(live), size):
+            yield live[s:s + size]
+
+    def meta(self, row: int) -> dict[str, Any]:
+        s, loc = self.locate(np.array([row]))
+        return self.segments[int(s[0])].meta()[int(loc[0])]
+
+    def thumbnail(self, row: int) -> Optional[Path]:
+        s, loc = self.locate(np.array([row]))
+        return self.segments[int(s[0])].thumbnail(int(loc[0]))
+
+
+class SegmentWriter:
+    """Builds one segment in a temporary folder; :meth:`finish` makes it whole and final.
+
+    Arrays are preallocated as ``.npy`` memory maps, so a segment of any size is written in
+    bounded memory.
+
+    Args:
+        index_dir: the index directory.
+        kind: ``videos`` or ``captions``.
+        name: the final folder name under ``segments/``.
+        count: rows.
+        shapes: from :func:`field_shapes`.
+    """
+
+    def __init__(self, index_dir: Path, kind: str, name: str, count: int,
+                 shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
+        self.root = Path(index_dir) / "segments"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.kind = kind
+        self.count = int(count)
+        self.tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        (self.tmp / "thumbs").mkdir()
+        self.arrays = {f: np.lib.format.open_memmap(self.tmp / f"{f}.npy", mode="w+", dtype=dt,
+                                                    shape=(self.count,) + shape)
+                       for f, (shape, dt) in shapes.items()}
+        self.ids: list[Optional[str]] = [None] * self.count
+        self.meta: list[Optional[dict[str, Any]]] = [None] * self.count
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.tmp / "thumbs"
+
+    def write(self, start: int, fields: dict[str, np.ndarray], ids: Sequence[str],
+              meta: Sequence[dict[str, Any]]) -> None:
+        """Write rows ``start .. start + len(ids)``.
+
+        Args:
+            start: first row.
+            fields: field -> (n, ...) array (converted to the stored dtype).
+            ids: the n ids.
+            meta: the n metadata dicts.
+        """
+        n = len(ids)
+        for f, a in self.arrays.items():
+            a[start:start + n] = fields[f]
+        self.ids[start:start + n] = list(ids)
+        self.meta[start:start + n] = list(meta)
+
+    def finish(self) -> dict[str, Any]:
+        """Flush, fsync and rename into place; returns the manifest entry."""
+        if any(i is None for i in self.ids):
+            raise RuntimeError(f"segment {self.name}: not every row was written")
+        for a in self.arrays.values():
+            a.flush()
+        self.arrays.clear()
+        (self.tmp / "ids.json").write_text(json.dumps(self.ids))
+        (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
+                                                     for m in self.meta))
+        for p in list(self.tmp.iterdir()) + list(self.thumbs_dir.iterdir()):
+            if p.is_file():
+                fsync_file(p)
+        fsync_dir(self.thumbs_dir)
+        fsync_dir(self.tmp)
+        final = self.root / self.name
+        os.replace(self.tmp, final)
+        fsync_dir(self.root)
+        return {"name": self.name, "count": self.count}
+
+    def abort(self) -> None:
+        self.arrays.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def referenced_paths(manifest: dict[str, Any]) -> set[str]:
+    """Paths (relative to the index directory) that a manifest uses."""
+    out = {MANIFEST, MODEL_FILE, VOCAB_FILE, CONCEPTS_FILE, ".lock"}
+    for part in PARTS:
+        info = manifest.get(part) or {}
+        out |= {f"segments/{s['name']}" for s in info.get("segments", [])}
+        if info.get("tombstones"):
+            out.add(info["tombstones"])
+        if info.get("faiss"):
+            out.add(info["faiss"])
+    return out
+
+
+def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Remove what a manifest does not reference (leftovers of crashed or superseded writes).
+
+    Only the writer holding the lock calls this.
+
+    Returns:
+        The removed paths, relative to the index directory.
+    """
+    keep = referenced_paths(manifest)
+    removed = []
+    for sub in ("segments", "faiss", "tombstones"):
+        folder = Path(index_dir) / sub
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            rel = f"{sub}/{p.name}"
+            if rel in keep:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(rel)
+    for p in Path(index_dir).iterdir():
+        if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for s in range(0, len(items), size):
+        yield items[s:s + size]
+
+
+__all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
+           "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PROXY_FIELD", "PARTS",
+           "IndexFormatError", "field_shapes", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
+           "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths", "atomic_write_text",
+           "atomic_save_npy", "fsync_dir", "fsync_file"]

@@ -1,0 +1,381 @@
+"""The HTTP API and web page over a search index (FastAPI; run it with uvicorn or ``hanet serve``).
+
+Endpoints (all answers JSON, errors included, except the page, images and video files)::
+
+    GET /health                          status, sizes, model fingerprint, requests in flight
+    GET /search?q=...&k=10&mode=two-stage&candidates=500
+    GET /explain?q=...&video=ID          why a video matches a query
+    GET /videos/{id}                     metadata (frames, times, duration, thumbnail and preview URLs)
+    GET /videos/{id}/thumbnail.jpg       the strip of the frames the model saw
+    GET /videos/{id}/preview             the video file recorded at build time
+    GET /captions?video=ID&k=10          video-to-text (captions indexed)
+    GET /                                the web page (static/index.html, app.js, style.css)
+    GET /openapi.json, /docs             the schema
+
+Errors are ``{"error": {"status": int, "type": str, "message": str}}`` with the same HTTP status.
+Limits (:class:`ServeLimits`): query length, k, candidates, searches computed at once, requests
+admitted at once (beyond it: 503 with ``Retry-After``). Video ids are looked up in the index and
+never used to build a path; the only files served are the package's static files, the index's
+thumbnail strips (named by row) and the video files the index recorded at build time. The index
+is opened read-only: the server writes nothing.
+
+Public API:
+    @dataclass ServeLimits
+    create_app(index, limits=None, *, preload_parser=True) -> fastapi.FastAPI
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hanet import __version__
+from hanet.errors import HanetError
+from hanet.index.query import QueryError
+from hanet.index.search import DEFAULT_CANDIDATES, SearchIndex
+
+log = logging.getLogger("hanet.serve")
+STATIC_DIR = Path(__file__).parent / "static"
+_VIDEO_MEDIA = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".ogv": "video/ogg",
+                ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
+                ".gif": "image/gif"}
+
+
+@dataclass
+class ServeLimits:
+    """What one request, and all of them together, may ask for.
+
+    Attributes:
+        max_query_chars: longer queries get 400.
+        max_k: largest ``k``.
+        max_candidates: largest first-stage candidate count.
+        max_concurrency: searches computed at once (the rest wait their turn).
+        max_pending: requests admitted at once (computing or waiting); more get 503.
+        allow_exhaustive: allow ``mode=exhaustive`` (it reads the whole index per query).
+    """
+
+    max_query_chars: int = 500
+    max_k: int = 100
+    max_candidates: int = 5000
+    max_concurrency: int = 2
+    max_pending: int = 64
+    allow_exhaustive: bool = True
+
+    def validate(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise HanetError(f"serve limit {name} must be >= 1, not {value}")
+
+
+class ApiError(Exception):
+    """An error answered as JSON with a status code."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: Optional[dict[str, str]] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.headers = headers
+
+
+# ---------------------------------------------------------------------- response schema
+class ErrorBody(BaseModel):
+    """An error: HTTP status, a machine-readable type, a message for people."""
+
+    status: int
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class HitOut(BaseModel):
+    """One video of a search (``scores``: the seven HANet scores; ``score``: their fusion)."""
+
+    rank: int
+    video_id: str
+    score: float
+    scores: dict[str, float]
+    thumbnail_url: Optional[str]
+    video_url: str
+
+
+class SearchOut(BaseModel):
+    """A search: the hits, best first, and what the search did."""
+
+    query: str
+    normalized: str
+    mode: str
+    k: int
+    candidates: int
+    total: int
+    hits: list[HitOut]
+    warnings: list[str]
+    timings_ms: dict[str, float]
+
+
+class VideoOut(BaseModel):
+    """A video's metadata (``frame_times``: seconds of the frames the model saw)."""
+
+    id: str
+    length: Optional[int]
+    frame_times: Optional[list[float]]
+    duration: Optional[float]
+    width: Optional[int]
+    height: Optional[int]
+    feature_frames: Optional[int]
+    thumbnail: bool
+    source_available: bool
+    source_name: Optional[str]
+    thumbnail_url: Optional[str]
+    preview_url: Optional[str]
+
+
+class CaptionHitOut(BaseModel):
+    rank: int
+    caption: str
+    video_id: str
+    score: float
+    scores: dict[str, float]
+
+
+class CaptionsOut(BaseModel):
+    """Video-to-text: the indexed captions that best describe a video."""
+
+    video_id: str
+    mode: str
+    k: int
+    candidates: int
+    total: int
+    hits: list[CaptionHitOut]
+    timings_ms: dict[str, float]
+
+
+class HealthOut(BaseModel):
+    """Liveness and what is served."""
+
+    status: str
+    version: str
+    videos: int
+    captions: int
+    generation: int
+    model: str
+    variant: str
+    first_stage: str
+    in_flight: int
+    limits: dict[str, Any]
+
+
+def _error_body(status: int, kind: str, message: str) -> dict[str, Any]:
+    return {"error": {"status": status, "type": kind, "message": message}}
+
+
+def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_parser: bool = True):
+    """Build the FastAPI app for an index.
+
+    Args:
+        index: an index directory, or an open :class:`~hanet.index.search.SearchIndex`.
+        limits: serving limits (defaults: :class:`ServeLimits`).
+        preload_parser: load spaCy now rather than on the first query.
+
+    Returns:
+        The ``FastAPI`` application (``app.state.index`` is the open index).
+
+    Raises:
+        IndexFormatError: the index cannot be opened (missing, damaged, other format version).
+    """
+    limits = limits or ServeLimits()
+    limits.validate()
+    if not isinstance(index, SearchIndex):
+        index = SearchIndex.open(index, max_query_chars=limits.max_query_chars)
+    else:
+        index.queries.max_chars = limits.max_query_chars
+    if preload_parser:
+        _ = index.queries.parser
+
+    errors = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+              503: {"model": ErrorResponse}}
+
+    app = FastAPI(title="hanet search", version=__version__,
+                  description="Text-to-video search with HANet (hierarchical alignment), with explanations.")
+    app.state.index = index
+    app.state.limits = limits
+    app.state.in_flight = 0
+    limiter = anyio.CapacityLimiter(limits.max_concurrency)
+
+    # ------------------------------------------------------------------ errors as JSON
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_error_body(exc.status, exc.kind, exc.message), status_code=exc.status,
+                            headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(_error_body(exc.status_code, kind, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path"))
+            parts.append(f"{where}: {e.get('msg')}")
+        return JSONResponse(_error_body(422, "invalid_parameter", "; ".join(parts) or "invalid request"),
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse(_error_body(500, "internal_error", f"{type(exc).__name__}: the server failed to answer "
+                                        f"this request (it keeps serving others)"), status_code=500)
+
+    # ------------------------------------------------------------------ helpers
+    async def compute(fn: Callable[[], Any]) -> Any:
+        """Run blocking work in a worker thread, within the admission and concurrency limits."""
+        if app.state.in_flight >= limits.max_pending:
+            raise ApiError(503, "busy", f"too many requests in flight ({limits.max_pending}); retry shortly",
+                           {"Retry-After": "1"})
+        app.state.in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=limiter)
+        except QueryError as exc:
+            raise ApiError(400, "bad_query", str(exc)) from None
+        except KeyError as exc:
+            raise ApiError(404, "unknown_video", f"no video {exc.args[0]!r} in the index") from None
+        except HanetError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        finally:
+            app.state.in_flight -= 1
+
+    def check_query(q: str) -> str:
+        if len(q) > limits.max_query_chars:
+            raise ApiError(400, "bad_query", f"query too long: {len(q)} characters (at most {limits.max_query_chars})")
+        if not q.strip():
+            raise ApiError(400, "bad_query", "empty query: type a few words describing the video")
+        return q
+
+    def check_id(video_id: str) -> str:
+        if len(video_id) > 512 or any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id):
+            raise ApiError(400, "bad_video_id", "malformed video id")
+        if video_id not in index.videos.row_of:
+            raise ApiError(404, "unknown_video", f"no video {video_id!r} in the index")
+        return video_id
+
+    def video_urls(video_id: str) -> tuple[str, Optional[str]]:
+        from urllib.parse import quote
+
+        base = f"/videos/{quote(video_id, safe='')}"
+        return base, (f"{base}/thumbnail.jpg" if index.thumbnail(video_id) is not None else None)
+
+    # ------------------------------------------------------------------ endpoints
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness and what is served."""
+        return {"status": "ok", "version": __version__, "videos": index.num_videos, "captions": index.num_captions,
+                "generation": index.generation, "model": index.fingerprint[:16], "variant": index.variant,
+                "first_stage": index.manifest["faiss"]["spec"], "in_flight": app.state.in_flight,
+                "limits": asdict(limits)}
+
+    @app.get("/search", response_model=SearchOut, responses=errors, tags=["search"])
+    async def search(q: str = Query(..., description="the text query"),
+                     k: int = Query(10, ge=1, le=limits.max_k, description="results"),
+                     mode: str = Query("two-stage", pattern="^(two-stage|exhaustive)$"),
+                     candidates: int = Query(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates,
+                                             description="first-stage candidates")) -> dict[str, Any]:
+        """Text-to-video search: the k best videos by HANet's fused score."""
+        check_query(q)
+        if mode == "exhaustive" and not limits.allow_exhaustive:
+            raise ApiError(400, "bad_request", "exhaustive mode is disabled on this server")
+        res = await compute(lambda: index.search_result(q, k, mode, candidates))
+        out = res.to_dict()
+        for h in out["hits"]:
+            h["video_url"], h["thumbnail_url"] = video_urls(h["video_id"])
+        return out
+
+    @app.get("/explain", tags=["search"], responses=errors)
+    async def explain(q: str = Query(..., description="the text query"),
+                      video: str = Query(..., description="an indexed video id")) -> dict[str, Any]:
+        """Why a video matches a query: seven-score contributions, phrase-frame and phrase-clip
+        alignment, concepts (see hanet.index.explain.Explanation)."""
+        check_query(q)
+        check_id(video)
+        exp = await compute(lambda: index.explain(q, video))
+        out = exp.to_dict()
+        out["video_url"], out["thumbnail_url"] = video_urls(video)
+        return out
+
+    @app.get("/captions", response_model=CaptionsOut, responses=errors, tags=["search"])
+    async def captions(video: str = Query(..., description="an indexed video id"),
+                       k: int = Query(10, ge=1, le=limits.max_k),
+                       mode: str = Query("two-stage", pattern="^(two-stage|exhaustive)$")) -> dict[str, Any]:
+        """Video-to-text: the indexed captions that best describe a video."""
+        check_id(video)
+        if index.num_captions == 0:
+            raise ApiError(404, "no_captions", "no captions are indexed (build the index with --captions)")
+        res = await compute(lambda: index.search_captions(video, k, mode))
+        return res.to_dict()
+
+    @app.get("/videos/{video_id}", response_model=VideoOut, responses=errors, tags=["videos"])
+    async def video_meta(video_id: str) -> dict[str, Any]:
+        """A video's metadata, with the URLs of its thumbnail strip and preview."""
+        check_id(video_id)
+        meta = index.video(video_id)
+        base, thumb = video_urls(video_id)
+        meta["thumbnail_url"] = thumb
+        meta["preview_url"] = f"{base}/preview" if _preview_path(video_id) is not None else None
+        return meta
+
+    def _preview_path(video_id: str) -> Optional[Path]:
+        p = index.source(video_id)
+        if p is None or p.suffix.lower() not in _VIDEO_MEDIA or not p.is_file():
+            return None
+        return p
+
+    @app.get("/videos/{video_id}/thumbnail.jpg", responses=errors, tags=["videos"],
+             response_class=FileResponse)
+    async def thumbnail(video_id: str) -> FileResponse:
+        """The strip of the model's frames (tile i = frame i of the explanations)."""
+        check_id(video_id)
+        p = index.thumbnail(video_id)
+        if p is None:
+            raise ApiError(404, "no_thumbnail", f"no thumbnail for {video_id!r} (its video file was not found "
+                           f"at build time)")
+        return FileResponse(p, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/videos/{video_id}/preview", responses=errors, tags=["videos"], response_class=FileResponse)
+    async def preview(video_id: str) -> FileResponse:
+        """The video file recorded at build time (only that file, if it still exists)."""
+        check_id(video_id)
+        p = _preview_path(video_id)
+        if p is None:
+            raise ApiError(404, "no_preview", f"no playable video file for {video_id!r}")
+        return FileResponse(p, media_type=_VIDEO_MEDIA[p.suffix.lower()])
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app
+
+
+def default_threads(max_concurrency: int) -> int:
+    """Torch threads per search: the cores shared by the searches computed at once."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, max_concurrency))
+
+
+__all__ = ["ServeLimits", "ApiError", "create_app", "default_threads", "STATIC_DIR"]

@@ -1,0 +1,52 @@
+"""``hanet serve``: the search API and web page over an index (uvicorn, 127.0.0.1 by default).
+
+Example::
+
+    hanet serve idx                       # http://127.0.0.1:8000/
+    hanet serve idx --port 9000 --max-concurrency 2 --max-pending 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("index", help="the index directory (opened read-only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--max-query-chars", type=int, default=500, help="longest query (default 500)")
+    parser.add_argument("--max-k", type=int, default=100, help="largest k (default 100)")
+    parser.add_argument("--max-candidates", type=int, default=5000, help="largest candidate count (default 5000)")
+    parser.add_argument("--max-concurrency", type=int, default=2, help="searches computed at once (default 2)")
+    parser.add_argument("--max-pending", type=int, default=64,
+                        help="requests admitted at once; more get 503 (default 64)")
+    parser.add_argument("--no-exhaustive", action="store_true", help="refuse mode=exhaustive")
+    parser.add_argument("--threads", type=int, help="torch threads per search (default: cores / max-concurrency)")
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import uvicorn
+
+    from hanet.errors import HanetError
+    from hanet.serve.app import ServeLimits, create_app, default_threads
+
+    if not 0 < args.port < 65536:
+        raise HanetError(f"--port must be in 1..65535, not {args.port}")
+    limits = ServeLimits(max_query_chars=args.max_query_chars, max_k=args.max_k, max_candidates=args.max_candidates,
+                         max_concurrency=args.max_concurrency, max_pending=args.max_pending,
+                         allow_exhaustive=not args.no_exhaustive)
+    torch.set_num_threads(args.threads or default_threads(args.max_concurrency))
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"hanet serve: warning: binding {args.host}: the API is reachable from other machines "
+              f"(it has no authentication)", file=sys.stderr)
+    app = create_app(args.index, limits)
+    index = app.state.index
+    print(f"hanet serve: {index.num_videos} videos from {args.index} on http://{args.host}:{args.port}/",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0

@@ -1,0 +1,227 @@
+// hanet search page: search box -> /search -> result cards; "Why?" -> /explain -> explanation view.
+// Every value from the server is put into the page with textContent (never as HTML).
+"use strict";
+
+const SCORE_COLORS = {
+  sent: "#2f6fde", verb: "#e07b00", noun: "#16a085", concept_verb: "#c0392b",
+  concept_noun: "#8e44ad", ind_verb: "#f1b44c", ind_noun: "#4fc3a1",
+};
+const TILE = 48;          // displayed tile size (px); strips are stored at 96 px per frame
+let lastQuery = "";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k === "style") Object.assign(e.style, v);
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+async function getJSON(url) {
+  const resp = await fetch(url, { headers: { Accept: "application/json" } });
+  let body = null;
+  try { body = await resp.json(); } catch (_) { /* not JSON */ }
+  if (!resp.ok) {
+    const msg = body && body.error ? body.error.message : `HTTP ${resp.status}`;
+    throw new Error(msg);
+  }
+  return body;
+}
+
+function setStatus(text, isError = false, warnings = []) {
+  const s = $("status");
+  s.textContent = text;
+  s.classList.toggle("error", isError);
+  for (const w of warnings) s.append(el("span", { class: "warning", text: "⚠ " + w }));
+}
+
+function scoreBars(scores, weights) {
+  const bars = el("div", { class: "bars", title: "contribution of each score to the fused score" });
+  const total = Object.entries(scores).reduce((a, [n, v]) => a + Math.max(0, v * (weights[n] || 0)), 0) || 1;
+  for (const [name, v] of Object.entries(scores)) {
+    const c = Math.max(0, v * (weights[name] || 0));
+    bars.append(el("span", { title: `${name}: ${v.toFixed(3)}`, style: {
+      width: `${(100 * c) / total}%`, background: SCORE_COLORS[name] || "#999" } }));
+  }
+  return bars;
+}
+
+function weightsFor(scores) {
+  const names = Object.keys(scores);
+  if (names.length === 1) return { sent: 1 };
+  const w = {};
+  for (const n of names) w[n] = n.startsWith("concept") ? 0.25 : 0.1;
+  return w;
+}
+
+function stripView(hit) {
+  if (!hit.thumbnail_url) return el("div", { class: "strip none", text: "no thumbnail" });
+  return el("div", { class: "strip" }, el("img", { src: hit.thumbnail_url, alt: `frames of ${hit.video_id}`, loading: "lazy" }));
+}
+
+function renderResults(res) {
+  const box = $("results");
+  box.replaceChildren();
+  for (const hit of res.hits) {
+    const btn = el("button", { class: "secondary explain-btn", type: "button", text: "Why?" });
+    btn.addEventListener("click", () => openExplanation(hit.video_id, card));
+    const card = el("article", { class: "card", "data-video-id": hit.video_id },
+      el("div", { class: "head" },
+        el("span", { class: "rank", text: `#${hit.rank}` }),
+        el("span", { class: "vid", text: hit.video_id }),
+        el("span", { class: "score", text: hit.score.toFixed(4) })),
+      stripView(hit),
+      scoreBars(hit.scores, weightsFor(hit.scores)),
+      btn);
+    box.append(card);
+  }
+  if (!res.hits.length) box.append(el("p", { text: "No videos in the index." }));
+}
+
+async function runSearch(q) {
+  const k = $("k").value;
+  const mode = $("exact").checked ? "exhaustive" : "two-stage";
+  lastQuery = q;
+  setStatus("searching…");
+  const params = new URLSearchParams({ q, k, mode });
+  history.replaceState(null, "", `/?${params}`);
+  try {
+    const res = await getJSON(`/search?${params}`);
+    renderResults(res);
+    setStatus(`${res.hits.length} of ${res.total} videos for “${res.normalized}” — ${res.mode}, ` +
+      `${res.candidates} scored in ${res.timings_ms.total.toFixed(0)} ms`, false, res.warnings);
+  } catch (err) {
+    $("results").replaceChildren();
+    setStatus(err.message, true);
+  }
+}
+
+function frameTile(thumbUrl, i, weight, isTop, time) {
+  const t = el("div", { class: "frame" + (isTop ? " top" : ""), title:
+    `frame ${i}${time != null ? ` at ${time.toFixed(2)} s` : ""}: attention ${weight.toFixed(3)}` });
+  if (thumbUrl) {
+    t.style.backgroundImage = `url("${thumbUrl}")`;
+    t.style.backgroundSize = "auto 100%";
+    t.style.backgroundPosition = `${-i * TILE}px 0`;
+  } else {
+    t.classList.add("notile");
+    t.append(document.createTextNode(String(i)));
+  }
+  t.style.opacity = String(0.35 + 0.65 * Math.min(1, weight * 2.5));
+  t.append(el("span", { class: "w", text: weight.toFixed(2) }));
+  return t;
+}
+
+function renderExplanation(exp, meta) {
+  const body = $("explanation-body");
+  body.replaceChildren();
+  body.append(el("h2", { text: exp.video_id }));
+  body.append(el("div", { class: "legend", text:
+    `fused score ${exp.score.toFixed(4)} for “${exp.normalized}” · ${exp.num_frames} frames` }));
+  for (const w of exp.warnings) body.append(el("div", { class: "legend", text: "⚠ " + w }));
+  if (meta && meta.preview_url) {
+    body.append(el("video", { src: meta.preview_url, controls: true, muted: true, loop: true, preload: "metadata" }));
+  }
+
+  body.append(el("h3", { text: "Contribution of each score" }));
+  const table = el("table", { class: "contrib" });
+  const maxC = Math.max(1e-9, ...exp.contributions.map((c) => Math.abs(c.contribution)));
+  for (const c of exp.contributions) {
+    const bar = el("div", { class: "bar" + (c.contribution < 0 ? " neg" : ""), style: {
+      width: `${(100 * Math.abs(c.contribution)) / maxC}%`, background: c.contribution < 0 ? "" : SCORE_COLORS[c.name] } });
+    table.append(el("tr", { class: "contrib-row", "data-score": c.name },
+      el("td", { text: c.name }), el("td", { class: "legend", text: c.level }),
+      el("td", { class: "num", text: c.score.toFixed(3) }), el("td", { class: "num", text: `× ${c.weight}` }),
+      el("td", { class: "num", text: c.contribution.toFixed(4) }), el("td", { style: { width: "30%" } }, bar)));
+  }
+  body.append(table);
+
+  body.append(el("h3", { text: "What each phrase matched" }));
+  if (!exp.phrases.length) body.append(el("div", { class: "legend", text: "The query has no verb or noun phrase." }));
+  for (const p of exp.phrases) {
+    const div = el("div", { class: "phrase", "data-kind": p.kind },
+      el("span", { class: "words", text: p.words.join(" ") || "(phrase)" }),
+      el("span", { class: "role", text: `${p.kind} · ${p.role}` }));
+    div.append(el("div", { class: "line", text:
+      `frames (individual level): similarity ${p.individual_similarity.toFixed(3)}` }));
+    const frames = el("div", { class: "frames" });
+    for (const f of p.frames) frames.append(frameTile(exp.thumbnail_url, f.frame, f.weight, p.top_frames.includes(f.frame), f.time));
+    div.append(frames);
+    if (p.clips.length) {
+      const best = p.clips[0];
+      div.append(el("div", { class: "line", text:
+        `clips (local level): similarity ${p.local_similarity.toFixed(3)}; best clip ${best.clip} ` +
+        `(concept “${best.concept}”, weight ${best.weight.toFixed(2)}) from frames ${best.frames.join(", ")}` }));
+      const clipFrames = el("div", { class: "frames" });
+      for (const f of best.frames) {
+        clipFrames.append(frameTile(exp.thumbnail_url, f, best.weight, true, exp.frame_times ? exp.frame_times[f] : null));
+      }
+      div.append(clipFrames);
+    }
+    body.append(div);
+  }
+
+  body.append(el("h3", { text: "Concepts" }));
+  for (const kind of ["verb", "noun"]) {
+    body.append(el("div", { class: "legend", text: `video's top ${kind} concepts` }));
+    const chips = el("div", { class: "chips" });
+    for (const c of exp.video_concepts[kind] || []) chips.append(el("span", { class: "chip", text: `${c.concept} ${c.video.toFixed(2)}` }));
+    body.append(chips);
+    body.append(el("div", { class: "legend", text: `${kind} concepts shared with the query` }));
+    const shared = el("div", { class: "chips" });
+    for (const c of exp.shared_concepts[kind] || []) shared.append(el("span", { class: "chip shared", text:
+      `${c.concept} (${c.video.toFixed(2)} / ${c.query.toFixed(2)})` }));
+    body.append(shared);
+  }
+
+  body.append(el("h3", { text: "Query words (attention in the sentence embedding)" }));
+  const words = el("div", { class: "words-line" });
+  for (const w of exp.words) {
+    words.append(el("span", { class: w.known ? "" : "unknown", title: w.known ? `attention ${w.attention.toFixed(3)}` : "not in the vocabulary",
+      text: w.word, style: { background: `rgba(47,111,222,${Math.min(0.6, w.attention)})` } }));
+  }
+  body.append(words);
+}
+
+async function openExplanation(videoId, card) {
+  for (const c of document.querySelectorAll(".card.selected")) c.classList.remove("selected");
+  if (card) card.classList.add("selected");
+  const aside = $("explanation");
+  aside.hidden = false;
+  $("explanation-body").replaceChildren(el("p", { class: "legend", text: "explaining…" }));
+  try {
+    const params = new URLSearchParams({ q: lastQuery, video: videoId });
+    const [exp, meta] = await Promise.all([
+      getJSON(`/explain?${params}`),
+      getJSON(`/videos/${encodeURIComponent(videoId)}`).catch(() => null),
+    ]);
+    renderExplanation(exp, meta);
+  } catch (err) {
+    $("explanation-body").replaceChildren(el("p", { class: "legend", text: err.message }));
+  }
+}
+
+$("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("q").value.trim();
+  if (q) runSearch(q);
+});
+$("close-explanation").addEventListener("click", () => {
+  $("explanation").hidden = true;
+  for (const c of document.querySelectorAll(".card.selected")) c.classList.remove("selected");
+});
+
+(async () => {
+  try {
+    const h = await getJSON("/health");
+    $("footer").textContent = `${h.videos} videos · model ${h.model} (${h.variant}) · first stage ${h.first_stage} · hanet ${h.version}`;
+  } catch (_) { /* the page works without it */ }
+  const q = new URLSearchParams(location.search).get("q");
+  if (q) { $("q").value = q; runSearch(q); }
+})();
