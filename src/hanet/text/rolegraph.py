@@ -49,7 +49,9 @@ Public API:
                     max_parse_words=256, keep_fallback=False)
         .parse(captions: Sequence[str]) -> list[Graph]
         .parse_one(caption: str) -> Graph
-        .analyze(captions: Iterable[str]) -> Iterator[CaptionAnalysis]
+        .analyze(captions: Iterable[str], transform=None) -> Iterator[CaptionAnalysis]
+        .analyze_one(caption: str) -> CaptionAnalysis
+        .fingerprint -> str   (what a cached parse depends on)
     CaptionAnalysis (dataclass): graph, fallback, verbs, nouns
     assemble_graph(words, frames, fallback) -> Graph
     empty_graph(words) -> Graph
@@ -445,7 +447,7 @@ class _DocRules:
                 role = self._relative_role(pred)
                 if role is None:  # "the food she made": the antecedent is the object
                     role = "ARG1" if self._own_subject(pred) or passive else "ARG0"
-                return self.adjust(role, pred) if role == "ARG0" else role, tokens
+                return self.adjust(role, pred), tokens
             role = "ARG1" if passive or pred.tag_ == "VBN" else "ARG0"
             if any(c.dep_ == "aux" and c.tag_ == "TO" for c in pred.children) and \
                     any(c.dep_ == "dobj" for c in pred.children):
@@ -458,7 +460,7 @@ class _DocRules:
             governor = head.head
         if governor is None:
             return None
-        if dep in ("xcomp", "ccomp") and any(c.tag_ in ("WRB", "WP") for c in pred.children):
+        if dep == "xcomp" and any(c.tag_ in ("WRB", "WP") for c in pred.children):
             return None  # "explains how to make a cake": whoever makes it is left open
         if dep == "xcomp":  # object control ("asks him to ...") else subject control
             obj = next((c for c in governor.children if c.dep_ in ("dobj", "dative")), None)
@@ -507,8 +509,6 @@ class _DocRules:
             if self._is_rel_pronoun(c, pred):
                 role = "ARG1" if dep in _SUBJPASS or dep in ("dobj", "attr") else \
                     self.adjust("ARG0", pred)
-                if c.tag_ == "WRB":
-                    continue
                 put("R-" + role, self.subtree(c))
             elif dep in _SUBJ or dep in _SUBJPASS:
                 continue  # taken by subject()
@@ -696,7 +696,10 @@ class RoleGraphParser:
         from hanet.text.nlp import DEFAULT_MODEL, PosAssigner, lemma_of, load_nlp
 
         self.nlp = nlp if nlp is not None else load_nlp(model or DEFAULT_MODEL)
-        self._assign_pos = PosAssigner.from_nlp(self.nlp)
+        # load_nlp's pipelines set pos_ themselves; another pipeline may lack POS (attribute
+        # ruler disabled): then the ruler's rules are applied here.
+        self._assign_pos = None if {"hanet_pos", "attribute_ruler"} & set(self.nlp.pipe_names) \
+            else PosAssigner.from_nlp(self.nlp)
         self.batch_size = int(batch_size)
         self.n_process = int(n_process)
         self.max_parse_words = int(max_parse_words)
