@@ -62,13 +62,14 @@ def make_caption(rng: random.Random) -> str:
     return " ".join(words)
 
 
-def write_captions(root: Path, videos: int, start: int = 0, seed: int = 0) -> dict[str, list[str]]:
+def write_captions(videos: int, start: int = 0, seed: int = 0) -> dict[str, list[str]]:
     rng = random.Random(seed + start)
     return {f"video{i}": [make_caption(rng) for _ in range(20)]
             for i in range(start, start + videos)}
 
 
-def save(root: Path, captions: dict[str, list[str]], train_fraction: float = 0.65) -> tuple[Path, Path]:
+def save(root: Path, captions: dict[str, list[str]],
+         train_fraction: float = 0.65) -> tuple[Path, Path]:
     root.mkdir(parents=True, exist_ok=True)
     cap_file, names_file = root / "ref_captions.json", root / "trn_names.npy"
     cap_file.write_text(json.dumps(captions))
@@ -102,7 +103,7 @@ def main() -> int:
     cfg = PrepareConfig(progress=False, n_process=args.workers, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        captions = write_captions(root, args.videos)
+        captions = write_captions(args.videos)
         n_caps = sum(len(c) for c in captions.values())
         cap_file, names = save(root / "in", captions)
         mean_words = statistics.mean(len(c.split()) for cs in captions.values() for c in cs)
@@ -120,7 +121,7 @@ def main() -> int:
         warm = prepare_dataset(cap_file, names, root / "out", cfg, nlp=nlp)
         warm_s = time.perf_counter() - t0
 
-        grown = dict(captions, **write_captions(root, max(1, args.videos // 20), start=args.videos))
+        grown = dict(captions, **write_captions(max(1, args.videos // 20), start=args.videos))
         cap_file, names = save(root / "in", grown)
         t0 = time.perf_counter()
         grow = prepare_dataset(cap_file, names, root / "out", cfg, nlp=nlp)

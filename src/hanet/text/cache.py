@@ -9,7 +9,7 @@ spaCy version, model name and version, parse limit), then one line per caption: 
 object, a tab, and the graph's JSON (JSON text never contains a raw tab, so the split is safe)::
 
     {"hanet_prepare_cache": 2, "fingerprint": "rules 1; spacy 3.8.18; ..."}
-    {"c": "a man sings", "v": ["sing"], "n": ["man"], "f": [...], "nv": 1, "na": 1}<TAB>[{...}, [...]]
+    {"c": "a man sings", "v": ["sing"], "n": ["man"], "f": null, "nv": 1, "na": 1}<TAB>[{..}, [..]]
 
 Lines are appended in batches, so an interrupted run keeps what it parsed; a torn last line is
 cut off when the cache is next opened. A cache made under another fingerprint is discarded

@@ -26,6 +26,7 @@ Public API:
     STOPWORDS: frozenset[str]
     concepts_from_doc(doc, lemma=None) -> tuple[list[str], list[str]]
     ConceptVocab (dataclass): build(counts, size), ids(concepts), to_json(), from_json(data)
+    count_concepts(per_caption) -> Counter[str]
     caption_labels(vocab, per_caption) -> list[list[int]]
     video_weights(vocab, per_caption) -> dict[str, float]
 """
@@ -39,8 +40,8 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
-    "STOPWORDS", "PUNCTUATION", "concepts_from_doc", "ConceptVocab", "caption_labels",
-    "video_weights",
+    "STOPWORDS", "PUNCTUATION", "concepts_from_doc", "ConceptVocab", "count_concepts",
+    "caption_labels", "video_weights",
 ]
 
 #: Tokens the official script removes as punctuation before tagging.
