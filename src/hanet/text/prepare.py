@@ -406,7 +406,8 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     lines = parser.analyze(todo, transform=encode_line)
     batch: list[str] = []
     for line in _progress(lines, len(todo), cfg.progress and bool(todo), "parse"):
-        caption, parses[caption] = decode_line(line)
+        caption, parsed = decode_line(line)
+        parses[caption] = parsed
         batch.append(line)
         if len(batch) >= 2048:
             if cache is not None:
