@@ -90,6 +90,28 @@ def test_exhaustive_search_ranks_by_the_full_fused_score(index, corpus):
     np.testing.assert_allclose([h.score for h in res.hits], [by_id[h.video_id] for h in res.hits], atol=3e-3)
 
 
+def test_index_scorer_equals_model_scoring_on_stored_encodings(index, tmp_path, corpus, parser):
+    """The scorer with precomputed norms and Gram matrices gives model.score's seven scores."""
+    queries = [QUERY, "a man w12 is riding w40 on a w7", "w90", "two w5 are chasing a w6 and a w9 in the w11"]
+    enc = index.queries.encode(queries)
+    assert len({int((enc.text.verb_lens[i] > 0).sum()) for i in range(len(queries))}) > 1  # slots vary
+    rows = np.arange(index.videos.size)
+    ours = index.score_rows(rows, enc.text)
+    with torch.no_grad():
+        ref = index.model.score(video_outputs(index.videos, rows), enc.text)
+    for (name, a), (_, b) in zip(ours.items(), ref.items()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    # the global variant scores (and first-stage proxies) use the sentence embedding alone
+    from .corpus import make_run
+
+    run = make_run(tmp_path / "g", seed=0, variant="global")
+    build_index(run, corpus.features, tmp_path / "gidx", thumbnails=False)
+    g = SearchIndex.open(tmp_path / "gidx", parser=parser)
+    hits = g.search(QUERY, k=5, mode="exhaustive")
+    assert set(hits[0].scores) == {"sent"} and all(abs(h.score - h.scores["sent"]) < 1e-6 for h in hits)
+    assert [h.video_id for h in g.search(QUERY, k=5, candidates=6)] == [h.video_id for h in hits]
+
+
 @pytest.mark.parametrize("query", [QUERY, "a man w12 is riding w40 on a w7", "w90 w91"])
 def test_two_stage_is_exhaustive_restricted_to_faiss_candidates(index, corpus, query):
     from hanet.index.faiss_stage import make_proxy
@@ -171,15 +193,12 @@ def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser)
 _CRASH_ADD = """
 import os, sys
 from hanet.index.build import IndexWriter
+from hanet.index.store import field_shapes
 w = IndexWriter(sys.argv[1])
 src = w.collection("videos")
 def batches():
-    rows = src.chunks(4)
-    first = next(rows)
-    fields = {f: src.gather(f, first) for f in ["global_embeds", "verb_clips", "noun_clips", "verb_frames",
-              "noun_frames", "verb_probs", "noun_probs", "lengths", "top_verbs", "top_nouns", "verb_peaks",
-              "noun_peaks", "proxy"]}
-    yield fields, [{"id": f"new{i}"} for i in range(4)]
+    first = next(src.chunks(4))
+    yield {f: src.gather(f, first) for f in field_shapes(w.config.model, "videos", 1)}, [{"id": f"new{i}"} for i in range(4)]
     os._exit(3)  # a hard crash in the middle of a segment: no cleanup runs
 w.add_encoded([f"new{i}" for i in range(8)], batches())
 """

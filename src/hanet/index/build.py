@@ -141,12 +141,16 @@ def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
         variant: the model variant.
 
     Returns:
-        field -> (B, ...) numpy array.
+        field -> (B, ...) numpy array, with the norms and Gram matrices of
+        :func:`hanet.index.scorer.precompute`.
     """
+    from hanet.index.scorer import precompute
+
     f = {name: getattr(out, name).detach().cpu().numpy() for name in (
         "global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs",
         "lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
     f[PROXY_FIELD] = make_proxy(f["global_embeds"], f["verb_probs"], f["noun_probs"], variant)
+    f.update(precompute(f))
     return f
 
 

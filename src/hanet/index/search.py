@@ -11,7 +11,7 @@ Public API:
     MODES = ("two-stage", "exhaustive"); DEFAULT_CANDIDATES
     @dataclass Hit, CaptionHit, SearchResult, CaptionResult (to_dict())
     SearchIndex.open(index_dir, *, run=None, checkpoint=None, parser=None, max_query_chars=1000,
-                     faiss_threads=1) -> SearchIndex
+                     threads=None) -> SearchIndex
         .search(text, k=10, mode='two-stage', candidates=None) -> list[Hit]
         .search_result(text, k=10, mode='two-stage', candidates=None) -> SearchResult
         .rank_encoded(text_out, k, mode, candidates) -> (rows (Q, k), fused (Q, k))
@@ -36,6 +36,8 @@ import torch
 from hanet.errors import HanetError
 from hanet.index.faiss_stage import FirstStage, make_proxy
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
+from hanet.index.scorer import StoredVideos, score_stored
+from hanet.index.scorer import fused as fused_score
 from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
                                read_manifest)
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput
@@ -140,7 +142,7 @@ class CaptionResult:
 
 def _to_float(a: np.ndarray) -> torch.Tensor:
     # torch's float16 -> float32 conversion is vectorised (numpy's is several times slower).
-    return torch.from_numpy(np.ascontiguousarray(a)).float()
+    return torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)
 
 
 def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
@@ -153,11 +155,12 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
     """
     from hanet.model.video import VideoEncoderOutput
 
-    f = {name: _to_float(coll.gather(name, rows)) for name in _VIDEO_FLOATS}
-    lengths = torch.from_numpy(coll.gather("lengths", rows).astype(np.int64))
+    peaks = ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
+    a = coll.gather_many(_VIDEO_FLOATS + ("lengths",) + (peaks if with_peaks else ()), rows)
+    f = {name: _to_float(a[name]) for name in _VIDEO_FLOATS}
+    lengths = torch.from_numpy(a["lengths"].astype(np.int64))
     if with_peaks:
-        ints = {name: torch.from_numpy(coll.gather(name, rows).astype(np.int64))
-                for name in ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
+        ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in peaks}
     else:
         empty = torch.zeros(len(rows), 0, dtype=torch.int64)
         ints = {"top_verbs": empty, "top_nouns": empty, "verb_peaks": empty, "noun_peaks": empty}
@@ -168,9 +171,9 @@ def text_outputs(coll: Collection, rows: np.ndarray):
     """Stored caption encodings as a :class:`~hanet.model.text.TextEncoderOutput` (float32)."""
     from hanet.model.text import TextEncoderOutput
 
-    f = {name: _to_float(coll.gather(name, rows)) for name in _TEXT_FLOATS}
-    ints = {name: torch.from_numpy(coll.gather(name, rows).astype(np.int64))
-            for name in ("verb_lens", "noun_lens", "lengths")}
+    a = coll.gather_many(_TEXT_FLOATS + ("verb_lens", "noun_lens", "lengths"), rows)
+    f = {name: _to_float(a[name]) for name in _TEXT_FLOATS}
+    ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in ("verb_lens", "noun_lens", "lengths")}
     return TextEncoderOutput(word_attn=torch.zeros(len(rows), 1), **f, **ints)
 
 
@@ -217,7 +220,7 @@ class SearchIndex:
     @classmethod
     def open(cls, index_dir: str | os.PathLike, *, run: Optional[str | os.PathLike] = None,
              checkpoint: Optional[str | os.PathLike] = None, parser: Any = None, max_query_chars: int = 1000,
-             faiss_threads: Optional[int] = 1) -> "SearchIndex":
+             threads: Optional[int] = None) -> "SearchIndex":
         """Open an index read-only (arrays memory-mapped, FAISS index memory-mapped where possible).
 
         Args:
@@ -227,8 +230,9 @@ class SearchIndex:
             parser: a loaded :class:`~hanet.text.rolegraph.RoleGraphParser` to share; None
                 loads spaCy on the first query.
             max_query_chars: longer queries are refused.
-            faiss_threads: OpenMP threads for FAISS (None leaves FAISS's default); one query
-                at a time gains little from more, and concurrent requests already use the cores.
+            threads: if given, ``torch.set_num_threads(threads)`` (process-wide; torch and FAISS
+                share one OpenMP pool). A search is many small tensor operations: on a small or
+                busy CPU one thread per search is fastest, and concurrent searches use the cores.
 
         Raises:
             IndexFormatError: not an index, damaged, another format version, or another model.
@@ -256,10 +260,8 @@ class SearchIndex:
                 # A writer may have committed (and removed the old files) between our reads.
                 if attempt == 1 or read_manifest(path).get("generation") == manifest.get("generation"):
                     raise
-        if faiss_threads is not None:
-            import faiss
-
-            faiss.omp_set_num_threads(int(faiss_threads))
+        if threads is not None:
+            torch.set_num_threads(int(threads))
         model, cfg, _ = model_from_checkpoint(path / MODEL_FILE, device="cpu")
         fp = model_fingerprint(model)
         if fp != manifest["model"]["fingerprint"]:
@@ -329,6 +331,26 @@ class SearchIndex:
     def _fused(self, video: Any, text: Any) -> np.ndarray:
         return self.model.fused_score(self._score(video, text)).numpy()
 
+    def _stored(self, rows: np.ndarray) -> StoredVideos:
+        return StoredVideos.from_collection(self.videos, rows, only_global=self.variant == "global")
+
+    @torch.no_grad()
+    def score_rows(self, rows: np.ndarray, text: Any) -> ScoreOutput:
+        """The seven scores of indexed videos for encoded queries.
+
+        Args:
+            rows: (n,) video rows.
+            text: :class:`~hanet.model.text.TextEncoderOutput` of Q queries.
+
+        Returns:
+            :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices (equal to
+            ``model.score`` on the stored encodings; see :mod:`hanet.index.scorer`).
+        """
+        return score_stored(self._stored(rows), text, self.config.simattn_sigma, self.variant)
+
+    def _fused_rows(self, rows: np.ndarray, text: Any) -> np.ndarray:
+        return fused_score(self.score_rows(rows, text), self.variant).numpy()
+
     def _check(self, k: int, mode: str, candidates: Optional[int]) -> int:
         if mode not in MODES:
             raise HanetError(f"unknown search mode {mode!r}; choose {' or '.join(MODES)}")
@@ -365,7 +387,7 @@ class SearchIndex:
             best_scores = np.zeros((Q, 0), np.float32)
             chunk = max(64, min(MAX_CHUNK, PAIR_BUDGET // max(Q, 1)))
             for rows in coll.chunks(chunk):
-                fused = self._fused(video_outputs(coll, rows), text).T  # (Q, n)
+                fused = self._fused_rows(rows, text).T  # (Q, n)
                 best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
             return best_rows, best_scores, n_alive
         proxies = make_proxy(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
@@ -375,7 +397,7 @@ class SearchIndex:
         out_scores = np.zeros((Q, k), np.float32)
         for q in range(Q):  # one query's candidates at a time (each query has its own)
             rows = np.sort(cand[q][cand[q] >= 0])
-            fused = self._fused(video_outputs(coll, rows), text.select(slice(q, q + 1)))[:, 0]
+            fused = self._fused_rows(rows, text.select(slice(q, q + 1)))[:, 0]
             order = np.argsort(-fused, kind="stable")[:k]
             out_rows[q, :len(order)] = rows[order]
             out_scores[q, :len(order)] = fused[order]
@@ -385,8 +407,7 @@ class SearchIndex:
         """(7, n) the seven scores of rows for one query."""
         if not len(rows):
             return np.zeros((len(SCORE_NAMES), 0), np.float32)
-        sc = self._score(video_outputs(self.videos, rows), text)
-        return sc.stack()[:, :, 0].numpy()
+        return self.score_rows(rows, text).stack()[:, :, 0].numpy()
 
     # ------------------------------------------------------------------ text -> video
     def encode(self, text: str) -> EncodedQueries:

@@ -9,7 +9,9 @@ Layout::
     INDEX_DIR/segments/v-000001-000/    one batch of videos, never modified after it is written:
         ids.json                        video ids in row order
         meta.jsonl                      one JSON object per row (source, frame times, thumbnail)
-        global_embeds.npy ...           (N, ...) arrays, one .npy per field (float16 / int32)
+        global_embeds.npy ...           (N, ...) arrays, one .npy per field: encodings in float16,
+                                        their norms and Gram matrices (hanet.index.scorer) in
+                                        float32, indices in int32
         thumbs/<row>.jpg                thumbnail strips (named by row, never by id)
     INDEX_DIR/segments/c-000001-000/    captions (video-to-text search), same scheme
     INDEX_DIR/faiss/videos-000001.faiss the first-stage index of generation 1
@@ -97,6 +99,11 @@ def field_shapes(config: Any, kind: str, proxy_dim: int) -> dict[str, tuple[tupl
             "noun_probs": ((config.num_noun_concepts,), "float16"), "lengths": ((), "int32"),
             "top_verbs": ((Sv,), "int32"), "top_nouns": ((Sn,), "int32"), "verb_peaks": ((Sv,), "int32"),
             "noun_peaks": ((K, Sn), "int32"), PROXY_FIELD: ((proxy_dim,), "float16"),
+            # precomputed from the stored float16 frames and clips (see hanet.index.scorer)
+            "verb_frame_norms": ((T,), "float32"), "noun_frame_norms": ((T,), "float32"),
+            "verb_clip_norms": ((Sv,), "float32"), "noun_clip_norms": ((Sn,), "float32"),
+            "verb_frame_grams": ((T, T), "float32"), "noun_frame_grams": ((T, T), "float32"),
+            "verb_clip_grams": ((Sv, Sv), "float32"), "noun_clip_grams": ((Sn, Sn), "float32"),
         }
     if kind == "captions":
         Nv, Nn = config.num_verbs, config.num_nouns
@@ -368,20 +375,36 @@ class Collection:
         Returns:
             (n, ...) array in the order of ``rows`` (a copy, in the stored dtype).
         """
+        return self.gather_many((name,), rows)[name]
+
+    def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of several fields (the rows are located in the segments once for all fields).
+
+        Args:
+            names: the fields.
+            rows: (n,) global rows, any order.
+
+        Returns:
+            field -> (n, ...) array in the order of ``rows``.
+        """
         rows = np.asarray(rows, dtype=np.int64)
         if not self.segments:
             raise IndexFormatError(f"the index holds no {self.part}")
-        first = self.segments[0].array(name)
-        out = np.empty((len(rows),) + first.shape[1:], dtype=first.dtype)
-        if len(rows) == 0:
-            return out
         seg, local = self.locate(rows)
-        for s in np.unique(seg).tolist():
-            sel = np.flatnonzero(seg == s)
-            loc = local[sel]
-            # Reading the memory map in ascending row order touches each page once, in order.
-            order = np.argsort(loc, kind="stable")
-            out[sel[order]] = self.segments[s].array(name)[loc[order]]
+        # Reading each memory map in ascending row order touches each page once, in order.
+        order = np.lexsort((local, seg))
+        bounds = np.flatnonzero(np.diff(seg[order])) + 1
+        groups = [(int(seg[order[g[0]]]), order[g]) for g in np.split(np.arange(len(rows)), bounds) if len(g)]
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            first = self.segments[0].array(name)
+            if len(groups) == 1 and np.array_equal(groups[0][1], np.arange(len(rows))):
+                out[name] = np.asarray(self.segments[groups[0][0]].array(name)[local])
+                continue
+            a = np.empty((len(rows),) + first.shape[1:], dtype=first.dtype)
+            for s, idx in groups:
+                a[idx] = self.segments[s].array(name)[local[idx]]
+            out[name] = a
         return out
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
