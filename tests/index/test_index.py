@@ -186,8 +186,12 @@ def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser)
     again = SearchIndex.open(idx_dir, parser=parser)
     assert again.num_videos == len(corpus.names)
     assert [h.video_id for h in again.search(QUERY, k=3, mode="exhaustive")] == [h.video_id for h in top]
-    rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip01"])
-    assert rep.replaced == ["clip01"] and SearchIndex.open(idx_dir, parser=parser).num_videos == len(corpus.names)
+    rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip01"],
+                     captions=corpus.captions)
+    assert rep.replaced == ["clip01"] and rep.captions_added == 2 + 2 * len(gone)
+    final = SearchIndex.open(idx_dir, parser=parser)
+    assert final.num_videos == len(corpus.names) and final.num_captions == 2 * len(corpus.names)
+    assert final.videos.size == len(corpus.names) + len(gone) + 1  # dead rows keep their numbers
 
 
 _CRASH_ADD = """

@@ -173,39 +173,42 @@ def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
     return arr
 
 
-@dataclass
 class _VideoSource:
-    """Features and attributes of the videos of one or more feature files."""
+    """Features and per-video attributes of one or more feature files (kept open while adding)."""
 
-    store: Any  # hanet.data.formats.FeatureStore
-    attrs_file: Path
-    sampling: Optional[str]
+    def __init__(self, store: Any, attrs_file: Path, sampling: Optional[str]) -> None:
+        import h5py
+
+        self.store = store
+        self.sampling = sampling
+        try:
+            self._h5 = h5py.File(attrs_file, "r")
+        except OSError as exc:
+            raise DataError(f"{attrs_file}: not a readable HDF5 feature file ({exc})") from None
 
     def names(self) -> list[str]:
-        import h5py
-
-        with h5py.File(self.attrs_file, "r") as f:
-            return list(f.keys())
+        return list(self._h5.keys())
 
     def attrs(self, name: str) -> dict[str, Any]:
-        import h5py
-
         from hanet.data.formats import feature_key
 
-        with h5py.File(self.attrs_file, "r") as f:
-            d = f.get(feature_key(name))
-            if d is None:
-                return {}
-            out = {}
-            for k, v in d.attrs.items():
-                if isinstance(v, bytes):
-                    v = v.decode("utf-8", "replace")
-                elif isinstance(v, np.ndarray):
-                    v = v.tolist()
-                elif isinstance(v, np.generic):
-                    v = v.item()
-                out[k] = v
-            return out
+        d = self._h5.get(feature_key(name))
+        if d is None:
+            return {}
+        out = {}
+        for k, v in d.attrs.items():
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            elif isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, np.generic):
+                v = v.item()
+            out[k] = v
+        return out
+
+    def close(self) -> None:
+        self._h5.close()
+        self.store.close()
 
 
 def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike) -> _VideoSource:
@@ -381,7 +384,8 @@ class IndexWriter:
 
     # ------------------------------------------------------------------ videos
     def add_encoded(self, ids: Sequence[str], batches: Iterable[tuple[dict[str, np.ndarray], list[dict[str, Any]]]],
-                    thumbs: Optional[Callable[[Path, int, dict[str, Any]], bool]] = None) -> int:
+                    thumbs: Optional[Callable[[Path, int, dict[str, Any]], bool]] = None,
+                    replace: bool = False) -> int:
         """Write one segment of already-encoded videos and commit it.
 
         Args:
@@ -390,14 +394,17 @@ class IndexWriter:
                 :func:`video_fields` returns them.
             thumbs: called as ``thumbs(path, row, meta)`` per video to write a strip at ``path``;
                 returns whether it did.
+            replace: ids already in the index are replaced: their old rows (and captions) are
+                deleted in the same commit that adds the new ones.
 
         Returns:
             Thumbnail strips written.
         """
         alive = self.collection("videos").row_of
         clash = [i for i in ids if i in alive]
-        if clash:
+        if clash and not replace:
             raise HanetError(f"{self.dir}: already holds video(s) {', '.join(clash[:5])}")
+        dead = self._dead_rows(clash) if clash else None
         if len(set(ids)) != len(ids):
             raise DataError("duplicate video ids in one add")
         shapes = field_shapes(self.config.model, "videos", proxy_dim(self.config.model))
@@ -422,7 +429,7 @@ class IndexWriter:
         except BaseException:
             seg.abort()
             raise
-        self._commit("videos", entry, proxies)
+        self._commit("videos", entry, proxies, dead=dead)
         return made
 
     def add_from_features(self, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
@@ -448,61 +455,62 @@ class IndexWriter:
         t0 = time.time()
         rep = report or BuildReport(str(self.dir))
         src = _open_features(features)
-        dims = src.store.dims()
-        want_dim = self.config.model.video.dim_input
-        if sum(dims) != want_dim:
-            raise DataError(f"{', '.join(map(str, src.store.files))}: {sum(dims)}-d features, but the index's model "
-                            f"expects {want_dim}-d (config video.dim_fts)")
-        all_names = [feature_key(n) for n in (names if names is not None else src.names())]
-        missing = src.store.missing(all_names)
-        if missing:
-            raise DataError(f"{missing[0][1]}: no features for {len(missing)} video(s), e.g. {missing[0][0]}")
-        if len(set(all_names)) != len(all_names):
-            raise DataError("the names list repeats a video")
-        alive = self.collection("videos").row_of
-        present = [n for n in all_names if n in alive]
-        if replace and present:
-            self.delete(present)
-            rep.replaced += present
-        elif present:
-            rep.skipped += present
-        todo = [n for n in all_names if replace or n not in alive]
-        T = self.config.model.max_frames_in_video
-        model, variant = self.model, self.variant
+        try:
+            dims = src.store.dims()
+            want_dim = self.config.model.video.dim_input
+            if sum(dims) != want_dim:
+                raise DataError(f"{', '.join(map(str, src.store.files))}: {sum(dims)}-d features, but the index's model "
+                                f"expects {want_dim}-d (config video.dim_fts)")
+            all_names = [feature_key(n) for n in (names if names is not None else src.names())]
+            missing = src.store.missing(all_names)
+            if missing:
+                raise DataError(f"{missing[0][1]}: no features for {len(missing)} video(s), e.g. {missing[0][0]}")
+            if len(set(all_names)) != len(all_names):
+                raise DataError("the names list repeats a video")
+            alive = self.collection("videos").row_of
+            present = [n for n in all_names if n in alive]
+            if replace:
+                rep.replaced += present  # their old rows die in the commit that adds the new ones
+            else:
+                rep.skipped += present
+            todo = [n for n in all_names if replace or n not in alive]
+            T = self.config.model.max_frames_in_video
+            model, variant = self.model, self.variant
 
-        def batches(chunk: list[str]):
-            for s in range(0, len(chunk), batch_size):
-                part = chunk[s:s + batch_size]
-                feats, lens, metas = [], [], []
-                for n in part:
-                    raw = src.store.get(n)
-                    x, length = pad_or_subsample(raw, T)
-                    feats.append(x)
-                    lens.append(length)
-                    metas.append(_video_meta(n, src.attrs(n), raw.shape[0], T, videos_dir))
-                with torch.no_grad():
-                    out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
-                yield video_fields(out, variant), metas
+            def batches(chunk: list[str]):
+                for s in range(0, len(chunk), batch_size):
+                    part = chunk[s:s + batch_size]
+                    feats, lens, metas = [], [], []
+                    for n in part:
+                        raw = src.store.get(n)
+                        x, length = pad_or_subsample(raw, T)
+                        feats.append(x)
+                        lens.append(length)
+                        metas.append(_video_meta(n, src.attrs(n), raw.shape[0], T, videos_dir))
+                    with torch.no_grad():
+                        out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
+                    yield video_fields(out, variant), metas
 
-        def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
-            if not thumbnails or not meta.get("source"):
-                return False
-            from hanet.index.thumbs import make_strip
+            def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
+                if not thumbnails or not meta.get("source"):
+                    return False
+                from hanet.index.thumbs import make_strip
 
-            try:
-                make_strip(Path(meta["source"]), path, meta.get("frame_times"), int(meta["length"]),
-                           sampling=src.sampling, subsample=meta.get("frame_index"))
-                return True
-            except (DataError, OSError, ValueError) as exc:
-                rep.thumbnail_failures.append(f"{meta['id']}: {exc}")
-                return False
+                try:
+                    make_strip(Path(meta["source"]), path, meta.get("frame_times"), int(meta["length"]),
+                               sampling=src.sampling, subsample=meta.get("frame_index"))
+                    return True
+                except (DataError, OSError, ValueError) as exc:
+                    rep.thumbnail_failures.append(f"{meta['id']}: {exc}")
+                    return False
 
-        for s in range(0, len(todo), segment_size):
-            chunk = todo[s:s + segment_size]
-            rep.thumbnails += self.add_encoded(chunk, batches(chunk), thumb)
-            rep.added += chunk
-            self._say(f"index: {s + len(chunk)}/{len(todo)} videos encoded and committed")
-        src.store.close()
+            for s in range(0, len(todo), segment_size):
+                chunk = todo[s:s + segment_size]
+                rep.thumbnails += self.add_encoded(chunk, batches(chunk), thumb, replace=replace)
+                rep.added += chunk
+                self._say(f"index: {s + len(chunk)}/{len(todo)} videos encoded and committed")
+        finally:
+            src.close()
         rep.generation = int(self.manifest["generation"])
         rep.seconds += time.time() - t0
         return rep
@@ -568,8 +576,10 @@ class IndexWriter:
         return len(items)
 
     def _caption_metas(self) -> list[dict[str, Any]]:
+        """Metadata of the live captions."""
         coll = self.collection("captions")
-        return [m for s in coll.segments for m in s.meta()]
+        metas = [m for s in coll.segments for m in s.meta()]
+        return [m for m, ok in zip(metas, coll.alive.tolist()) if ok]
 
     # ------------------------------------------------------------------ delete
     def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
@@ -586,9 +596,16 @@ class IndexWriter:
         unknown = [i for i in ids if i not in videos.row_of]
         if unknown and not missing_ok:
             raise HanetError(f"{self.dir}: no such video(s): {', '.join(map(str, unknown[:10]))}")
-        rows = np.array(sorted({videos.row_of[i] for i in ids if i in videos.row_of}), np.int64)
-        if not len(rows):
+        dead = self._dead_rows([i for i in ids if i in videos.row_of])
+        if not len(dead["videos"]):
             return 0
+        self._commit("videos", dead=dead)
+        return int(len(dead["videos"]))
+
+    def _dead_rows(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The live rows of videos and of their captions (for tombstones)."""
+        videos = self.collection("videos")
+        rows = np.array(sorted({videos.row_of[i] for i in ids if i in videos.row_of}), np.int64)
         gone = {videos.ids[r] for r in rows.tolist()}
         caps = self.collection("captions")
         crow: list[int] = []
@@ -597,8 +614,7 @@ class IndexWriter:
             crow += [base + j for j, m in enumerate(seg.meta()) if m.get("video") in gone]
         crows = np.array(crow, np.int64)
         crows = crows[caps.alive[crows]] if len(crows) else crows
-        self._commit("videos", dead={"videos": rows, "captions": crows})
-        return int(len(rows))
+        return {"videos": rows, "captions": crows}
 
 
 def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_dir: Optional[Path]) -> dict[str, Any]:
