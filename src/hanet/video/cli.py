@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="decoding processes (default: half the cores; 0 decodes in the main process)")
     g.add_argument("--batch-size", type=int, default=None, metavar="B", help="frames per network batch (default 8 CPU, 64 CUDA)")
-    g.add_argument("--threads", type=int, default=None, metavar="T", help="torch CPU threads (default: torch's)")
+    g.add_argument("--threads", type=int, default=None, metavar="T",
+                   help="torch CPU threads (default: the cores not used by decoding workers)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="process shard I of N (0-based) into <out stem>.shard-I-of-N.h5; under torchrun "
                         "RANK/WORLD_SIZE are used when this is not given")
@@ -136,11 +137,6 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
     def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt  # the store commits finished videos on the way out
 
@@ -153,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.workers, batch_size=args.batch_size, device=device,
             progress=not args.no_progress, weights=args.weights, shard=shard,
             failures_path=args.failures, checkpoint_seconds=args.checkpoint_seconds,
-            precision=args.precision, root=args.root,
+            precision=args.precision, threads=args.threads, root=args.root,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

