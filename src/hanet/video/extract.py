@@ -55,7 +55,7 @@ import torch
 from hanet.errors import DataError
 from hanet.video import decode as vdecode
 from hanet.video.backbones import Backbone, get_backbone
-from hanet.video.store import FeatureStore
+from hanet.video.store import FeatureWriter
 
 DEFAULT_NUM_FRAMES = 20  # HANet's max_frames_in_video: more frames are subsampled by the reader
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv", ".tsv"})
@@ -467,6 +467,10 @@ def extract_features(
         raise DataError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if precision not in PRECISIONS:
         raise DataError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    if num_workers is not None and num_workers < 0:
+        raise DataError(f"num_workers must be 0 or more, got {num_workers}")
     out_path = os.fspath(out_path)
     failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
 
@@ -509,7 +513,7 @@ def extract_features(
         "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
         "weights": _weights_label(net, weights), "hanet_version": __version__,
     }
-    store = FeatureStore(out_path, meta)
+    store = FeatureWriter(out_path, meta)
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -539,7 +543,7 @@ def _write_failures(report: ExtractReport) -> None:
     os.replace(tmp, report.failures_path)
 
 
-def _run(todo: collections.deque[VideoEntry], store: FeatureStore, net: Backbone, report: ExtractReport, *,
+def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,
          num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
          checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str) -> None:
     """The decode -> batch -> network -> journal loop."""

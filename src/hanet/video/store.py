@@ -21,7 +21,7 @@ spaced in time (``checkpoint_seconds``).
 Signatures::
 
     H5_LIBVER = ('v110', 'v110')          # readable by HDF5 >= 1.10; allows large attributes
-    class FeatureStore:
+    class FeatureWriter:
         def __init__(self, out_path: str, meta: dict[str, object])
         keys: set[str]                     # videos in the file or journal
         def add(self, key: str, features: np.ndarray, attrs: dict[str, object]) -> None
@@ -101,7 +101,7 @@ def _write_meta(f: h5py.File, meta: dict[str, object]) -> None:
         f.attrs[k] = v
 
 
-class FeatureStore:
+class FeatureWriter:
     """Crash-safe writer of one feature file (see the module docstring).
 
     Args:
@@ -135,6 +135,12 @@ class FeatureStore:
 
     def _open_existing(self) -> None:
         out_path = self.out_path
+        # copies left by a commit that was killed before its rename (we hold the lock: no
+        # other run is writing them)
+        stale = glob.glob(os.path.join(glob.escape(os.path.dirname(out_path)),
+                                       glob.escape(os.path.basename(out_path)) + ".*.tmp"))
+        for path in stale:
+            os.unlink(path)
         if os.path.exists(self.out_path):
             old = read_meta(self.out_path)
             if old.get("hanet_features") != 1:
