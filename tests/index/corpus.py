@@ -5,7 +5,7 @@
   two seeds give two different models (for the model-mismatch tests).
 * :func:`make_corpus` writes H.264 clips with PyAV whose frame ``j`` is the gray level
   ``frame_level(j)`` (so a thumbnail tile can be checked), and an HDF5 feature file through
-  ``hanet.video.store.FeatureStore`` (the writer ``hanet extract`` uses) with random 64-d
+  ``hanet.video.store.FeatureWriter`` (the writer ``hanet extract`` uses) with random 64-d
   features, per-video timestamps and source paths; some videos have features but no file.
 """
 
@@ -87,14 +87,14 @@ class Corpus:
 
 def make_corpus(root: Path, lengths: tuple[int, ...] = LENGTHS, with_files: int = WITH_FILES,
                 prefix: str = "clip", seed: int = 0) -> Corpus:
-    from hanet.video.store import FeatureStore
+    from hanet.video.store import FeatureWriter
 
     root.mkdir(parents=True, exist_ok=True)
     videos = root / "videos"
     videos.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
     names = [f"{prefix}{i:02d}" for i in range(len(lengths))]
-    store = FeatureStore(str(root / "feats.hdf5"), {"hanet_features": 1, "backbone": "test", "feature_dim": 64,
+    store = FeatureWriter(str(root / "feats.hdf5"), {"hanet_features": 1, "backbone": "test", "feature_dim": 64,
                                                      "image_size": 64, "sampling": "num_frames=None",
                                                      "dtype": "float32", "weights": "test"})
     for i, (name, n) in enumerate(zip(names, lengths)):

@@ -375,10 +375,10 @@ def test_cli(tmp_path, run_dir, corpus, capsys):
 
 
 def test_features_of_another_dimension_are_refused(tmp_path, built, corpus):
-    from hanet.video.store import FeatureStore
+    from hanet.video.store import FeatureWriter
 
     bad = tmp_path / "bad.h5"
-    store = FeatureStore(str(bad), {"hanet_features": 1, "feature_dim": 32})
+    store = FeatureWriter(str(bad), {"hanet_features": 1, "feature_dim": 32})
     store.add("x", np.zeros((4, 32), np.float32), {})
     store.close()
     copy = tmp_path / "idx"

@@ -9,9 +9,10 @@ Layout::
     INDEX_DIR/segments/v-000001-000/    one batch of videos, never modified after it is written:
         ids.json                        video ids in row order
         meta.jsonl                      one JSON object per row (source, frame times, thumbnail)
-        global_embeds.npy ...           (N, ...) arrays, one .npy per field: encodings in float16,
-                                        their norms and Gram matrices (hanet.index.scorer) in
-                                        float32, indices in int32
+        records.npy                     (N,) structured rows, one field per stored output:
+                                        encodings in float16, their norms and Gram matrices
+                                        (hanet.index.scorer) in float32, indices in int32
+        proxy.npy                       (N, P) float16 first-stage vectors
         thumbs/<row>.jpg                thumbnail strips (named by row, never by id)
     INDEX_DIR/segments/c-000001-000/    captions (video-to-text search), same scheme
     INDEX_DIR/faiss/videos-000001.faiss the first-stage index of generation 1
@@ -43,6 +44,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -268,8 +270,23 @@ class IndexLock:
 
 
 # ---------------------------------------------------------------------- segments
+def record_dtype(shapes: dict[str, tuple[tuple[int, ...], str]]) -> np.dtype:
+    """The structured dtype of one stored row: every field but the proxy, naturally aligned.
+
+    Args:
+        shapes: from :func:`field_shapes`.
+    """
+    return np.dtype([(f, dt, shape) for f, (shape, dt) in shapes.items() if f != PROXY_FIELD], align=True)
+
+
 class Segment:
-    """One immutable segment, its arrays memory-mapped read-only on first use.
+    """One immutable segment: ``records.npy`` (one structured row per item) and ``proxy.npy``.
+
+    Both are ``.npy`` files; :meth:`array` memory-maps them. :meth:`read` fetches rows with
+    ``pread`` instead (what search uses): on current kernels, touching scattered rows of a
+    memory map maps whole page-cache folios around each of them, so the resident set of a
+    process that reads a few megabytes per query grows towards the size of the index; a
+    positional read copies only the rows, straight from the page cache.
 
     Args:
         path: the segment folder.
@@ -283,20 +300,101 @@ class Segment:
         self.count = int(count)
         self._arrays: dict[str, np.ndarray] = {}
         self._meta: Optional[list[dict[str, Any]]] = None
+        self._fd: Optional[int] = None
+        self._dtype: Optional[np.dtype] = None
+        self._offset = 0
 
-    def array(self, name: str) -> np.ndarray:
-        """(count, ...) the stored field, memory-mapped (pages load when rows are touched)."""
-        a = self._arrays.get(name)
+    def _load(self, file: str) -> np.ndarray:
+        a = self._arrays.get(file)
         if a is None:
-            p = self.path / f"{name}.npy"
+            p = self.path / f"{file}.npy"
             try:
                 a = np.load(p, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise IndexFormatError(f"{p}: missing or unreadable index array ({exc})") from None
             if a.shape[0] != self.count:
                 raise IndexFormatError(f"{p}: has {a.shape[0]} rows, the manifest says {self.count}")
-            self._arrays[name] = a
+            self._arrays[file] = a
         return a
+
+    def array(self, name: str) -> np.ndarray:
+        """(count, ...) a stored field, memory-mapped (a view into ``records.npy`` or ``proxy.npy``)."""
+        return self._load(PROXY_FIELD) if name == PROXY_FIELD else self._load("records")[name]
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self._dtype is None:
+            self._open_records()
+        return self._dtype
+
+    def _open_records(self) -> int:
+        if self._fd is None:
+            p = self.path / "records.npy"
+            try:
+                with open(p, "rb") as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = read_header(f)
+                    offset = f.tell()
+            except (OSError, ValueError) as exc:
+                raise IndexFormatError(f"{p}: missing or unreadable index array ({exc})") from None
+            if fortran or shape != (self.count,):
+                raise IndexFormatError(f"{p}: has shape {shape}, the manifest says ({self.count},)")
+            self._dtype, self._offset = dtype, offset
+            self._fd = os.open(p, os.O_RDONLY)
+        return self._fd
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of ``records.npy`` by positional reads (one per run of consecutive rows).
+
+        Args:
+            rows: (n,) local rows, ascending.
+
+        Returns:
+            (n,) structured array (a private copy).
+        """
+        fd = self._open_records()
+        dt = self._dtype
+        out = np.empty(len(rows), dtype=dt)
+        if not len(rows):
+            return out
+        buf = memoryview(out.view(np.uint8).reshape(-1))
+        size = dt.itemsize
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+        ends = np.append(starts[1:], len(rows))
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            want = (e - s) * size
+            pos = self._offset + int(rows[s]) * size
+            done = 0
+            while done < want:  # a short read is legal; finish it
+                n = os.preadv(fd, [buf[s * size + done:e * size]], pos + done)
+                if n <= 0:
+                    raise IndexFormatError(f"{self.path / 'records.npy'}: truncated (row {int(rows[s])})")
+                done += n
+        return out
+
+    def release(self) -> None:
+        """Unmap the pages of this segment's memory maps from the process (they stay in the page cache)."""
+        for a in self._arrays.values():
+            mm = getattr(a, "_mmap", None)
+            if mm is not None and hasattr(mm, "madvise"):
+                try:
+                    mm.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):  # a platform without it: the pages stay mapped
+                    pass
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
     def ids(self) -> list[str]:
         p = self.path / "ids.json"
@@ -378,34 +476,43 @@ class Collection:
         return self.gather_many((name,), rows)[name]
 
     def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows of several fields (the rows are located in the segments once for all fields).
+        """Rows of several fields, read once per row (positional reads, see :class:`Segment`).
 
         Args:
             names: the fields.
             rows: (n,) global rows, any order.
 
         Returns:
-            field -> (n, ...) array in the order of ``rows``.
+            field -> (n, ...) contiguous array in the order of ``rows``.
         """
         rows = np.asarray(rows, dtype=np.int64)
         if not self.segments:
             raise IndexFormatError(f"the index holds no {self.part}")
         seg, local = self.locate(rows)
-        # Reading each memory map in ascending row order touches each page once, in order.
         order = np.lexsort((local, seg))
         bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        groups = [(int(seg[order[g[0]]]), order[g]) for g in np.split(np.arange(len(rows)), bounds) if len(g)]
-        out: dict[str, np.ndarray] = {}
-        for name in names:
-            first = self.segments[0].array(name)
-            if len(groups) == 1 and np.array_equal(groups[0][1], np.arange(len(rows))):
-                out[name] = np.asarray(self.segments[groups[0][0]].array(name)[local])
-                continue
-            a = np.empty((len(rows),) + first.shape[1:], dtype=first.dtype)
-            for s, idx in groups:
-                a[idx] = self.segments[s].array(name)[local[idx]]
-            out[name] = a
+        groups = [order[g] for g in np.split(np.arange(len(rows)), bounds) if len(g)]
+        rec_names = [n for n in names if n != PROXY_FIELD]
+        dt = self.segments[0].dtype
+        out = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in rec_names}
+        if PROXY_FIELD in names:
+            p = self.segments[0].array(PROXY_FIELD)
+            out[PROXY_FIELD] = np.empty((len(rows),) + p.shape[1:], p.dtype)
+        for idx in groups:
+            segment = self.segments[int(seg[idx[0]])]
+            loc = local[idx]  # ascending within the group
+            if rec_names:
+                recs = segment.read(loc)
+                for n in rec_names:
+                    out[n][idx] = recs[n]
+            if PROXY_FIELD in names:
+                out[PROXY_FIELD][idx] = segment.array(PROXY_FIELD)[loc]
         return out
+
+    def release(self) -> None:
+        """Unmap every segment's pages (see :meth:`Segment.release`)."""
+        for s in self.segments:
+            s.release()
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
         """Live rows in ascending order, ``size`` at a time."""
@@ -446,9 +553,11 @@ class SegmentWriter:
         self.tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
         (self.tmp / "thumbs").mkdir()
-        self.arrays = {f: np.lib.format.open_memmap(self.tmp / f"{f}.npy", mode="w+", dtype=dt,
-                                                    shape=(self.count,) + shape)
-                       for f, (shape, dt) in shapes.items()}
+        self.records = np.lib.format.open_memmap(self.tmp / "records.npy", mode="w+", dtype=record_dtype(shapes),
+                                                 shape=(self.count,))
+        pshape, pdt = shapes[PROXY_FIELD]
+        self.proxy = np.lib.format.open_memmap(self.tmp / f"{PROXY_FIELD}.npy", mode="w+", dtype=pdt,
+                                               shape=(self.count,) + pshape)
         self.ids: list[Optional[str]] = [None] * self.count
         self.meta: list[Optional[dict[str, Any]]] = [None] * self.count
 
@@ -467,8 +576,9 @@ class SegmentWriter:
             meta: the n metadata dicts.
         """
         n = len(ids)
-        for f, a in self.arrays.items():
-            a[start:start + n] = fields[f]
+        for f in self.records.dtype.names:
+            self.records[f][start:start + n] = fields[f]
+        self.proxy[start:start + n] = fields[PROXY_FIELD]
         self.ids[start:start + n] = list(ids)
         self.meta[start:start + n] = list(meta)
 
@@ -476,9 +586,9 @@ class SegmentWriter:
         """Flush, fsync and rename into place; returns the manifest entry."""
         if any(i is None for i in self.ids):
             raise RuntimeError(f"segment {self.name}: not every row was written")
-        for a in self.arrays.values():
-            a.flush()
-        self.arrays.clear()
+        self.records.flush()
+        self.proxy.flush()
+        del self.records, self.proxy
         (self.tmp / "ids.json").write_text(json.dumps(self.ids))
         (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
                                                      for m in self.meta))
@@ -493,7 +603,7 @@ class SegmentWriter:
         return {"name": self.name, "count": self.count}
 
     def abort(self) -> None:
-        self.arrays.clear()
+        self.records = self.proxy = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -547,6 +657,6 @@ def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
            "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PROXY_FIELD", "PARTS",
-           "IndexFormatError", "field_shapes", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
+           "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
            "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths", "atomic_write_text",
            "atomic_save_npy", "fsync_dir", "fsync_file"]
