@@ -210,7 +210,7 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run directory written by `hanet train`")
     p.add_argument("--checkpoint", help="checkpoint file (default: RUN/checkpoints/best.pt, else last.pt)")
-    p.add_argument("--split", default="tst", choices=["trn", "val", "tst"], help="split to evaluate (default tst)")
+    p.add_argument("--split", default="tst", help="split to evaluate (default tst)")
     p.add_argument("--data", help="dataset (default: the one the run was trained on)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
     p.add_argument("--batch-size", type=int, help="videos/captions per encoding batch (default: the config's)")

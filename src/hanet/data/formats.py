@@ -157,8 +157,10 @@ class DatasetSpec:
         base = src.parent / data.get("root", ".")
         splits = {}
         for s, sd in (data.get("splits") or {}).items():
-            if s not in SPLITS:
-                raise DataError(f"{src}: unknown split {s!r} (use trn, val, tst)")
+            # trn/val/tst are what training and evaluation use by default; other names (e.g. a
+            # held-out tst_novel) can be evaluated with --split.
+            if not isinstance(sd, dict):
+                raise DataError(f"{src}: split {s!r} must be a mapping with names and features")
             try:
                 feats = sd["features"]
                 feats = [feats] if isinstance(feats, str) else feats

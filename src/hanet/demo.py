@@ -1,0 +1,527 @@
+"""``hanet demo``: the whole system on the built-in synthetic world, end to end, on a CPU.
+
+Stages (each cached in the work directory and skipped when its outputs are complete and were
+made from the same inputs and settings; anything else is redone, never trusted):
+
+1. ``synth``    render the world (mp4 clips, captions, splits, annotations)
+2. ``extract``  EfficientNet-Lite0 features of every clip -> ``features.hdf5``
+3. ``prepare``  spaCy: vocabulary, concepts, role graphs -> ``annotations/``
+4. ``train``    HANet and the global-only variant (same encoders, video-sentence score only)
+5. ``evaluate`` both on the test split and the novel-composition split
+6. ``report``   results table, concept quality, verb-peak timing, example queries through the
+                search index, plots (training curves, a concept timeline)
+
+Everything lands in ``WORKDIR`` (default ``hanet-demo``): ``results.md`` / ``results.json``
+summarise it, ``plots/*.png`` show it, ``runs/*`` and ``index/`` can be used with the other
+commands (``hanet search hanet-demo/index "a red circle bounces"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from hanet import __version__
+
+DEMO_VERSION = 1
+
+
+@dataclass
+class DemoSettings:
+    """What the demo does; ``quick`` is the preset used by the end-to-end test.
+
+    Attributes:
+        quick: a tiny world and short training (about 2 minutes on 2 cores).
+        seed: seed of the world and of training.
+        world_preset: synth preset (``default`` or ``quick``).
+        num_frames: frames sampled per clip for features.
+        image_size: network input side (the clips are 128 px; smaller is faster).
+        epochs: training epochs per model (early stopping may end sooner).
+        lr: learning rate.
+        batch_size: training batch.
+        device: where to extract and train.
+        queries: example text queries answered at the end.
+    """
+
+    quick: bool = False
+    seed: int = 0
+    world_preset: str = "default"
+    num_frames: int = 12
+    image_size: int = 128
+    epochs: int = 30
+    lr: float = 5e-4
+    batch_size: int = 64
+    device: str = "cpu"
+    queries: tuple[str, ...] = (
+        "a red circle bounces up and down",
+        "a small square spins and then moves to the left",
+        "a blue star is chasing a yellow triangle",
+    )
+
+    @classmethod
+    def for_mode(cls, quick: bool, **overrides: Any) -> "DemoSettings":
+        s = cls(quick=quick)
+        if quick:
+            s.world_preset, s.num_frames, s.image_size, s.epochs = "quick", 8, 96, 6
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        return s
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class StageBook:
+    """Which stages are complete, and from what (``WORKDIR/demo_state.json``)."""
+
+    def __init__(self, work: Path) -> None:
+        self.path = work / "demo_state.json"
+        self.state: dict[str, Any] = {"version": DEMO_VERSION, "hanet": __version__, "stages": {}}
+        if self.path.is_file():
+            try:
+                st = json.loads(self.path.read_text())
+                if st.get("version") == DEMO_VERSION and st.get("hanet") == __version__:
+                    self.state = st
+            except (json.JSONDecodeError, OSError):
+                pass  # unreadable: every stage is redone
+
+    def done(self, stage: str, fingerprint: str) -> bool:
+        rec = self.state["stages"].get(stage)
+        return bool(rec and rec.get("fingerprint") == fingerprint and rec.get("done"))
+
+    def mark(self, stage: str, fingerprint: str, seconds: float, **info: Any) -> None:
+        from hanet.run import atomic_write_json
+
+        self.state["stages"][stage] = {"fingerprint": fingerprint, "done": True, "seconds": round(seconds, 2), **info}
+        atomic_write_json(self.path, self.state)
+
+    def invalidate(self, stage: str) -> None:
+        from hanet.run import atomic_write_json
+
+        self.state["stages"].pop(stage, None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, self.state)
+
+
+@dataclass
+class DemoResult:
+    workdir: str
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    concept_map: dict[str, float] = field(default_factory=dict)
+    verb_peaks: dict[str, float] = field(default_factory=dict)
+    queries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings] = None, progress: bool = True,
+             say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> DemoResult:
+    """Run (or resume) the demo; returns what it measured."""
+    from hanet.config import get_preset
+
+    s = settings or DemoSettings()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    book = StageBook(work)
+    t_all = time.time()
+    times: dict[str, float] = {}
+
+    def stage(name: str, fingerprint: str, fn: Callable[[], dict[str, Any] | None], outputs: list[Path]) -> None:
+        if book.done(name, fingerprint) and all(p.exists() for p in outputs):
+            say(f"[{name}] up to date, skipped")
+            times[name] = 0.0
+            return
+        book.invalidate(name)
+        say(f"[{name}] running")
+        t = time.time()
+        info = fn() or {}
+        times[name] = time.time() - t
+        book.mark(name, fingerprint, times[name], **info)
+        say(f"[{name}] done in {times[name]:.0f} s")
+
+    # 1. the world ---------------------------------------------------------------------------
+    from hanet.data.synth import SynthConfig, generate
+
+    world = work / "world"
+    wcfg = SynthConfig.preset(s.world_preset)
+    fp_world = _hash(wcfg.fingerprint(s.seed), "world")
+
+    def do_synth() -> dict[str, Any]:
+        rep = generate(world, wcfg, seed=s.seed, progress=progress)
+        return {"clips": sum(rep.split_sizes.values())}
+
+    stage("synth", fp_world, do_synth, [world / "manifest.json"])
+    manifest = json.loads((world / "manifest.json").read_text())
+    fp_world = _hash(manifest.get("fingerprint"), manifest.get("code"))
+
+    # 2. features ----------------------------------------------------------------------------
+    from hanet.video.extract import extract_features
+
+    feats = work / "features.hdf5"
+    fp_extract = _hash(fp_world, "efficientnet-lite0", s.num_frames, s.image_size)
+
+    def do_extract() -> dict[str, Any]:
+        if not book.done("extract", fp_extract) and feats.exists() and not _same_extract(feats, s):
+            feats.unlink()  # made with other settings: redo
+        videos = sorted((world / "videos").glob("*.mp4"))
+        rep = extract_features(videos, feats, backbone="efficientnet-lite0", num_frames=s.num_frames,
+                               image_size=s.image_size, device=s.device, progress=progress)
+        if rep.failed:
+            raise RuntimeError(f"feature extraction failed for {len(rep.failed)} clips: {rep.failed[:3]}")
+        return {"videos": len(videos)}
+
+    stage("extract", fp_extract, do_extract, [feats])
+
+    # 3. captions -> vocabulary, concepts, role graphs ----------------------------------------
+    from hanet.text.prepare import PrepareConfig, prepare_dataset
+
+    ann = work / "annotations"
+    mcfg = get_preset("synth")
+    fp_prepare = _hash(fp_world, mcfg.model.num_verb_concepts, mcfg.model.num_noun_concepts)
+
+    def do_prepare() -> dict[str, Any]:
+        rep = prepare_dataset(world / "ref_captions.json", world / "trn_names.npy", ann,
+                              PrepareConfig(num_verb_concepts=mcfg.model.num_verb_concepts,
+                                            num_noun_concepts=mcfg.model.num_noun_concepts, progress=progress))
+        return {"vocab": rep.vocab_size}
+
+    stage("prepare", fp_prepare, do_prepare, [ann / "sent2rolegraph.augment.json", ann / "word2int.json"])
+    dataset = _write_dataset_description(work, world, feats, ann)
+
+    # 4. train both variants --------------------------------------------------------------------
+    from hanet.train import TrainOptions, build_config, train
+
+    runs = {}
+    # The world has fewer concepts than the preset's vocabulary sizes: size the heads to what
+    # prepare found, so no classifier is left for concepts that never occur.
+    sizes = {k: json.loads((ann / f"{k}_concepts.json").read_text())["size"] for k in ("verb", "noun")}
+    overrides = [f"model.num_verb_concepts={max(sizes['verb'], mcfg.model.num_selected_verbs)}",
+                 f"model.num_noun_concepts={max(sizes['noun'], mcfg.model.num_selected_nouns)}"]
+    for variant in ("hanet", "global"):
+        run_dir = work / "runs" / variant
+        args = argparse.Namespace(config=None, preset="synth", data=str(dataset), dim_fts=None, epochs=s.epochs,
+                                  batch_size=s.batch_size, lr=s.lr, max_steps=None, seed=s.seed, num_workers=0,
+                                  precision=None, early_stop=None, eval_batch_size=None, word_embeddings=None,
+                                  dim_word=None, set=overrides)
+        cfg = build_config(args)
+        fp = _hash(fp_extract, fp_prepare, cfg.to_dict(), variant)
+
+        def do_train(cfg=cfg, run_dir=run_dir, variant=variant) -> dict[str, Any]:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # half-finished or stale: never trusted
+            summary = train(cfg, TrainOptions(data=str(dataset), out=str(run_dir), variant=variant,
+                                              device=s.device, progress=progress, log_every=25))
+            return {"best_rsum": summary["best_rsum"], "epochs": summary["epochs"]}
+
+        stage(f"train-{variant}", fp, do_train, [run_dir / "checkpoints" / "best.pt"])
+        runs[variant] = run_dir
+
+    # 5. evaluate --------------------------------------------------------------------------
+    t = time.time()
+    res = DemoResult(workdir=str(work), seconds=0.0)
+    res.metrics, models, datasets = _evaluate(runs, dataset, s.device)
+    times["evaluate"] = time.time() - t
+
+    # 6. report ---------------------------------------------------------------------------------
+    t = time.time()
+    res.concept_map, res.verb_peaks, timeline = _concept_quality(models["hanet"], datasets["tst"], ann, world, feats)
+    plots = work / "plots"
+    plots.mkdir(exist_ok=True)
+    _plot_curves(runs, plots / "training_curves.png")
+    if timeline is not None:
+        _plot_timeline(timeline, plots / "concept_timeline.png")
+    res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, s.queries,
+                           fp=_hash(fp_extract, fp_prepare, str((runs["hanet"] / "checkpoints" / "best.pt").stat().st_mtime)),
+                           book=book)
+    times["report"] = time.time() - t
+    res.stage_seconds = {k: round(v, 1) for k, v in times.items()}
+    res.seconds = time.time() - t_all
+    _write_report(work, res, s)
+    return res
+
+
+def _same_extract(path: Path, s: DemoSettings) -> bool:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return (int(f.attrs.get("image_size", -1)) == s.image_size
+                    and str(f.attrs.get("sampling", "")) == f"num_frames={s.num_frames}")
+    except Exception:  # noqa: BLE001 - unreadable file: not the same
+        return False
+
+
+def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) -> Path:
+    from hanet.run import atomic_write_json
+
+    splits = {}
+    for split in ("trn", "val", "tst", "tst_novel"):
+        if (world / f"{split}_names.npy").is_file():
+            splits[split] = {"names": str(world / f"{split}_names.npy"), "features": str(feats)}
+    desc = {"splits": splits, "captions": str(ann / "ref_captions.json"),
+            "rolegraphs": str(ann / "sent2rolegraph.augment.json"), "word2int": str(ann / "word2int.json"),
+            "concepts": {"verb": str(ann / "verb_gt.json"), "noun": str(ann / "noun_gt.json"),
+                         "verb_all": str(ann / "verb_gt_all.json"), "noun_all": str(ann / "noun_gt_all.json")}}
+    path = work / "dataset.json"
+    atomic_write_json(path, desc)
+    return path
+
+
+def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
+    from hanet.data.dataset import RetrievalData
+    from hanet.data.formats import DatasetSpec
+    from hanet.evaluate import evaluate_split
+    from hanet.run import model_from_checkpoint
+
+    spec = DatasetSpec.load(dataset)
+    metrics: dict[str, Any] = {}
+    models = {}
+    datasets = {}
+    for variant, run in runs.items():
+        model, cfg, _ = model_from_checkpoint(run / "checkpoints" / "best.pt", device=device)
+        models[variant] = model
+        for split in ("tst", "tst_novel"):
+            if split not in spec.splits:
+                continue
+            if split not in datasets:
+                datasets[split] = RetrievalData(spec, split, cfg.model)
+            r = evaluate_split(model, datasets[split], device=device, batch_size=cfg.train.eval_batch_size,
+                               per_score=variant == "hanet", progress=False)
+            metrics.setdefault(split, {})[variant] = r.metrics["fused"]
+            if variant == "hanet":
+                metrics.setdefault(f"{split}_per_score", r.metrics)
+    return metrics, models, datasets
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AP of each column: scores, labels (n_items, n_classes); NaN for classes without positives."""
+    order = np.argsort(-scores, axis=0, kind="stable")
+    lab = np.take_along_axis(labels, order, axis=0).astype(np.float64)
+    hits = np.cumsum(lab, axis=0)
+    prec = hits / np.arange(1, len(lab) + 1)[:, None]
+    npos = lab.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(npos > 0, (prec * lab).sum(0) / npos, np.nan)
+
+
+def _concept_quality(model, data, ann: Path, world: Path, feats: Path):
+    """Concept mAP of video-level predictions, and where verb concepts peak in time."""
+    import h5py
+    import torch
+
+    from hanet.data.synth import load_annotations, verb_spans
+    from hanet.evaluate import encode_videos
+
+    with torch.no_grad():
+        out = encode_videos(model, data.video_batches(64), "cpu", keep_frame_probs=True)
+    names = list(data.names)
+    result_map = {}
+    vocab = {}
+    for kind, probs in (("verb", out.verb_probs), ("noun", out.noun_probs)):
+        gt_all = json.loads((ann / f"{kind}_gt_all.json").read_text())
+        vocab[kind] = {c: d["id"] for c, d in json.loads((ann / f"{kind}_concepts.json").read_text())["concepts"].items()}
+        labels = np.zeros(probs.shape, bool)
+        for i, n in enumerate(names):
+            for cid in gt_all.get(n, {}):
+                labels[i, int(cid)] = True
+        ap = average_precision(probs.cpu().numpy(), labels)
+        result_map[f"{kind}_mAP"] = float(np.nanmean(ap)) * 100
+        # chance: a random ranking's AP is about the positive rate
+        result_map[f"{kind}_chance"] = float(np.nanmean(np.where(labels.sum(0) > 0, labels.mean(0), np.nan))) * 100
+
+    anns = load_annotations(world)
+    inside, chance, inside_seq, chance_seq = [], [], [], []
+    timeline = None
+    fp = out.verb_frame_probs.cpu().numpy()
+    with h5py.File(feats, "r") as f:
+        for i, n in enumerate(names):
+            a = anns[n]
+            spans = verb_spans(a, main_only=True)
+            ts = np.asarray(f[n].attrs["timestamps"])
+            fps = float(f[n].attrs["source_fps"])
+            total = int(f[n].attrs["source_frames"])
+            frames = np.floor(ts * fps + 1e-6).astype(int)
+            L = int(out.lengths[i])
+            sequence = len({(st, en) for v in spans.values() for st, en in v}) > 1
+            for lemma, ss in spans.items():
+                cid = vocab["verb"].get(lemma)
+                if cid is None:
+                    continue
+                peak = frames[int(np.argmax(fp[i, :L, cid]))]
+                hit = any(st <= peak < en for st, en in ss)
+                cover = sum(en - st for st, en in ss) / total
+                inside.append(hit)
+                chance.append(cover)
+                if sequence:
+                    inside_seq.append(hit)
+                    chance_seq.append(cover)
+                    if timeline is None and len(spans) >= 2:
+                        timeline = {"video": n, "frames": frames[:L].tolist(), "total": total,
+                                    "spans": {lem: spans[lem] for lem in spans if lem in vocab["verb"]},
+                                    "probs": {lem: fp[i, :L, vocab["verb"][lem]].tolist()
+                                              for lem in spans if lem in vocab["verb"]},
+                                    "caption": data.captions[n][0]}
+    peaks = {"inside_span": 100 * float(np.mean(inside)) if inside else float("nan"),
+             "chance": 100 * float(np.mean(chance)) if chance else float("nan"),
+             "inside_span_sequences": 100 * float(np.mean(inside_seq)) if inside_seq else float("nan"),
+             "chance_sequences": 100 * float(np.mean(chance_seq)) if chance_seq else float("nan"),
+             "verbs": len(inside), "verbs_in_sequences": len(inside_seq)}
+    return result_map, peaks, timeline
+
+
+def _plot_curves(runs: dict[str, Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hanet.run import RunDir
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for variant, run in runs.items():
+        log = RunDir(run).read_log()
+        tr = [(r["step"], r["loss"]) for r in log if r.get("kind") == "train"]
+        va = [(r["epoch"], r["rsum"]) for r in log if r.get("kind") == "val"]
+        if tr:
+            axes[0].plot(*zip(*tr), label=variant, lw=1)
+        if va:
+            axes[1].plot(*zip(*va), marker="o", ms=3, label=variant)
+    axes[0].set(title="training loss", xlabel="step")
+    axes[1].set(title="validation rsum", xlabel="epoch")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def _plot_timeline(tl: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (lem, probs) in enumerate(tl["probs"].items()):
+        c = colors[k % len(colors)]
+        ax.plot(tl["frames"], probs, marker="o", color=c, label=f"concept '{lem}'")
+        for st, en in tl["spans"].get(lem, []):
+            ax.axvspan(st - 0.5, en - 0.5, color=c, alpha=0.15)
+    ax.set(xlim=(-0.5, tl["total"] - 0.5), xlabel="frame", ylabel="verb concept probability",
+           title=f"{tl['video']}: \"{tl['caption']}\" (shaded: true action spans)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, names: list[str],
+             queries: tuple[str, ...], fp: str, book: StageBook) -> list[dict[str, Any]]:
+    """Answer the example queries with a search index over the test clips."""
+    from hanet.index import SearchIndex, build_index
+
+    if not book.done("index", fp) or not (index_dir / "manifest.json").exists():
+        if index_dir.exists():
+            shutil.rmtree(index_dir)
+        t = time.time()
+        build_index(run, feats, index_dir, names=list(names), videos_dir=world / "videos",
+                    captions={n: json.loads((ann / "ref_captions.json").read_text())[n] for n in names},
+                    rolegraphs=ann / "sent2rolegraph.augment.json", concepts=ann)
+        book.mark("index", fp, time.time() - t)
+    index = SearchIndex.open(index_dir)
+    caps = json.loads((ann / "ref_captions.json").read_text())
+    out = []
+    for q in queries:
+        hits = index.search(q, k=3)
+        hit_list = hits.hits if hasattr(hits, "hits") else hits
+        rows = []
+        for h in hit_list:
+            why = index.explain(q, h.video_id)
+            d = why.to_dict()
+            rows.append({"video": h.video_id, "score": round(float(h.score), 4), "caption": caps[h.video_id][0],
+                         "verb_concepts": [c["concept"] if isinstance(c, dict) else c for c in
+                                           d.get("video_concepts", {}).get("verb", [])[:4]],
+                         "noun_concepts": [c["concept"] if isinstance(c, dict) else c for c in
+                                           d.get("video_concepts", {}).get("noun", [])[:4]]})
+        out.append({"query": q, "top": rows})
+    return out
+
+
+def _fmt_metrics_table(metrics: dict[str, Any]) -> list[str]:
+    lines = ["| split | model | t2v R@1 | R@5 | R@10 | MedR | v2t R@1 | R@5 | R@10 | MedR | rsum |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for split in ("tst", "tst_novel"):
+        for variant in ("hanet", "global"):
+            m = metrics.get(split, {}).get(variant)
+            if m is None:
+                continue
+            lines.append(f"| {split} | {variant} | {m['ir1']:.1f} | {m['ir5']:.1f} | {m['ir10']:.1f} | {m['imedr']:.0f} | "
+                         f"{m['cr1']:.1f} | {m['cr5']:.1f} | {m['cr10']:.1f} | {m['cmedr']:.0f} | {m['rsum']:.1f} |")
+    return lines
+
+
+def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
+    from hanet.run import atomic_write_bytes, atomic_write_json
+
+    atomic_write_json(work / "results.json", {"settings": asdict(s), **asdict(res)})
+    md = ["# hanet demo results", "", f"Work directory `{work}`, {res.seconds:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in res.stage_seconds.items())}).", "",
+          "## Retrieval (test split and novel compositions)", ""] + _fmt_metrics_table(res.metrics)
+    per = res.metrics.get("tst_per_score")
+    if per:
+        md += ["", "HANet's scores alone on tst (t2v R@1 / rsum): "
+               + ", ".join(f"{k} {v['ir1']:.1f} / {v['rsum']:.0f}" for k, v in per.items())]
+    cm, vp = res.concept_map, res.verb_peaks
+    md += ["", "## Concepts (test split)", "",
+           f"* video-level concept mAP: verbs {cm.get('verb_mAP', float('nan')):.1f} "
+           f"(chance {cm.get('verb_chance', float('nan')):.1f}), nouns {cm.get('noun_mAP', float('nan')):.1f} "
+           f"(chance {cm.get('noun_chance', float('nan')):.1f})",
+           f"* a verb concept's peak frame falls inside the true action span for {vp.get('inside_span', float('nan')):.1f}% "
+           f"of the clips' verbs (a random frame: {vp.get('chance', float('nan')):.1f}%); in clips with two actions in "
+           f"sequence {vp.get('inside_span_sequences', float('nan')):.1f}% "
+           f"(random: {vp.get('chance_sequences', float('nan')):.1f}%)", "", "## Example queries", ""]
+    for q in res.queries:
+        md.append(f"**\"{q['query']}\"**")
+        md.append("")
+        for i, r in enumerate(q["top"], 1):
+            md.append(f"{i}. `{r['video']}` ({r['score']:.3f}) — \"{r['caption']}\"; predicted verbs "
+                      f"{', '.join(r['verb_concepts']) or '-'}; nouns {', '.join(r['noun_concepts']) or '-'}")
+        md.append("")
+    md += ["Plots: `plots/training_curves.png`, `plots/concept_timeline.png`. Search the index: "
+           f"`hanet search {work / 'index'} \"a red circle bounces\"`, `hanet serve {work / 'index'}`."]
+    atomic_write_bytes(work / "results.md", ("\n".join(md) + "\n").encode())
+
+
+# ---------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", default="hanet-demo", help="where everything goes (default ./hanet-demo)")
+    p.add_argument("--quick", action="store_true", help="a tiny world and short training (~2 min on 2 cores)")
+    p.add_argument("--epochs", type=int, help="training epochs per model")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    s = DemoSettings.for_mode(args.quick, epochs=args.epochs, seed=args.seed, device=args.device)
+    work = Path(args.workdir)
+    if args.force and (work / "demo_state.json").exists():
+        (work / "demo_state.json").unlink()
+    res = run_demo(work, s, progress=not args.no_progress)
+    print((work / "results.md").read_text())
+    print(f"total {res.seconds:.0f} s; everything is in {work}/", file=sys.stderr)
+    return 0
