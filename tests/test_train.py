@@ -92,3 +92,25 @@ def test_ddp_two_cpu_processes(tmp_path, reference_dir, small_config):
     steps = [s for s, _ in _losses(run)]
     assert steps == sorted(set(steps))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # it learns
+
+
+def test_word_embeddings_from_glove_text(tmp_path, reference_dir, small_config):
+    from hanet.train import load_word_embeddings
+
+    w2i = json.loads((reference_dir / "data" / "word2int.json").read_text())
+    rng = np.random.default_rng(0)
+    vecs = {w: rng.standard_normal(16).round(4) for w in list(w2i)[3:60]}
+    glove = tmp_path / "glove.16d.txt"
+    glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vecs.items()) + "zzz-not-in-vocab 1 2\n")
+    table, found = load_word_embeddings(str(glove), w2i, max(w2i.values()) + 1)
+    assert int(found.sum()) == len(vecs) and table.shape[1] == 16
+    run = tmp_path / "run"
+    assert _train(reference_dir / "data", run, small_config, "--epochs", "1", "--word-embeddings", str(glove)) == 0
+    emb = load_checkpoint(run / "checkpoints" / "last.pt")["model"]["text_encoder.word_embed.weight"]
+    w = list(vecs)[0]
+    # initialised from the file, then moved by at most lr per step
+    assert torch.allclose(emb[w2i[w]], torch.tensor(vecs[w], dtype=torch.float32), atol=0.01)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("w5 1 2 3\nw6 1 x 3\n")
+    with pytest.raises(HanetError, match="not a GloVe line"):
+        load_word_embeddings(str(bad), w2i, 100)
