@@ -109,31 +109,36 @@ def test_index_scorer_equals_model_scoring_on_stored_encodings(index, tmp_path, 
     g = SearchIndex.open(tmp_path / "gidx", parser=parser)
     hits = g.search(QUERY, k=5, mode="exhaustive")
     assert set(hits[0].scores) == {"sent"} and all(abs(h.score - h.scores["sent"]) < 1e-6 for h in hits)
-    assert [h.video_id for h in g.search(QUERY, k=5, candidates=6)] == [h.video_id for h in hits]
+    res = g.search_result(QUERY, k=5, candidates=6)
+    assert [h.video_id for h in res.hits] == [h.video_id for h in hits]
+    assert res.exact  # the first stage computes the global variant's whole score
 
 
 @pytest.mark.parametrize("query", [QUERY, "a man w12 is riding w40 on a w7", "w90 w91"])
-def test_two_stage_is_exhaustive_restricted_to_faiss_candidates(index, corpus, query):
-    from hanet.index.faiss_stage import make_proxy
+def test_two_stage_is_exhaustive_restricted_to_first_stage_candidates(index, corpus, query):
+    from hanet.index.faiss_stage import first_stage_vectors
 
     n = len(corpus.names)
-    full = [h.video_id for h in index.search(query, k=n, mode="exhaustive")]
-    assert [h.video_id for h in index.search(query, k=5, candidates=n)] == full[:5]
+    full = index.search_result(query, k=n, mode="exhaustive")
+    assert full.exact
+    order = [h.video_id for h in full.hits]
+    assert [h.video_id for h in index.search(query, k=5, candidates=n)] == order[:5]
+    # The first stage computes sent and the two concept scores exactly: the fused score minus
+    # the phrase-level part.
     enc = index.encode(query)
-    proxy = make_proxy(enc.text.global_embeds.numpy(), enc.text.verb_probs.numpy(), enc.text.noun_probs.numpy(),
-                       index.variant)
-    stage = index.stages["videos"]
-    stored = stage.index.reconstruct_n(0, stage.ntotal)
+    fs = index.stages["videos"].partial_scores(first_stage_vectors(
+        enc.text.global_embeds.numpy(), enc.text.verb_probs.numpy(), enc.text.noun_probs.numpy(),
+        round_to_stored=False))[0]
+    partial = [h.score - 0.1 * (h.scores["verb"] + h.scores["noun"] + h.scores["ind_verb"] + h.scores["ind_noun"])
+               for h in full.hits]
+    np.testing.assert_allclose([fs[index.row(v)] for v in order], partial, atol=1e-5)
     for c in (3, 6, 10):
-        hits = index.search_result(query, k=3, candidates=c)
-        assert hits.candidates == c
-        _, cand = stage.search(proxy, c)
-        # the first stage is exact inner product on the proxies...
-        ip = stored @ proxy[0]
-        assert set(cand[0].tolist()) == set(np.argsort(-ip, kind="stable")[:c].tolist())
-        # ...and the second stage ranks its candidates exactly as exhaustive scoring does
-        ids = {index.videos.ids[r] for r in cand[0].tolist()}
-        assert [h.video_id for h in hits.hits] == [v for v in full if v in ids][:3]
+        res = index.search_result(query, k=3, candidates=c)
+        assert res.candidates == c
+        ids = {index.videos.ids[r] for r in np.argsort(-fs, kind="stable")[:c].tolist()}
+        assert [h.video_id for h in res.hits] == [v for v in order if v in ids][:3]
+        if res.exact:  # the certificate is sound
+            assert [h.video_id for h in res.hits] == order[:3]
 
 
 # ---------------------------------------------------------------------- add, delete, crashes
@@ -202,7 +207,7 @@ w = IndexWriter(sys.argv[1])
 src = w.collection("videos")
 def batches():
     first = next(src.chunks(4))
-    yield {f: src.gather(f, first) for f in field_shapes(w.config.model, "videos", 1)}, [{"id": f"new{i}"} for i in range(4)]
+    yield {f: src.gather(f, first) for f in field_shapes(w.config.model, "videos")}, [{"id": f"new{i}"} for i in range(4)]
     os._exit(3)  # a hard crash in the middle of a segment: no cleanup runs
 w.add_encoded([f"new{i}" for i in range(8)], batches())
 """

@@ -9,9 +9,8 @@ of the batch size), so adding videos later never changes the scores of those alr
 Public API:
     @dataclass BuildReport
     build_index(run_dir, features, out_dir, *, checkpoint=None, videos_dir=None, captions=None,
-                rolegraphs=None, names=None, faiss_spec='Flat', nprobe=64, batch_size=64,
-                segment_size=20000, thumbnails=True, vocab=None, concepts=None,
-                progress=False) -> BuildReport
+                rolegraphs=None, names=None, batch_size=64, segment_size=20000, thumbnails=True,
+                vocab=None, concepts=None, progress=False) -> BuildReport
     add_videos(index_dir, features, *, run_dir=None, checkpoint=None, videos_dir=None, captions=None,
                rolegraphs=None, names=None, replace=False, batch_size=64, segment_size=20000,
                thumbnails=True, progress=False) -> BuildReport
@@ -35,8 +34,9 @@ import numpy as np
 import torch
 
 from hanet.errors import DataError, HanetError
-from hanet.index.faiss_stage import DEFAULT_SPEC, FirstStage, make_proxy, proxy_dim
-from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, PROXY_FIELD, VOCAB_FILE,
+from hanet.index.faiss_stage import PARTS as STAGE_PARTS
+from hanet.index.faiss_stage import FirstStage, first_stage_vectors
+from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, atomic_save_npy,
                                atomic_write_text, collect_garbage, field_shapes, model_fingerprint, read_manifest,
                                write_manifest)
@@ -134,7 +134,7 @@ def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[
 
 # ---------------------------------------------------------------------- encoding
 def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
-    """Stored arrays of a batch of encoded videos (plus the first-stage proxy).
+    """Stored arrays of a batch of encoded videos.
 
     Args:
         out: :class:`~hanet.model.video.VideoEncoderOutput` of B videos padded to max_frames.
@@ -149,13 +149,12 @@ def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
     f = {name: getattr(out, name).detach().cpu().numpy() for name in (
         "global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs",
         "lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
-    f[PROXY_FIELD] = make_proxy(f["global_embeds"], f["verb_probs"], f["noun_probs"], variant)
     f.update(precompute(f))
     return f
 
 
 def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
-    """Stored arrays of a batch of encoded captions (plus the first-stage proxy).
+    """Stored arrays of a batch of encoded captions.
 
     Phrase slots that scoring ignores are zeroed: the encoder fills them with -1e10, which
     float16 cannot hold.
@@ -168,9 +167,7 @@ def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
     vmask, nmask = slot_mask(f["verb_lens"]), slot_mask(f["noun_lens"])
     for name, m in (("verb_embeds", vmask), ("verb_phrases", vmask), ("noun_embeds", nmask), ("noun_phrases", nmask)):
         f[name] = f[name].masked_fill(~m.unsqueeze(-1), 0.0)
-    arr = {k: v.numpy() for k, v in f.items()}
-    arr[PROXY_FIELD] = make_proxy(arr["global_embeds"], arr["verb_probs"], arr["noun_probs"], variant)
-    return arr
+    return {k: v.numpy() for k, v in f.items()}
 
 
 class _VideoSource:
@@ -326,37 +323,38 @@ class IndexWriter:
             print(msg, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ commits
-    def _stage(self, part: str, train: Optional[np.ndarray]) -> FirstStage:
+    def _stage(self, part: str) -> FirstStage:
         st = self._stages.get(part)
         if st is None:
-            info = self.manifest[part]
-            spec, nprobe = self.manifest["faiss"]["spec"], self.manifest["faiss"]["nprobe"]
-            if info.get("faiss"):
-                st = FirstStage.load_writable(self.dir / info["faiss"], spec, nprobe)
+            files = self.manifest[part].get("faiss")
+            if files:
+                st = FirstStage.load({k: self.dir / v for k, v in files.items()}, self.variant, writable=True)
             else:
-                st = FirstStage.create(spec if part == "videos" else DEFAULT_SPEC,
-                                       proxy_dim(self.config.model), train, nprobe)
+                mc = self.config.model
+                st = FirstStage.create({"global": mc.video.dim_embed, "verbs": mc.num_verb_concepts,
+                                        "nouns": mc.num_noun_concepts}, self.variant)
             self._stages[part] = st
         return st
 
-    def _commit(self, part: str, segment: Optional[dict[str, Any]] = None, proxies: Optional[np.ndarray] = None,
+    def _commit(self, part: str, segment: Optional[dict[str, Any]] = None,
+                vectors: Optional[dict[str, np.ndarray]] = None,
                 dead: Optional[dict[str, np.ndarray]] = None) -> None:
         """Write the FAISS and tombstone files a change needs, then the manifest (the commit).
 
         Args:
             part: the part a new segment belongs to.
             segment: the new segment's manifest entry (already in place), or None.
-            proxies: its first-stage vectors.
+            vectors: its first-stage vectors (:func:`~hanet.index.faiss_stage.first_stage_vectors`).
             dead: part -> rows to add to that part's tombstones (one commit for all parts).
         """
         m = copy.deepcopy(self.manifest)
         gen = int(m["generation"]) + 1
         if segment is not None:
             info = m[part]
-            st = self._stage(part, proxies)
-            st.add(proxies)
-            rel = f"faiss/{part}-{gen:06d}.faiss"
-            st.save(self.dir / rel)
+            st = self._stage(part)
+            st.add(vectors)
+            rel = {k: f"faiss/{part}-{gen:06d}-{k}.faiss" for k in STAGE_PARTS}
+            st.save({k: self.dir / v for k, v in rel.items()})
             info["segments"].append(segment)
             info["faiss"] = rel
         for p, rows in (dead or {}).items():
@@ -407,12 +405,12 @@ class IndexWriter:
         dead = self._dead_rows(clash) if clash else None
         if len(set(ids)) != len(ids):
             raise DataError("duplicate video ids in one add")
-        shapes = field_shapes(self.config.model, "videos", proxy_dim(self.config.model))
+        shapes = field_shapes(self.config.model, "videos")
         seg = SegmentWriter(self.dir, "videos", self._segment_name("videos"), len(ids), shapes)
         made = 0
         try:
             row = 0
-            proxies = np.empty((len(ids), shapes[PROXY_FIELD][0][0]), np.float32)
+            vectors: dict[str, list[np.ndarray]] = {k: [] for k in STAGE_PARTS}
             for fields, metas in batches:
                 n = len(metas)
                 if thumbs is not None:
@@ -421,7 +419,9 @@ class IndexWriter:
                         meta["thumbnail"] = bool(ok)
                         made += int(ok)
                 seg.write(row, fields, ids[row:row + n], metas)
-                proxies[row:row + n] = fields[PROXY_FIELD]
+                for k, v in first_stage_vectors(fields["global_embeds"], fields["verb_probs"],
+                                                fields["noun_probs"]).items():
+                    vectors[k].append(v)
                 row += n
             if row != len(ids):
                 raise RuntimeError(f"batches covered {row} videos, expected {len(ids)}")
@@ -429,7 +429,7 @@ class IndexWriter:
         except BaseException:
             seg.abort()
             raise
-        self._commit("videos", entry, proxies, dead=dead)
+        self._commit("videos", entry, {k: np.concatenate(v) for k, v in vectors.items()}, dead=dead)
         return made
 
     def add_from_features(self, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
@@ -548,11 +548,11 @@ class IndexWriter:
         if self._text_encoder is None:
             self._text_encoder = QueryEncoder(self.model, self.word2int, max_chars=10 ** 7, cache_size=0)
         enc = self._text_encoder
-        shapes = field_shapes(self.config.model, "captions", proxy_dim(self.config.model))
+        shapes = field_shapes(self.config.model, "captions")
         seg = SegmentWriter(self.dir, "captions", self._segment_name("captions"), len(items), shapes)
         base = self.collection("captions").size
         try:
-            proxies = np.empty((len(items), shapes[PROXY_FIELD][0][0]), np.float32)
+            vectors: dict[str, list[np.ndarray]] = {k: [] for k in STAGE_PARTS}
             for s in range(0, len(items), batch_size):
                 part = items[s:s + batch_size]
                 texts = [t for _, t in part]
@@ -566,13 +566,15 @@ class IndexWriter:
                 fields = text_fields(out.text, self.variant)
                 seg.write(s, fields, [f"c{base + s + j}" for j in range(len(part))],
                           [{"video": v, "text": t} for v, t in part])
-                proxies[s:s + len(part)] = fields[PROXY_FIELD]
+                for k, v in first_stage_vectors(fields["global_embeds"], fields["verb_probs"],
+                                                fields["noun_probs"]).items():
+                    vectors[k].append(v)
                 self._say(f"captions: {s + len(part)}/{len(items)} encoded")
             entry = seg.finish()
         except BaseException:
             seg.abort()
             raise
-        self._commit("captions", entry, proxies)
+        self._commit("captions", entry, {k: np.concatenate(v) for k, v in vectors.items()})
         return len(items)
 
     def _caption_metas(self) -> list[dict[str, Any]]:
@@ -637,8 +639,7 @@ def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_
 
 # ---------------------------------------------------------------------- public functions
 def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: dict[str, int], *,
-                 source: str = "", concepts: Optional[dict[str, list[str]]] = None, faiss_spec: str = DEFAULT_SPEC,
-                 nprobe: int = 64) -> None:
+                 source: str = "", concepts: Optional[dict[str, list[str]]] = None) -> None:
     """Create an empty index for a model (or accept an existing empty one of the same model).
 
     Args:
@@ -648,8 +649,6 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
         word2int: its vocabulary.
         source: where the model came from (recorded).
         concepts: concept names by id (``{"verb": [...], "noun": [...]}``), or None.
-        faiss_spec: first-stage FAISS index (``Flat``: exact; ``IVF4096,Flat``, ``SQfp16``...).
-        nprobe: IVF cells visited per query.
 
     Raises:
         HanetError: the directory holds a non-empty index or other files.
@@ -685,8 +684,6 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
             "hanet_version": __version__,
             "model": {"fingerprint": fp, "variant": model.variant, "source": source,
                       "config": config.to_dict()["model"]},
-            "faiss": {"spec": faiss_spec, "nprobe": int(nprobe)},
-            "proxy_dim": proxy_dim(config.model),
             "concepts": concepts is not None,
             "videos": dict(empty), "captions": dict(empty),
         })
@@ -696,7 +693,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
                 out_dir: str | os.PathLike, *, checkpoint: Optional[str | os.PathLike] = None,
                 videos_dir: Optional[str | os.PathLike] = None, captions: Optional[str | os.PathLike | dict] = None,
                 rolegraphs: Optional[str | os.PathLike] = None, names: Optional[Sequence[str] | str] = None,
-                faiss_spec: str = DEFAULT_SPEC, nprobe: int = 64, batch_size: int = DEFAULT_BATCH,
+                batch_size: int = DEFAULT_BATCH,
                 segment_size: int = DEFAULT_SEGMENT, thumbnails: bool = True,
                 vocab: Optional[str | os.PathLike] = None, concepts: Optional[str | os.PathLike] = None,
                 progress: bool = False) -> BuildReport:
@@ -713,8 +710,6 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
         rolegraphs: role graphs of those captions (default: ``sent2rolegraph.augment.json``
             beside the caption file; captions without a graph are parsed with spaCy).
         names: videos to index (a list, a ``.npy`` or a text file; default: all).
-        faiss_spec: the first-stage FAISS index.
-        nprobe: IVF cells visited per query.
         batch_size: videos per encoder call.
         segment_size: videos per committed segment.
         thumbnails: make thumbnail strips.
@@ -732,8 +727,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
     names_list = _read_names(names)
     concept_names = _concept_names(Path(concepts) if concepts else vocab_path.parent, cfg.model)
     caps, graphs = _load_captions(captions, rolegraphs)
-    create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names,
-                 faiss_spec=faiss_spec, nprobe=nprobe)
+    create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names)
     with IndexWriter(out_dir, progress=progress) as w:
         rep = w.add_from_features(features, names=names_list, videos_dir=Path(videos_dir) if videos_dir else None,
                                   batch_size=batch_size, segment_size=segment_size, thumbnails=thumbnails)
@@ -805,7 +799,7 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
                   "source": m["model"].get("source"), "dim_embed": mc["video"]["dim_embed"],
                   "max_frames_in_video": mc["max_frames_in_video"], "num_verb_concepts": mc["num_verb_concepts"],
                   "num_noun_concepts": mc["num_noun_concepts"]},
-        "faiss": m["faiss"], "proxy_dim": m["proxy_dim"], "concept_names": bool(m.get("concepts")),
+        "concept_names": bool(m.get("concepts")),
         "disk_bytes": disk, "updated": m.get("updated"),
     }
 

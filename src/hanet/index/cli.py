@@ -43,10 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--vocab", help="word2int.json (default: the run's dataset's)")
     b.add_argument("--concepts", metavar="DIR", help="folder with verb_concepts.json / noun_concepts.json "
                    "(default: beside the vocabulary)")
-    b.add_argument("--faiss", default="Flat", metavar="SPEC",
-                   help="first-stage FAISS index: Flat (exact, default), SQfp16, or e.g. IVF1024,Flat for "
-                        "collections of millions")
-    b.add_argument("--nprobe", type=int, default=64, help="IVF cells visited per query (default 64)")
 
     a = sub.add_parser("add", help="add the videos of feature files (already indexed ones are skipped)")
     a.add_argument("index", help="the index directory")
@@ -85,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{info['captions']} captions, generation {info['generation']}\n"
                   f"  model {m['fingerprint']} ({m['variant']}, d={m['dim_embed']}, T={m['max_frames_in_video']}) "
                   f"from {m['source']}\n"
-                  f"  first stage: FAISS {info['faiss']['spec']} on {info['proxy_dim']}-d proxies\n"
                   f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)")
         return 0
     if cmd == "delete":
@@ -115,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.run and not args.checkpoint:
             raise HanetError("give --run RUN_DIR (or --checkpoint FILE)")
         rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, vocab=args.vocab,
-                          concepts=args.concepts, faiss_spec=args.faiss, nprobe=args.nprobe, **common)
+                          concepts=args.concepts, **common)
     else:
         rep = add_videos(args.index, args.features, run_dir=args.run, checkpoint=args.checkpoint,
                          replace=args.replace, **common)

@@ -1,23 +1,33 @@
-"""The first stage of two-stage search: FAISS over a short "proxy" vector per video.
+"""The first stage of two-stage search: HANet's one-vector-per-side scores, exactly, with FAISS.
 
 HANet's fused score is ``0.1 * (sent + verb + noun + ind_verb + ind_noun) +
-0.25 * (concept_verb + concept_noun)``. The proxy keeps the parts that are one vector per video
-and per query: the global embedding and the two concept-probability vectors, each L2-normalised
-and scaled by the square root of its fusion weight, so that the inner product of a query's and
-a video's proxies is
+0.25 * (concept_verb + concept_noun)``. Three of the seven scores need one vector per video and
+one per query:
 
-    0.1 * cos(global_q, global_v) + 0.25 * cos(verbs_q, verbs_v) + 0.25 * cos(nouns_q, nouns_v)
+* ``sent``: cosine of the global embeddings -> a FAISS ``IndexFlatIP`` of unit global embeddings;
+* ``concept_verb`` / ``concept_noun``: soft Jaccard ``sum(min) / sum(max)`` of concept
+  probabilities. With ``L1 = sum|q - v|`` and ``S = sum(q) + sum(v)``, ``sum(min) = (S - L1) / 2``
+  and ``sum(max) = (S + L1) / 2``, so ``J = (S - L1) / (S + L1)`` (the formula
+  :func:`hanet.model.scoring.jaccard_sim` uses) -> FAISS ``IndexFlat`` with ``METRIC_L1`` over
+  the verb and over the noun probabilities, plus each row's sum.
 
-which is the ``sent`` score exactly and the concept scores with cosine in place of the soft
-Jaccard. The phrase-level scores (40% of the fusion) need the frames and clips, so they are left
-to the second stage, which scores the candidates with the full model. For the ``global``
-variant the proxy is the normalised global embedding alone, so the first stage is exact.
+The first stage computes these three scores for *every* live row with FAISS's SIMD distance
+kernels (``faiss.pairwise_distances`` over the flat indexes' vectors) and keeps the ``c`` rows
+with the highest ``0.1 * sent + 0.25 * (concept_verb + concept_noun)``: 60% of the fused score,
+exactly (the vectors are the float16 values the index stores, so these are the second stage's
+numbers). The phrase-level scores (the other 40%) need frames and clips: the second stage scores
+the candidates with all seven. Since each phrase-level score is a mean of cosines in [-1, 1],
+a video left out can beat a candidate by at most 0.4 in the parts the first stage does not see;
+:meth:`FirstStage.candidates` returns the best left-out partial score so that search can say
+when its answer is provably exact. For the ``global`` variant the fused score is ``sent`` and
+the first stage alone is exact.
 
 Public API:
-    proxy_weights(variant) -> (sent weight, concept weight)
-    make_proxy(global_embeds, verb_probs, noun_probs, variant) -> (n, P) float32
-    proxy_dim(model_config) -> int
-    FirstStage: create(spec, dim), load(path), add(vectors), save(path), search(queries, k, alive)
+    PARTS = ("global", "verbs", "nouns")
+    first_stage_vectors(global_embeds, verb_probs, noun_probs) -> dict[str, np.ndarray]
+    partial_weights(variant) -> (sent weight, concept weight); remaining_bound(variant) -> float
+    FirstStage: create(dims), load(paths), load_writable(paths), add(vectors), save(paths),
+                partial_scores(queries), candidates(queries, c, alive)
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import numpy as np
 
 from hanet.errors import HanetError
 
-DEFAULT_SPEC = "Flat"
+PARTS: tuple[str, ...] = ("global", "verbs", "nouns")
 
 
 def _faiss() -> Any:
@@ -42,8 +52,8 @@ def _faiss() -> Any:
     return faiss
 
 
-def proxy_weights(variant: str) -> tuple[float, float]:
-    """Fusion weight of the sentence score and of each concept score.
+def partial_weights(variant: str) -> tuple[float, float]:
+    """Fusion weight of ``sent`` and of each concept score.
 
     Args:
         variant: ``hanet`` or ``global``.
@@ -54,156 +64,197 @@ def proxy_weights(variant: str) -> tuple[float, float]:
     return (1.0, 0.0) if variant == "global" else (0.1, 0.25)
 
 
-def proxy_dim(config: Any) -> int:
-    """Size of the proxy vector of a model config (global + verb concepts + noun concepts)."""
-    return int(config.video.dim_embed + config.num_verb_concepts + config.num_noun_concepts)
+def remaining_bound(variant: str) -> float:
+    """Largest possible total of the fused score's parts the first stage leaves out.
+
+    ``0.1 * (verb + noun + ind_verb + ind_noun)``, each a mean of cosines in [-1, 1].
+    """
+    return 0.0 if variant == "global" else 0.4
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled by ``1 / sqrt(|x|^2 + 1e-18)`` (the epsilon of :func:`~hanet.model.scoring.cosine_sim`)."""
     x = np.asarray(x, dtype=np.float32)
-    return x / np.sqrt((x * x).sum(-1, keepdims=True) + 1e-18)
+    return x / np.sqrt((x.astype(np.float64) ** 2).sum(-1, keepdims=True) + 1e-18).astype(np.float32)
 
 
-def make_proxy(global_embeds: np.ndarray, verb_probs: np.ndarray, noun_probs: np.ndarray,
-               variant: str) -> np.ndarray:
-    """First-stage vectors (the same function for videos and for queries).
+def first_stage_vectors(global_embeds: np.ndarray, verb_probs: np.ndarray, noun_probs: np.ndarray,
+                        round_to_stored: bool = True) -> dict[str, np.ndarray]:
+    """The first stage's vectors of videos, captions or queries.
 
     Args:
-        global_embeds: (n, d) global (video or sentence) embeddings.
+        global_embeds: (n, d) global embeddings.
         verb_probs: (n, Cv) verb concept probabilities.
         noun_probs: (n, Cn) noun concept probabilities.
-        variant: the model variant (decides the weights).
+        round_to_stored: round to float16 first (what the index stores; True for indexed rows).
 
     Returns:
-        (n, d + Cv + Cn) float32, C-contiguous.
+        ``{"global": (n, d) unit rows, "verbs": (n, Cv), "nouns": (n, Cn)}``, float32, contiguous.
     """
-    ws, wc = proxy_weights(variant)
-    parts = [np.sqrt(ws) * _unit(global_embeds), np.sqrt(wc) * _unit(verb_probs), np.sqrt(wc) * _unit(noun_probs)]
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+    def prep(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        return (x.astype(np.float16) if round_to_stored else x).astype(np.float32)
+
+    return {"global": np.ascontiguousarray(unit_rows(prep(global_embeds))),
+            "verbs": np.ascontiguousarray(prep(verb_probs)), "nouns": np.ascontiguousarray(prep(noun_probs))}
 
 
 class FirstStage:
-    """A FAISS inner-product index whose ids are the collection's row numbers.
+    """Three FAISS flat indexes (global IP, verb L1, noun L1) whose ids are the collection's rows.
 
     Args:
-        index: the FAISS index.
-        spec: the factory string it was made from (``Flat``, ``SQfp16``, ``IVF1024,Flat``...).
-        nprobe: IVF cells visited per query (IVF indexes only).
+        indexes: part -> FAISS ``IndexFlat``.
+        variant: the model variant (decides the weights).
     """
 
-    def __init__(self, index: Any, spec: str, nprobe: int = 64) -> None:
-        self.index = index
-        self.spec = spec
-        self.nprobe = int(nprobe)
+    def __init__(self, indexes: dict[str, Any], variant: str = "hanet") -> None:
+        self.indexes = indexes
+        self.variant = variant
+        self._sums: dict[str, np.ndarray] = {}
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.indexes["global"].ntotal)
 
+    # ------------------------------------------------------------------ life cycle
     @classmethod
-    def create(cls, spec: str, dim: int, train: Optional[np.ndarray] = None, nprobe: int = 64) -> "FirstStage":
-        """A new empty index.
+    def create(cls, dims: dict[str, int], variant: str = "hanet") -> "FirstStage":
+        """Empty indexes.
 
         Args:
-            spec: ``Flat`` (exact), or any FAISS factory string for inner product.
-            dim: vector size.
-            train: vectors to train on, for index types that need training (IVF, PQ, SQ8).
-            nprobe: IVF cells visited per query.
-
-        Raises:
-            HanetError: a bad spec, or training vectors missing or too few.
+            dims: part -> vector size.
+            variant: the model variant.
         """
         faiss = _faiss()
-        try:
-            index = faiss.IndexFlatIP(dim) if spec == "Flat" else faiss.index_factory(
-                dim, spec, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise HanetError(f"bad FAISS index spec {spec!r}: {str(exc).splitlines()[0]}") from None
-        if not index.is_trained:
-            if train is None or len(train) == 0:
-                raise HanetError(f"FAISS index {spec!r} needs training vectors")
-            try:
-                index.train(np.ascontiguousarray(train, dtype=np.float32))
-            except RuntimeError as exc:
-                raise HanetError(f"cannot train FAISS index {spec!r} on {len(train)} vectors "
-                                 f"({str(exc).splitlines()[0]}); use --faiss Flat for small collections") from None
-        return cls(index, spec, nprobe)
+        return cls({"global": faiss.IndexFlatIP(int(dims["global"])),
+                    "verbs": faiss.IndexFlat(int(dims["verbs"]), faiss.METRIC_L1),
+                    "nouns": faiss.IndexFlat(int(dims["nouns"]), faiss.METRIC_L1)}, variant)
 
     @classmethod
-    def load(cls, path: Path, spec: str, nprobe: int = 64) -> "FirstStage":
-        """Open a saved index read-only, memory-mapped where the index type allows it."""
+    def load(cls, paths: dict[str, Path], variant: str = "hanet", writable: bool = False) -> "FirstStage":
+        """Open saved indexes; read-only ones are memory-mapped (``IO_FLAG_MMAP_IFC``).
+
+        Raises:
+            HanetError: a file is missing or not a FAISS index.
+        """
         faiss = _faiss()
-        flags = faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC
-        try:
-            index = faiss.read_index(str(path), flags)
-        except RuntimeError:
+        out = {}
+        for part in PARTS:
+            p = Path(paths[part])
             try:
-                index = faiss.read_index(str(path), faiss.IO_FLAG_READ_ONLY)
+                out[part] = (faiss.read_index(str(p)) if writable
+                             else faiss.read_index(str(p), faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC))
             except RuntimeError as exc:
-                raise HanetError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
-        return cls(index, spec, nprobe)
+                raise HanetError(f"{p}: missing or unreadable FAISS index ({str(exc).splitlines()[0]})") from None
+        sizes = {int(i.ntotal) for i in out.values()}
+        if len(sizes) != 1:
+            raise HanetError(f"{Path(paths['global']).parent}: first-stage indexes of different sizes {sorted(sizes)}")
+        return cls(out, variant)
 
-    @classmethod
-    def load_writable(cls, path: Path, spec: str, nprobe: int = 64) -> "FirstStage":
+    def add(self, vectors: dict[str, np.ndarray]) -> None:
+        """Append rows (their ids continue the row numbering)."""
+        for part in PARTS:
+            self.indexes[part].add(np.ascontiguousarray(vectors[part], dtype=np.float32))
+        self._sums.clear()
+
+    def save(self, paths: dict[str, Path]) -> None:
+        """Write each index whole or not at all (temporary file, fsync, rename)."""
         faiss = _faiss()
-        try:
-            return cls(faiss.read_index(str(path)), spec, nprobe)
-        except RuntimeError as exc:
-            raise HanetError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
+        for part in PARTS:
+            path = Path(paths[part])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                faiss.write_index(self.indexes[part], tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
 
-    def add(self, vectors: np.ndarray) -> None:
-        """Append vectors; their ids continue the row numbering."""
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def save(self, path: Path) -> None:
-        """Write whole or not at all (temporary file, fsync, rename)."""
+    # ------------------------------------------------------------------ scoring
+    def vectors(self, part: str) -> np.ndarray:
+        """(ntotal, dim) the stored vectors of a part (a view of the FAISS storage, no copy)."""
         faiss = _faiss()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        index = self.indexes[part]
+        n, d = int(index.ntotal), int(index.d)
+        if n == 0:
+            return np.zeros((0, d), np.float32)
+        return faiss.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)
 
-    def _params(self, sel: Any, k: int) -> Any:
-        faiss = _faiss()
-        kind = type(self.index).__name__
-        if "IVF" in kind:
-            return faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
-        if "HNSW" in kind:
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=max(2 * k, 64))
-        return faiss.SearchParameters(sel=sel)
+    def _sum(self, part: str) -> np.ndarray:
+        s = self._sums.get(part)
+        if s is None:
+            s = self._sums[part] = self.vectors(part).sum(1, dtype=np.float64).astype(np.float32)
+        return s
 
-    def search(self, queries: np.ndarray, k: int, alive: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows by inner product, skipping dead rows.
+    def partial_scores(self, queries: dict[str, np.ndarray]) -> np.ndarray:
+        """``w_s * sent + w_c * (concept_verb + concept_noun)`` of every row for each query.
 
         Args:
-            queries: (nq, P) float32 proxies.
-            k: rows per query.
+            queries: :func:`first_stage_vectors` of Q queries (``round_to_stored=False``).
+
+        Returns:
+            (Q, ntotal) float32.
+        """
+        faiss = _faiss()
+        ws, wc = partial_weights(self.variant)
+        qg = np.ascontiguousarray(queries["global"], dtype=np.float32)
+        xg = self.vectors("global")
+        if len(qg) < 8:
+            # One query against all rows: FAISS's SIMD kernel reads the rows once; the BLAS
+            # path of pairwise_distances is several times slower for so few queries.
+            out = np.empty((len(qg), len(xg)), np.float32)
+            for i in range(len(qg)):
+                faiss.fvec_inner_products_ny(faiss.swig_ptr(out[i]), faiss.swig_ptr(qg[i]), faiss.swig_ptr(xg),
+                                             xg.shape[1], len(xg))
+            out *= ws
+        else:
+            out = ws * faiss.pairwise_distances(qg, xg, faiss.METRIC_INNER_PRODUCT)
+        if wc:
+            for part in ("verbs", "nouns"):
+                q = np.ascontiguousarray(queries[part], dtype=np.float32)
+                l1 = faiss.pairwise_distances(q, self.vectors(part), faiss.METRIC_L1)
+                s = q.sum(1, dtype=np.float64).astype(np.float32)[:, None] + self._sum(part)[None, :]
+                out += wc * (s - l1) / (s + l1)
+        return out
+
+    def candidates(self, queries: dict[str, np.ndarray], c: int,
+                   alive: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``c`` live rows with the highest partial score, per query.
+
+        Args:
+            queries: :func:`first_stage_vectors` of Q queries.
+            c: rows per query.
             alive: (ntotal,) bool, or None when nothing is deleted.
 
         Returns:
-            (scores (nq, k) float32, rows (nq, k) int64; -1 where fewer than k rows qualify).
+            (rows (Q, c') int64 ascending, c' = min(c, live rows); best partial score among the
+            live rows left out (Q,), -inf when none is left out).
         """
-        faiss = _faiss()
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        k = max(1, min(int(k), self.ntotal))
-        sel = None
-        bitmap = None
+        part = self.partial_scores(queries)
         if alive is not None and not alive.all():
-            # The bitmap must outlive the search call: FAISS keeps a raw pointer to it.
-            bitmap = np.packbits(alive.astype(np.uint8), bitorder="little")
-            sel = faiss.IDSelectorBitmap(len(alive), faiss.swig_ptr(bitmap))
-        params = self._params(sel, k)
-        scores, rows = self.index.search(q, k, params=params)
-        del bitmap
-        return scores, rows.astype(np.int64)
+            part[:, ~alive] = -np.inf
+            n_live = int(alive.sum())
+        else:
+            n_live = part.shape[1]
+        c = min(int(c), n_live)
+        if c <= 0:
+            return np.zeros((len(part), 0), np.int64), np.full(len(part), -np.inf, np.float32)
+        if c < part.shape[1]:
+            top = np.argpartition(-part, c - 1, axis=1)[:, :c]
+        else:
+            top = np.broadcast_to(np.arange(part.shape[1]), part.shape).copy()
+        if c < n_live:
+            rest = part.copy()
+            np.put_along_axis(rest, top, -np.inf, axis=1)
+            best_left = rest.max(1)
+        else:
+            best_left = np.full(len(part), -np.inf, np.float32)
+        return np.sort(top, axis=1).astype(np.int64), best_left
 
 
-__all__ = ["DEFAULT_SPEC", "proxy_weights", "proxy_dim", "make_proxy", "FirstStage"]
+__all__ = ["PARTS", "partial_weights", "remaining_bound", "unit_rows", "first_stage_vectors", "FirstStage"]

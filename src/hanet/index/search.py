@@ -1,9 +1,12 @@
 """Searching an index: two-stage (FAISS candidates, then the full HANet score) or exhaustive.
 
-Two-stage: the query's proxy vector (see :mod:`hanet.index.faiss_stage`) picks ``candidates``
-videos by FAISS inner product; those are scored with all seven HANet scores and ranked by the
-fused score. Exhaustive: every live video is scored the same way, in chunks, so its answer is
-exact; two-stage returns the same top-k whenever the exact top-k is among the candidates.
+Two-stage: the first stage (:mod:`hanet.index.faiss_stage`) computes, with FAISS, the three
+scores that need one vector per side (``sent`` and the two concept scores, 60% of the fused
+score) for every live video, exactly, and keeps the ``candidates`` best; those are scored with
+all seven HANet scores and ranked by the fused score. Exhaustive: every live video is scored
+the same way, in chunks, so its answer is exact; two-stage returns the same top-k whenever the
+exact top-k is among the candidates, and says so (``exact``) when the first stage's bound
+proves it.
 
 Both paths rank by (fused score descending, row ascending), so ties are broken the same way.
 
@@ -14,7 +17,7 @@ Public API:
                      threads=None) -> SearchIndex
         .search(text, k=10, mode='two-stage', candidates=None) -> list[Hit]
         .search_result(text, k=10, mode='two-stage', candidates=None) -> SearchResult
-        .rank_encoded(text_out, k, mode, candidates) -> (rows (Q, k), fused (Q, k))
+        .rank_encoded(text_out, k, mode, candidates) -> Ranking(rows, scores, scored, exact)
         .search_captions(video_id, k=10, mode='two-stage', candidates=None) -> CaptionResult
         .explain(text, video_id) -> hanet.index.explain.Explanation
         .video(video_id) -> dict;  .thumbnail(video_id) -> Path | None;  .source(video_id) -> Path | None
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 
 from hanet.errors import HanetError
-from hanet.index.faiss_stage import FirstStage, make_proxy
+from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
 from hanet.index.scorer import StoredVideos, score_stored
 from hanet.index.scorer import fused as fused_score
@@ -106,6 +108,8 @@ class SearchResult:
         candidates: videos scored with the full model.
         total: live videos in the index.
         hits: best first.
+        exact: True when these are provably the exhaustive top k (exhaustive mode, every video
+            scored, or no video left out by the first stage can reach the k-th score).
         warnings: about the query (unknown words, no verb phrase, cut words).
         timings_ms: ``encode``, ``first_stage``, ``rescore``, ``total``.
     """
@@ -117,11 +121,29 @@ class SearchResult:
     candidates: int
     total: int
     hits: list[Hit]
+    exact: bool = False
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Ranking:
+    """Ranked rows of Q queries.
+
+    Attributes:
+        rows: (Q, k) int64.
+        scores: (Q, k) float32 fused scores.
+        scored: videos scored with all seven scores, per query.
+        exact: (Q,) bool, see :attr:`SearchResult.exact`.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+    scored: int
+    exact: np.ndarray
 
 
 @dataclass
@@ -214,7 +236,6 @@ class SearchIndex:
         self.captions = captions
         self.stages = stages
         self.queries = queries
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -247,13 +268,13 @@ class SearchIndex:
                 captions = Collection(path, "captions", manifest)
                 stages: dict[str, Optional[FirstStage]] = {}
                 for part, coll in (("videos", videos), ("captions", captions)):
-                    rel = manifest[part].get("faiss")
+                    files = manifest[part].get("faiss")
                     st = None
-                    if rel:
-                        spec = manifest["faiss"]["spec"] if part == "videos" else "Flat"
-                        st = FirstStage.load(path / rel, spec, manifest["faiss"].get("nprobe", 64))
+                    if files:
+                        st = FirstStage.load({k: path / v for k, v in files.items()}, manifest["model"]["variant"])
                         if st.ntotal != coll.size:
-                            raise IndexFormatError(f"{path / rel}: holds {st.ntotal} vectors for {coll.size} {part}")
+                            raise IndexFormatError(f"{path / files['global']}: holds {st.ntotal} vectors for "
+                                                   f"{coll.size} {part}")
                     stages[part] = st
                 break
             except (FileNotFoundError, HanetError):
@@ -362,7 +383,7 @@ class SearchIndex:
         return max(c, int(k))
 
     def rank_encoded(self, text: Any, k: int = 10, mode: str = "two-stage",
-                     candidates: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, int]:
+                     candidates: Optional[int] = None) -> Ranking:
         """Rank the index's videos for encoded queries.
 
         Args:
@@ -372,8 +393,7 @@ class SearchIndex:
             candidates: first-stage candidates per query (two-stage).
 
         Returns:
-            (rows (Q, k') int64, fused scores (Q, k') float32, videos scored per query), k' =
-            min(k, live videos).
+            :class:`Ranking` with k' = min(k, live videos) rows per query.
         """
         c = self._check(k, mode, candidates)
         coll = self.videos
@@ -381,7 +401,7 @@ class SearchIndex:
         Q = len(text)
         k = min(int(k), n_alive)
         if k == 0:
-            return np.zeros((Q, 0), np.int64), np.zeros((Q, 0), np.float32), 0
+            return Ranking(np.zeros((Q, 0), np.int64), np.zeros((Q, 0), np.float32), 0, np.ones(Q, bool))
         if mode == "exhaustive" or n_alive <= c or self.stages.get("videos") is None:
             best_rows = np.zeros((Q, 0), np.int64)
             best_scores = np.zeros((Q, 0), np.float32)
@@ -389,19 +409,21 @@ class SearchIndex:
             for rows in coll.chunks(chunk):
                 fused = self._fused_rows(rows, text).T  # (Q, n)
                 best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
-            return best_rows, best_scores, n_alive
-        proxies = make_proxy(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
-                             self.variant)
-        _, cand = self.stages["videos"].search(proxies, c, None if coll.alive.all() else coll.alive)
+            return Ranking(best_rows, best_scores, n_alive, np.ones(Q, bool))
+        queries = first_stage_vectors(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
+                                      round_to_stored=False)
+        cand, best_left = self.stages["videos"].candidates(queries, c, None if coll.alive.all() else coll.alive)
         out_rows = np.zeros((Q, k), np.int64)
         out_scores = np.zeros((Q, k), np.float32)
         for q in range(Q):  # one query's candidates at a time (each query has its own)
-            rows = np.sort(cand[q][cand[q] >= 0])
+            rows = cand[q]
             fused = self._fused_rows(rows, text.select(slice(q, q + 1)))[:, 0]
             order = np.argsort(-fused, kind="stable")[:k]
-            out_rows[q, :len(order)] = rows[order]
-            out_scores[q, :len(order)] = fused[order]
-        return out_rows, out_scores, int(min(c, n_alive))
+            out_rows[q] = rows[order]
+            out_scores[q] = fused[order]
+        # A video left out scores at most its first-stage part plus the largest phrase-level part.
+        exact = best_left + remaining_bound(self.variant) < out_scores[:, -1]
+        return Ranking(out_rows, out_scores, int(cand.shape[1]), exact)
 
     def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
         """(7, n) the seven scores of rows for one query."""
@@ -436,8 +458,9 @@ class SearchIndex:
         t0 = time.perf_counter()
         enc = self.encode(text)
         t1 = time.perf_counter()
-        rows, fused, scored = self.rank_encoded(enc.text, k, mode, candidates)
+        ranking = self.rank_encoded(enc.text, k, mode, candidates)
         t2 = time.perf_counter()
+        rows, fused = ranking.rows, ranking.scores
         parts = self._parts(rows[0], enc.text)
         names = self.score_names()
         hits = [Hit(i + 1, self.videos.ids[int(r)], float(fused[0, i]),
@@ -445,7 +468,8 @@ class SearchIndex:
                 for i, r in enumerate(rows[0].tolist())]
         t3 = time.perf_counter()
         info = enc.infos[0]
-        return SearchResult(text, info.normalized, mode, int(k), scored, self.num_videos, hits, info.warnings(),
+        return SearchResult(text, info.normalized, mode, int(k), ranking.scored, self.num_videos, hits,
+                            bool(ranking.exact[0]), info.warnings(),
                             {"encode": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "scores": (t3 - t2) * 1e3,
                              "total": (t3 - t0) * 1e3})
 
@@ -488,9 +512,10 @@ class SearchIndex:
                 best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
             rows, fused, scored = best_rows[0], best_scores[0], caps.num_alive
         else:
-            proxy = self.videos.gather("proxy", vrow).astype(np.float32)
-            _, cand = self.stages["captions"].search(proxy, c, None if caps.alive.all() else caps.alive)
-            cr = np.sort(cand[0][cand[0] >= 0])
+            query = first_stage_vectors(video.global_embeds.numpy(), video.verb_probs.numpy(),
+                                        video.noun_probs.numpy())
+            cand, _ = self.stages["captions"].candidates(query, c, None if caps.alive.all() else caps.alive)
+            cr = cand[0]
             f = self._fused(video, text_outputs(caps, cr))[0]
             order = np.argsort(-f, kind="stable")[:k]
             rows, fused, scored = cr[order], f[order], len(cr)
@@ -543,5 +568,5 @@ class SearchIndex:
         return explain(self, text, video_id)
 
 
-__all__ = ["MODES", "DEFAULT_CANDIDATES", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "SearchIndex",
+__all__ = ["MODES", "DEFAULT_CANDIDATES", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "Ranking", "SearchIndex",
            "QueryError", "video_outputs", "text_outputs"]

@@ -12,10 +12,10 @@ Layout::
         records.npy                     (N,) structured rows, one field per stored output:
                                         encodings in float16, their norms and Gram matrices
                                         (hanet.index.scorer) in float32, indices in int32
-        proxy.npy                       (N, P) float16 first-stage vectors
         thumbs/<row>.jpg                thumbnail strips (named by row, never by id)
     INDEX_DIR/segments/c-000001-000/    captions (video-to-text search), same scheme
-    INDEX_DIR/faiss/videos-000001.faiss the first-stage index of generation 1
+    INDEX_DIR/faiss/videos-000001-global.faiss, -verbs.faiss, -nouns.faiss
+                                        the first stage of generation 1 (hanet.index.faiss_stage)
     INDEX_DIR/tombstones/videos-000001.npy  deleted rows of generation 1 (sorted int64)
     INDEX_DIR/.lock                     held by the one writer (readers never write)
 
@@ -69,7 +69,6 @@ VIDEO_INT_FIELDS: tuple[str, ...] = ("lengths", "top_verbs", "top_nouns", "verb_
 TEXT_FLOAT_FIELDS: tuple[str, ...] = ("global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases",
                                       "verb_probs", "noun_probs")
 TEXT_INT_FIELDS: tuple[str, ...] = ("verb_lens", "noun_lens", "lengths")
-PROXY_FIELD = "proxy"
 PARTS = ("videos", "captions")
 _PREFIX = {"videos": "v", "captions": "c"}
 
@@ -78,13 +77,12 @@ class IndexFormatError(HanetError):
     """The index directory is missing, damaged, or was written by another version or model."""
 
 
-def field_shapes(config: Any, kind: str, proxy_dim: int) -> dict[str, tuple[tuple[int, ...], str]]:
+def field_shapes(config: Any, kind: str) -> dict[str, tuple[tuple[int, ...], str]]:
     """Per-row shape and dtype of every stored array.
 
     Args:
         config: the :class:`~hanet.config.ModelConfig`.
         kind: ``videos`` or ``captions``.
-        proxy_dim: size of the first-stage vector.
 
     Returns:
         field -> (row shape, numpy dtype name).
@@ -100,7 +98,7 @@ def field_shapes(config: Any, kind: str, proxy_dim: int) -> dict[str, tuple[tupl
             "noun_frames": ((T, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
             "noun_probs": ((config.num_noun_concepts,), "float16"), "lengths": ((), "int32"),
             "top_verbs": ((Sv,), "int32"), "top_nouns": ((Sn,), "int32"), "verb_peaks": ((Sv,), "int32"),
-            "noun_peaks": ((K, Sn), "int32"), PROXY_FIELD: ((proxy_dim,), "float16"),
+            "noun_peaks": ((K, Sn), "int32"),
             # precomputed from the stored float16 frames and clips (see hanet.index.scorer)
             "verb_frame_norms": ((T,), "float32"), "noun_frame_norms": ((T,), "float32"),
             "verb_clip_norms": ((Sv,), "float32"), "noun_clip_norms": ((Sn,), "float32"),
@@ -114,7 +112,7 @@ def field_shapes(config: Any, kind: str, proxy_dim: int) -> dict[str, tuple[tupl
             "noun_embeds": ((Nn, d), "float16"), "verb_phrases": ((Nv, d), "float16"),
             "noun_phrases": ((Nn, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
             "noun_probs": ((config.num_noun_concepts,), "float16"), "verb_lens": ((Nv,), "int32"),
-            "noun_lens": ((Nn,), "int32"), "lengths": ((), "int32"), PROXY_FIELD: ((proxy_dim,), "float16"),
+            "noun_lens": ((Nn,), "int32"), "lengths": ((), "int32"),
         }
     raise ValueError(f"unknown segment kind {kind!r}")
 
@@ -271,18 +269,18 @@ class IndexLock:
 
 # ---------------------------------------------------------------------- segments
 def record_dtype(shapes: dict[str, tuple[tuple[int, ...], str]]) -> np.dtype:
-    """The structured dtype of one stored row: every field but the proxy, naturally aligned.
+    """The structured dtype of one stored row, fields naturally aligned.
 
     Args:
         shapes: from :func:`field_shapes`.
     """
-    return np.dtype([(f, dt, shape) for f, (shape, dt) in shapes.items() if f != PROXY_FIELD], align=True)
+    return np.dtype([(f, dt, shape) for f, (shape, dt) in shapes.items()], align=True)
 
 
 class Segment:
-    """One immutable segment: ``records.npy`` (one structured row per item) and ``proxy.npy``.
+    """One immutable segment: ``records.npy``, one structured row per video (or caption).
 
-    Both are ``.npy`` files; :meth:`array` memory-maps them. :meth:`read` fetches rows with
+    :meth:`array` memory-maps it. :meth:`read` fetches rows with
     ``pread`` instead (what search uses): on current kernels, touching scattered rows of a
     memory map maps whole page-cache folios around each of them, so the resident set of a
     process that reads a few megabytes per query grows towards the size of the index; a
@@ -318,8 +316,8 @@ class Segment:
         return a
 
     def array(self, name: str) -> np.ndarray:
-        """(count, ...) a stored field, memory-mapped (a view into ``records.npy`` or ``proxy.npy``)."""
-        return self._load(PROXY_FIELD) if name == PROXY_FIELD else self._load("records")[name]
+        """(count, ...) a stored field, memory-mapped (a view into ``records.npy``)."""
+        return self._load("records")[name]
 
     @property
     def dtype(self) -> np.dtype:
@@ -492,21 +490,12 @@ class Collection:
         order = np.lexsort((local, seg))
         bounds = np.flatnonzero(np.diff(seg[order])) + 1
         groups = [order[g] for g in np.split(np.arange(len(rows)), bounds) if len(g)]
-        rec_names = [n for n in names if n != PROXY_FIELD]
         dt = self.segments[0].dtype
-        out = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in rec_names}
-        if PROXY_FIELD in names:
-            p = self.segments[0].array(PROXY_FIELD)
-            out[PROXY_FIELD] = np.empty((len(rows),) + p.shape[1:], p.dtype)
+        out = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in names}
         for idx in groups:
-            segment = self.segments[int(seg[idx[0]])]
-            loc = local[idx]  # ascending within the group
-            if rec_names:
-                recs = segment.read(loc)
-                for n in rec_names:
-                    out[n][idx] = recs[n]
-            if PROXY_FIELD in names:
-                out[PROXY_FIELD][idx] = segment.array(PROXY_FIELD)[loc]
+            recs = self.segments[int(seg[idx[0]])].read(local[idx])  # ascending within the group
+            for n in names:
+                out[n][idx] = recs[n]
         return out
 
     def release(self) -> None:
@@ -555,9 +544,6 @@ class SegmentWriter:
         (self.tmp / "thumbs").mkdir()
         self.records = np.lib.format.open_memmap(self.tmp / "records.npy", mode="w+", dtype=record_dtype(shapes),
                                                  shape=(self.count,))
-        pshape, pdt = shapes[PROXY_FIELD]
-        self.proxy = np.lib.format.open_memmap(self.tmp / f"{PROXY_FIELD}.npy", mode="w+", dtype=pdt,
-                                               shape=(self.count,) + pshape)
         self.ids: list[Optional[str]] = [None] * self.count
         self.meta: list[Optional[dict[str, Any]]] = [None] * self.count
 
@@ -578,7 +564,6 @@ class SegmentWriter:
         n = len(ids)
         for f in self.records.dtype.names:
             self.records[f][start:start + n] = fields[f]
-        self.proxy[start:start + n] = fields[PROXY_FIELD]
         self.ids[start:start + n] = list(ids)
         self.meta[start:start + n] = list(meta)
 
@@ -587,8 +572,7 @@ class SegmentWriter:
         if any(i is None for i in self.ids):
             raise RuntimeError(f"segment {self.name}: not every row was written")
         self.records.flush()
-        self.proxy.flush()
-        del self.records, self.proxy
+        del self.records
         (self.tmp / "ids.json").write_text(json.dumps(self.ids))
         (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
                                                      for m in self.meta))
@@ -603,7 +587,7 @@ class SegmentWriter:
         return {"name": self.name, "count": self.count}
 
     def abort(self) -> None:
-        self.records = self.proxy = None
+        self.records = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -615,8 +599,7 @@ def referenced_paths(manifest: dict[str, Any]) -> set[str]:
         out |= {f"segments/{s['name']}" for s in info.get("segments", [])}
         if info.get("tombstones"):
             out.add(info["tombstones"])
-        if info.get("faiss"):
-            out.add(info["faiss"])
+        out |= set((info.get("faiss") or {}).values())
     return out
 
 
@@ -656,7 +639,7 @@ def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
-           "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PROXY_FIELD", "PARTS",
+           "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
            "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
            "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths", "atomic_write_text",
            "atomic_save_npy", "fsync_dir", "fsync_file"]

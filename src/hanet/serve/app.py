@@ -123,6 +123,7 @@ class SearchOut(BaseModel):
     candidates: int
     total: int
     hits: list[HitOut]
+    exact: bool
     warnings: list[str]
     timings_ms: dict[str, float]
 
@@ -174,7 +175,6 @@ class HealthOut(BaseModel):
     generation: int
     model: str
     variant: str
-    first_stage: str
     in_flight: int
     limits: dict[str, Any]
 
@@ -286,7 +286,7 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
         """Liveness and what is served."""
         return {"status": "ok", "version": __version__, "videos": index.num_videos, "captions": index.num_captions,
                 "generation": index.generation, "model": index.fingerprint[:16], "variant": index.variant,
-                "first_stage": index.manifest["faiss"]["spec"], "in_flight": app.state.in_flight,
+                "in_flight": app.state.in_flight,
                 "limits": asdict(limits)}
 
     @app.get("/search", response_model=SearchOut, responses=errors, tags=["search"])

@@ -95,7 +95,8 @@ async function runSearch(q) {
     const res = await getJSON(`/search?${params}`);
     renderResults(res);
     setStatus(`${res.hits.length} of ${res.total} videos for “${res.normalized}” — ${res.mode}, ` +
-      `${res.candidates} scored in ${res.timings_ms.total.toFixed(0)} ms`, false, res.warnings);
+      `${res.candidates} scored in ${res.timings_ms.total.toFixed(0)} ms${res.exact ? " (exact)" : ""}`,
+      false, res.warnings);
   } catch (err) {
     $("results").replaceChildren();
     setStatus(err.message, true);
@@ -220,7 +221,7 @@ $("close-explanation").addEventListener("click", () => {
 (async () => {
   try {
     const h = await getJSON("/health");
-    $("footer").textContent = `${h.videos} videos · model ${h.model} (${h.variant}) · first stage ${h.first_stage} · hanet ${h.version}`;
+    $("footer").textContent = `${h.videos} videos · model ${h.model} (${h.variant}) · hanet ${h.version}`;
   } catch (_) { /* the page works without it */ }
   const q = new URLSearchParams(location.search).get("q");
   if (q) { $("q").value = q; runSearch(q); }
