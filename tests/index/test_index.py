@@ -393,3 +393,12 @@ def test_features_of_another_dimension_are_refused(tmp_path, built, corpus):
     extra = make_corpus(tmp_path / "extra", lengths=(6, 3), with_files=0, prefix="extra")
     rep = add_videos(copy, extra.features)
     assert sorted(rep.added) == ["extra00", "extra01"] and rep.thumbnails == 0
+
+
+def test_parsing_the_commands_imports_no_heavy_module():
+    code = ("import sys; from hanet.cli import build_parser\n"
+            "for c in ('index', 'search', 'explain', 'serve'): build_parser(c)\n"
+            "heavy = [m for m in ('torch', 'faiss', 'fastapi', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
