@@ -97,13 +97,15 @@ def main() -> None:
     ap.add_argument("--backbone", default="efficientnet-lite0")
     args = ap.parse_args()
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `hanet extract` does, before torch loads
     import torch
 
     from hanet.video.backbones import get_backbone
     from hanet.video.extract import extract_features
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), device {args.device}, precision {args.precision}")
+          f"({torch.get_num_threads()} threads), device {args.device}, precision {args.precision}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         clips = corpus(Path(tmp) / "videos", args.repeat)
         n_clips = len(list(clips.iterdir()))

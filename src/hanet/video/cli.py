@@ -116,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``hanet extract``; returns the exit status (see the module docstring)."""
     import signal
 
+    # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning, so the decoding
+    # workers get the cores they need. Spinning threads that lose their core stall every layer
+    # (2-thread Lite0 fell from ~55 to ~7 frames/s with one competing process).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
     from hanet.video import extract as ex
     from hanet.video.store import merge_files
 

@@ -445,6 +445,8 @@ def extract_features(
             Default on CPU: the cores left after the decoding workers (at least 1): torch's
             threads wait on each other at every layer, so a core shared with a decoder stalls
             all of them (on 2 cores, 2 threads + 1 decoder ran at half the speed of 1 + 1).
+            ``hanet extract`` also sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads, for the
+            same reason; callers of this function can set it in their environment.
         root: folder for relative paths in list files.
 
     Returns:
