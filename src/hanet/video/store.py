@@ -37,36 +37,17 @@ import fcntl
 import glob
 import os
 import shutil
-import tempfile
 from typing import Sequence
 
 import h5py
 import numpy as np
 
 from hanet.errors import DataError
+from hanet.io import atomic_write, fsync_file
 
 H5_LIBVER = ("v110", "v110")
 META_KEYS_MUST_MATCH = ("backbone", "feature_dim", "image_size", "sampling", "dtype", "weights")
 JOURNAL_SUFFIX = ".journal"
-
-
-def _fsync_dir(path: str) -> None:
-    """Make a rename durable: fsync the folder that holds it (no-op where unsupported)."""
-    try:
-        fd = os.open(path or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: str) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
 
 
 def _decode_attr(value: object) -> object:
@@ -137,8 +118,10 @@ class FeatureWriter:
         out_path = self.out_path
         # copies left by a commit that was killed before its rename (we hold the lock: no
         # other run is writing them)
-        stale = glob.glob(os.path.join(glob.escape(os.path.dirname(out_path)),
-                                       glob.escape(os.path.basename(out_path)) + ".*.tmp"))
+        folder, base = glob.escape(os.path.dirname(out_path)), glob.escape(os.path.basename(out_path))
+        # temporaries of hanet.io.atomic_write (".name.*.tmp") and of older versions ("name.*.tmp")
+        stale = (glob.glob(os.path.join(folder, "." + base + ".*.tmp"))
+                 + glob.glob(os.path.join(folder, base + ".*.tmp")))
         for path in stale:
             os.unlink(path)
         if os.path.exists(self.out_path):
@@ -177,31 +160,23 @@ class FeatureWriter:
             d = f.create_dataset(key, data=features.astype(str(self.meta.get("dtype", "float32")), copy=False))
             for k, v in attrs.items():
                 d.attrs[k] = v
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, final)  # a journal entry exists whole or not at all
         self.keys.add(key)
 
     def _swap_in(self, fill) -> None:
         """Copy the file (if any) to a temp, let ``fill(h5file)`` add to it, then replace."""
-        folder = os.path.dirname(self.out_path)
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(self.out_path) + ".", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
+
+        def write(tmp: str) -> None:
+            mode = "w"
             if os.path.exists(self.out_path):
                 shutil.copyfile(self.out_path, tmp)
                 mode = "a"
-            else:
-                mode = "w"
             with h5py.File(tmp, mode, libver=H5_LIBVER) as f:
                 _write_meta(f, self.meta)
                 fill(f)
-            _fsync_file(tmp)
-            os.replace(tmp, self.out_path)
-            _fsync_dir(folder)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        atomic_write(self.out_path, write)
 
     def commit(self) -> int:
         """Move journalled videos into the file (atomic replace); returns how many."""
@@ -278,12 +253,9 @@ def merge_files(inputs: Sequence[str], out_path: str) -> list[str]:
             raise DataError(f"{p}: settings differ from {first} ({', '.join(diff)}); cannot merge")
         if os.path.abspath(p) == out_abs:
             raise DataError(f"{p}: is also the merge output; write the merge to another path")
-    folder = os.path.dirname(out_abs)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(out_abs) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
     origin: dict[str, str] = {}
-    try:
+
+    def write(tmp: str) -> None:
         with h5py.File(tmp, "w", libver=H5_LIBVER) as out:
             meta = dict(metas[first])
             meta["merged_from"] = len(inputs)
@@ -297,11 +269,6 @@ def merge_files(inputs: Sequence[str], out_path: str) -> list[str]:
                             continue
                         src.copy(src[key], out, name=key)
                         origin[key] = p
-        _fsync_file(tmp)
-        os.replace(tmp, out_abs)
-        _fsync_dir(folder)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(out_abs, write)
     return sorted(origin)
