@@ -101,3 +101,27 @@ def test_config_validation():
         HANet(cfg)
     with pytest.raises(HanetError, match="unknown model variant"):
         HANet(get_preset("vatex").model, variant="nope")
+
+
+def test_global_variant_fast_path_equals_full_encoder():
+    from hanet.data.batch import TextBatch, TrainBatch, VideoBatch
+
+    model = _small_model()
+    g = torch.Generator().manual_seed(9)
+    feats = torch.randn(4, 6, 24, generator=g)
+    lens = torch.tensor([6, 3, 5, 1])
+    with torch.no_grad():
+        full = model.encode_video(feats, lens).global_embeds
+        fast = model.video_encoder.encode_global(feats, lens)
+    torch.testing.assert_close(fast, full, atol=0, rtol=0)
+    glob = HANet(model.config, variant="global", seed=0).eval()
+    glob.load_state_dict(model.state_dict())
+    L = 5
+    text = TextBatch(torch.randint(3, 50, (4, L), generator=g), torch.tensor([5, 2, 4, 3]),
+                     torch.zeros(4, 4, L, dtype=torch.bool), torch.zeros(4, 6, L, dtype=torch.bool),
+                     torch.zeros(4, 10, dtype=torch.long), torch.zeros(4, 11, 11), [])
+    with torch.no_grad():
+        out = glob(TrainBatch(VideoBatch(feats, lens, []), text))
+        scores = glob.score(glob.encode_video(feats, lens), glob.encode_text(text))
+    torch.testing.assert_close(out.scores, scores.sent, atol=1e-6, rtol=0)
+    assert float(scores.verb.abs().max()) == 0  # the global variant fills only the sentence score

@@ -23,7 +23,7 @@ from hanet.config import ModelConfig
 from hanet.data.batch import ConceptTargets, TextBatch, TrainBatch
 from hanet.errors import HanetError
 from hanet.model.losses import contrastive_hinge, masked_concept_bce
-from hanet.model.scoring import ScoreOutput, compute_scores
+from hanet.model.scoring import ScoreOutput, compute_scores, cosine_sim
 from hanet.model.text import TextEncoder, TextEncoderOutput
 from hanet.model.video import VideoEncoder, VideoEncoderOutput
 
@@ -139,8 +139,16 @@ class HANet(nn.Module):
 
     def forward(self, batch: TrainBatch) -> LossOutput:
         """Loss of a training batch (what DistributedDataParallel wraps)."""
-        video = self.encode_video(batch.video.features, batch.video.lengths)
         text = self.encode_text(batch.text)
+        if self.variant == "global":
+            # Only the event level feeds this variant's score: skip the other video levels.
+            g = self.video_encoder.encode_global(batch.video.features, batch.video.lengths)
+            s = cosine_sim(g, text.global_embeds)
+            loss = contrastive_hinge(s.float(), self.config.margin, self.config.max_violation,
+                                     self.config.loss_direction, self.config.hard_topk)
+            zero = loss.new_zeros(())
+            return LossOutput(loss, loss, zero, zero, s.detach())
+        video = self.encode_video(batch.video.features, batch.video.lengths)
         return self.loss(video, text, batch.concepts)
 
 

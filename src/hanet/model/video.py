@@ -208,9 +208,7 @@ class VideoEncoder(nn.Module):
         # verb conv's receptive field and the concept BatchNorm statistics, as in the official
         # code; global attention and individual-level scoring mask them.
         event, action, entity = (self.dropout(proj(features)) for proj in self.level_proj)
-
-        attn = self.global_attn(event).squeeze(2).masked_fill(~valid, -1e18).softmax(dim=1)
-        global_embeds = torch.einsum("bt,btd->bd", attn, event)
+        global_embeds = self._pool_event(event, valid)
 
         verb_logits = self.verb_conv(action.transpose(1, 2))  # (B, Cv, T)
         verb_frame_probs = torch.sigmoid(self.verb_bn(verb_logits)).transpose(1, 2)  # (B, T, Cv)
@@ -244,6 +242,20 @@ class VideoEncoder(nn.Module):
             verb_peaks=verb_peaks,
             noun_peaks=noun_peaks,
         )
+
+    def _pool_event(self, event: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        attn = self.global_attn(event).squeeze(2).masked_fill(~valid, -1e18).softmax(dim=1)
+        return torch.einsum("bt,btd->bd", attn, event)
+
+    def encode_global(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Only the event-level embedding, (B, d): what the global-only variant trains.
+
+        Equal to ``forward(...).global_embeds`` (the event level does not depend on the others)
+        at a third of the projection cost.
+        """
+        _check_video_inputs(features, lengths, self.config.video.dim_input)
+        valid = torch.arange(features.shape[1], device=features.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return self._pool_event(self.dropout(self.level_proj[0](features)), valid)
 
     def _verb_clips(self, frame_probs: torch.Tensor, top: torch.Tensor, gated: torch.Tensor,
                     lengths: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
