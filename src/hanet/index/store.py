@@ -1,4 +1,4 @@
-"""The on-disk index: a manifest, immutable segments of float16 arrays, tombstones, FAISS files.
+"""The on-disk index: a manifest, immutable segments of float16 records, tombstones, FAISS files.
 
 Layout::
 
@@ -30,10 +30,10 @@ are only removed after a newer manifest is in place, and a reader loads them whe
 Public API:
     INDEX_FORMAT, INDEX_VERSION
     VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS
-    field_shapes(model_config, kind) -> dict[str, tuple[int, ...]]
+    field_shapes(model_config, kind) -> dict[str, (row shape, dtype name)]; record_dtype(shapes)
     model_fingerprint(model) -> str
-    read_manifest(index_dir) -> dict
-    Segment(path, kind, count)             read-only memory-mapped arrays of one segment
+    read_manifest(index_dir) -> dict; write_manifest(index_dir, manifest)
+    Segment(path, kind, count)             one segment: .array(name) memory-mapped, .read(rows) by pread
     Collection(index_dir, part, manifest)  the segments of one part (videos or captions)
     SegmentWriter                          builds a segment in a temporary folder
     IndexLock(index_dir)                   the writer lock
@@ -44,7 +44,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import tempfile
@@ -373,16 +372,6 @@ class Segment:
                 done += n
         return out
 
-    def release(self) -> None:
-        """Unmap the pages of this segment's memory maps from the process (they stay in the page cache)."""
-        for a in self._arrays.values():
-            mm = getattr(a, "_mmap", None)
-            if mm is not None and hasattr(mm, "madvise"):
-                try:
-                    mm.madvise(mmap.MADV_DONTNEED)
-                except (OSError, ValueError):  # a platform without it: the pages stay mapped
-                    pass
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -497,11 +486,6 @@ class Collection:
             for n in names:
                 out[n][idx] = recs[n]
         return out
-
-    def release(self) -> None:
-        """Unmap every segment's pages (see :meth:`Segment.release`)."""
-        for s in self.segments:
-            s.release()
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
         """Live rows in ascending order, ``size`` at a time."""
