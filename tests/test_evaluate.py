@@ -49,6 +49,15 @@ def test_metrics_match_sorting_definition():
     assert m["rsum"] == pytest.approx(sum(ir[:3]) + sum(cr[:3]))
 
 
+def test_ties_are_broken_by_index_like_a_stable_sort():
+    scores = np.array([[0.5, 0.5, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    # query 0: gt memory 2 ties with 0 and 1 -> rank 2; query 1: everything ties, gt 1 -> rank 1
+    m = retrieval_metrics(scores, np.array([0, 1]), np.array([2, 1]))
+    assert m["cr1"] == 0.0 and m["cr5"] == 100.0 and m["cmeanr"] == pytest.approx(1 + (2 + 1) / 2)
+    ref = sorted_rank_metrics(scores, [[2], [1]])
+    assert [m[k] for k in ("cr1", "cr5", "cr10", "cmedr", "cmeanr")] == pytest.approx(ref)
+
+
 def test_block_size_does_not_change_scores(reference_dir, ref_config):
     torch.manual_seed(0)
     data = RetrievalData(DatasetSpec.load(reference_dir / "data"), "tst", ref_config.model)

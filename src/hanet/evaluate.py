@@ -4,9 +4,10 @@ Definitions are the official ones: each caption of a video is one of its ground 
 caption text shared by several videos has all of them), a query's rank is the position of its
 best-ranked ground truth, R@K counts ranks below K, MedR and MnR are 1-based, and
 rsum = R@1 + R@5 + R@10 of both directions. ``ir*`` is text-to-video (one query per caption),
-``cr*`` video-to-text (one query per video). A query's rank here is the number of candidates
-scoring strictly higher than its best ground truth; the official code sorts with numpy's
-unstable quicksort, so the two can only differ on exactly tied scores.
+``cr*`` video-to-text (one query per video). A query's rank is its position in a stable sort of
+the scores (ties broken by index); the official code sorts with numpy's unstable quicksort, so
+the two can only differ on exactly tied scores (e.g. the phrase scores of a caption without
+verb phrases are 0 for every video).
 
 Videos are encoded in chunks of ``batch_size`` in name order, each padded to its own longest
 video, exactly as the official evaluation batches them: with the official model, a short
@@ -16,7 +17,6 @@ video's embedding depends on that padding (see docs/quirks.md).
 from __future__ import annotations
 
 import argparse
-import json
 
 import sys
 import time
@@ -36,7 +36,7 @@ METRIC_KEYS = ("ir1", "ir5", "ir10", "imedr", "imeanr", "cr1", "cr5", "cr10", "c
 
 
 def _ranks(scores: np.ndarray, q_idx: np.ndarray, m_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Rank of each query's best ground truth.
+    """Rank of each query's best ground truth, ties broken by memory index (a stable sort).
 
     Args:
         scores: (n_query, n_memory).
@@ -44,18 +44,24 @@ def _ranks(scores: np.ndarray, q_idx: np.ndarray, m_idx: np.ndarray, chunk: int 
         chunk: queries per step (bounds the temporary).
 
     Returns:
-        (n_query,) int64 number of memories scoring strictly above the query's best ground truth;
-        n_memory for a query without ground truth.
+        (n_query,) int64: memories scoring strictly above the best ground truth, plus those
+        tying with it at a lower index; n_memory for a query without ground truth.
     """
     n_q, n_m = scores.shape
-    best = np.full(n_q, -np.inf, dtype=np.float64)
-    np.maximum.at(best, q_idx, scores[q_idx, m_idx].astype(np.float64))
+    vals = scores[q_idx, m_idx]
+    best = np.full(n_q, -np.inf, dtype=scores.dtype)
+    np.maximum.at(best, q_idx, vals)
+    # Among ground truths at the best score, the lowest index ranks first.
+    at_best = vals == best[q_idx]
+    first = np.full(n_q, n_m, dtype=np.int64)
+    np.minimum.at(first, q_idx[at_best], m_idx[at_best])
     ranks = np.full(n_q, n_m, dtype=np.int64)
-    has = np.isfinite(best)
+    cols = np.arange(n_m)
     for s in range(0, n_q, chunk):
         blk = scores[s:s + chunk]
-        ranks[s:s + chunk] = (blk > best[s:s + chunk, None].astype(blk.dtype)).sum(1)
-    ranks[~has] = n_m
+        b = best[s:s + chunk, None]
+        ranks[s:s + chunk] = (blk > b).sum(1) + ((blk == b) & (cols[None, :] < first[s:s + chunk, None])).sum(1)
+    ranks[~np.isfinite(best)] = n_m
     return ranks
 
 
