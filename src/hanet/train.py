@@ -243,7 +243,7 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     """Train (or resume) a run. Returns a summary (best metric, epochs, steps, seconds)."""
     from hanet.data.dataset import PairDataset, RetrievalData, collate_pairs
     from hanet.data.formats import DatasetSpec
-    from hanet.evaluate import evaluate_split, resolve_device
+    from hanet.evaluate import resolve_device
     from hanet.model import HANet
     from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo, atomic_torch_save, load_checkpoint
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from hanet.cli import main as hanet_main
 from hanet.errors import DataError
@@ -26,7 +25,6 @@ from hanet.video.extract import (extract_features, find_shards, list_videos, nam
                                  shard_path)
 from hanet.video.cli import parse_shard
 
-from .conftest import write_clip
 
 SIZE = 64  # small network input keeps the tests fast; 224 is exercised by the benchmark
 

@@ -32,14 +32,14 @@ Public API:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
 
 import numpy as np
 
 from hanet.errors import HanetError
+from hanet.io import atomic_write
 
 PARTS: tuple[str, ...] = ("global", "verbs", "nouns")
 
@@ -161,19 +161,7 @@ class FirstStage:
         """Write each index whole or not at all (temporary file, fsync, rename)."""
         faiss = _faiss()
         for part in PARTS:
-            path = Path(paths[part])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                faiss.write_index(self.indexes[part], tmp)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_write(Path(paths[part]), lambda tmp, part=part: faiss.write_index(self.indexes[part], tmp))
 
     # ------------------------------------------------------------------ scoring
     def vectors(self, part: str) -> np.ndarray:

@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -54,6 +53,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from hanet.errors import HanetError
+from hanet.io import atomic_save_npy, atomic_write_text, fsync_dir, fsync_file  # noqa: F401 (re-exported)
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -145,56 +145,7 @@ def _asdict(cfg: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- durable files
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make renames inside ``path`` durable (no-op where a folder cannot be fsynced)."""
-    try:
-        fd = os.open(os.fspath(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all (temporary file, fsync, rename, fsync of the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# Durable writes live in hanet.io (fsync_dir, fsync_file, atomic_write_text, atomic_save_npy).
 
 
 # ---------------------------------------------------------------------- manifest

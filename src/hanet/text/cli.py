@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", metavar="JSONL", default=None,
                         help="parse cache file (default OUT/prepare_cache.jsonl)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the summary stays)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         num_noun_concepts=args.num_noun_concepts, max_words_in_sent=args.max_words,
         normalize=not args.no_normalize, spacy_model=args.spacy_model,
         batch_size=args.batch_size, n_process=args.workers, use_cache=not args.no_cache,
-        cache_file=args.cache, progress=not args.quiet)
+        cache_file=args.cache, progress=not (args.quiet or args.no_progress))
     report = prepare_dataset(args.captions, args.train_names, args.out, config,
                              srl_file=args.srl)
     if not args.quiet:
