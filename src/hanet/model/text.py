@@ -153,6 +153,29 @@ class TextEncoder(nn.Module):
         fwd, bwd = out.chunk(2, dim=2)
         return (fwd + bwd) / 2
 
+    def _word_concepts(self, words: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-word verb and noun concept probabilities, (B, L, Cv) and (B, L, Cn).
+
+        In training the heads' BatchNorm sees the padded (all-zero) word states too, as in the
+        official code (they move its batch statistics). In eval mode BatchNorm is per element,
+        so only real words are computed; padded positions are left at 0 (MIL pooling never
+        reads them).
+        """
+        B, L, h = words.shape
+        if self.training:
+            flat = words.reshape(B * L, h)
+            verb = torch.sigmoid(self.verb_bn(self.verb_head(flat))).reshape(B, L, -1)
+            noun = torch.sigmoid(self.noun_bn(self.noun_head(flat))).reshape(B, L, -1)
+            return verb, noun
+        real = words[valid]  # (N, h)
+        out = []
+        for head, bn in ((self.verb_head, self.verb_bn), (self.noun_head, self.noun_bn)):
+            probs = torch.sigmoid(bn(head(real)))
+            full = probs.new_zeros(B, L, probs.shape[1])
+            full[valid] = probs
+            out.append(full)
+        return out[0], out[1]
+
     def forward(self, word_ids: torch.Tensor, lengths: torch.Tensor, verb_masks: torch.Tensor,
                 noun_masks: torch.Tensor, node_roles: torch.Tensor, edges: torch.Tensor) -> TextEncoderOutput:
         """Encode a batch of captions with their role graphs.
@@ -177,11 +200,7 @@ class TextEncoder(nn.Module):
         attn = self.word_attn(words).squeeze(2).masked_fill(~valid, -1e18).softmax(dim=1)
         sent = torch.einsum("bl,blh->bh", attn, words)
 
-        # The concept heads' BatchNorm sees the padded (all-zero) word states too, as in the
-        # official code; MIL pooling then uses only real words.
-        flat = words.reshape(B * L, -1)
-        verb_word_probs = torch.sigmoid(self.verb_bn(self.verb_head(flat))).reshape(B, L, -1)
-        noun_word_probs = torch.sigmoid(self.noun_bn(self.noun_head(flat))).reshape(B, L, -1)
+        verb_word_probs, noun_word_probs = self._word_concepts(words, valid)
         verb_probs = mil_topk_mean(verb_word_probs, lengths, cfg.mil_divisor)
         noun_probs = mil_topk_mean(noun_word_probs, lengths, cfg.mil_divisor)
 
@@ -218,10 +237,18 @@ def _max_pool_phrases(words: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, P, h). Empty slots come out as -1e10 everywhere: the official fill value, kept
         because those values travel through the GCN (and so into the reference outputs);
-        scoring masks empty slots out.
+        scoring masks empty slots out. Only filled slots are computed (most are empty), over
+        the words up to the last one any phrase uses.
     """
-    filled = words.unsqueeze(1).masked_fill(~masks.unsqueeze(3), -1e10)
-    return filled.max(dim=2).values
+    B, P, L = masks.shape
+    used = masks.any(dim=2)  # (B, P)
+    out = words.new_full((B, P, words.shape[2]), -1e10)
+    if not bool(used.any()):
+        return out
+    span_end = int(masks.any(dim=(0, 1)).nonzero().max()) + 1
+    b, p = used.nonzero(as_tuple=True)
+    sel = words[b, :span_end].masked_fill(~masks[b, p, :span_end].unsqueeze(2), -1e10)  # (n, l, h)
+    return out.index_put((b, p), sel.max(dim=1).values)
 
 
 def _check_text_inputs(word_ids, lengths, verb_masks, noun_masks, node_roles, edges, cfg: ModelConfig) -> None:
