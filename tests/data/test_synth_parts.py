@@ -220,6 +220,23 @@ def test_captions_follow_the_grammar() -> None:
     assert len(make_captions(two, tiny, np.random.default_rng(0))) == 100
 
 
+def test_progressive_bias_shifts_captions_to_the_progressive() -> None:
+    def progressive_share(bias: float) -> float:
+        cfg = SynthConfig(progressive_bias=bias)
+        caps = []
+        for seed in range(20):
+            for actions in (("bounce",), ("spin", "grow")):
+                ann = annotate(scene(ObjectSpec("circle", "red", "small", actions)), seed=seed)
+                caps += make_captions(ann, cfg, np.random.default_rng(seed))
+        # Progressive frames put a gerund right after "is", "of" or "see X"; the simple present
+        # has none ("bounces", "spins and then grows").
+        return sum(bool(re.search(r"\b\w+ing\b", c)) for c in caps) / len(caps)
+
+    assert SynthConfig().progressive_bias == 1.0
+    low, high = progressive_share(1.0), progressive_share(5.0)
+    assert 0.2 < low < 0.6 and high > low + 0.25, (low, high)
+
+
 def test_true_words_example() -> None:
     ann = annotate(scene(ObjectSpec("circle", "red", "small", ("bounce",)),
                          ObjectSpec("square", "blue", "medium", ("spin",))))

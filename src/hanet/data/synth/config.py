@@ -87,6 +87,12 @@ class SynthConfig:
         p_partial_sequence: probability that a caption of a two-action clip names only one of
             the two actions, as people often do.
         p_generic_noun: probability that a caption calls an object "shape", "object" or "thing".
+        progressive_bias: weight multiplier of the progressive caption frames ("X is
+            bouncing", "there is X bouncing", "X is spinning and then growing") against the
+            simple present ("X bounces"). spaCy's small model tags the last verb of a short
+            simple-present caption ("a red heart shrinks") as a plural noun about a quarter of
+            the time, and concepts follow the tags; progressive frames are read right far more
+            often (tagging errors 26% vs 5% of captions in the default world).
     """
 
     num_videos: int = 800
@@ -125,6 +131,7 @@ class SynthConfig:
     p_mention_companion: float = 0.5
     p_partial_sequence: float = 0.15
     p_generic_noun: float = 0.1
+    progressive_bias: float = 1.0
 
     # ------------------------------------------------------------------ derived values
     @property
