@@ -36,7 +36,7 @@ def annotate(spec: SceneSpec, seed: int = 0, **cfg) -> dict:
     ("stay still", "stays still", "staying still"), ("rise", "rises", "rising"),
     ("be chased by {s}", "is chased by {s}", "being chased by {s}"),
     ("flee from {s}", "flees from {s}", "fleeing from {s}"), ("hit {o}", "hits {o}", "hitting {o}"),
-    ("flash", "flashes", "flashing"), ("fly", "flies", "flying"),
+    ("flash", "flashes", "flashing"), ("fly", "flies", "flying"), ("pop up", "pops up", "popping up"),
 ])
 def test_inflections(base: str, third: str, ing: str) -> None:
     assert vocab.third_person(base) == third

@@ -30,7 +30,7 @@ from hanet.errors import HanetError
 from hanet.data.synth import vocab
 
 # Bump whenever the same config and seed would give different files (sampling, drawing, grammar).
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 SPLITS: tuple[str, ...] = ("trn", "val", "tst", "tst_novel")
 

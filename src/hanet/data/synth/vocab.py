@@ -132,7 +132,7 @@ INTERACTION_PASSIVE: dict[str, tuple[tuple[str, str], ...]] = {
     "pass": (("be passed by {s}", "pass"),),
 }
 
-_DOUBLING = frozenset({"spin", "hop", "drop", "run", "sit", "get", "hit", "stop", "swim", "jog"})
+_DOUBLING = frozenset({"spin", "hop", "drop", "pop", "run", "sit", "get", "hit", "stop", "swim", "jog"})
 _THIRD_PERSON_IRREGULAR = {"be": "is", "go": "goes", "have": "has", "do": "does"}
 
 
