@@ -278,6 +278,7 @@ def test_presets_and_overrides() -> None:
     {"p_two_actions": 1.5}, {"num_colours": 1}, {"num_shapes": 99}, {"background_kinds": ("wood",)},
     {"val_fraction": 0.5, "test_fraction": 0.5}, {"novel_pairs": 0}, {"group_size": 0},
     {"p_two_objects": 0.8, "p_three_objects": 0.5}, {"crf": 60}, {"num_videos": 10.5},
+    {"progressive_bias": 0}, {"progressive_bias": "lots"},
 ])
 def test_bad_config(bad: dict) -> None:
     with pytest.raises(HanetError):
