@@ -237,18 +237,17 @@ def _max_pool_phrases(words: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, P, h). Empty slots come out as -1e10 everywhere: the official fill value, kept
         because those values travel through the GCN (and so into the reference outputs);
-        scoring masks empty slots out. Only filled slots are computed (most are empty), over
-        the words up to the last one any phrase uses.
+        scoring masks empty slots out. Phrases are short and most slots are empty, so only the
+        (phrase, word) pairs of the masks are gathered and max-reduced into their slots.
     """
     B, P, L = masks.shape
-    used = masks.any(dim=2)  # (B, P)
-    out = words.new_full((B, P, words.shape[2]), -1e10)
-    if not bool(used.any()):
-        return out
-    span_end = int(masks.any(dim=(0, 1)).nonzero().max()) + 1
-    b, p = used.nonzero(as_tuple=True)
-    sel = words[b, :span_end].masked_fill(~masks[b, p, :span_end].unsqueeze(2), -1e10)  # (n, l, h)
-    return out.index_put((b, p), sel.max(dim=1).values)
+    h = words.shape[2]
+    b, p, w = masks.nonzero(as_tuple=True)  # one row per (phrase, word) pair
+    out = words.new_full((B * P, h), -1e10)
+    if b.numel():
+        slot = (b * P + p).unsqueeze(1).expand(-1, h)
+        out = out.scatter_reduce(0, slot, words[b, w], reduce="amax", include_self=True)
+    return out.view(B, P, h)
 
 
 def _check_text_inputs(word_ids, lengths, verb_masks, noun_masks, node_roles, edges, cfg: ModelConfig) -> None:
