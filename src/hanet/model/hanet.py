@@ -114,17 +114,11 @@ class HANet(nn.Module):
         """
         cfg = self.config
         scores = self.score(video, text)
-
-        def hinge(s: torch.Tensor) -> torch.Tensor:
-            return contrastive_hinge(s.float(), cfg.margin, cfg.max_violation, cfg.loss_direction, cfg.hard_topk)
-
-        zero = scores.sent.new_zeros((), dtype=torch.float32)
         if self.variant == "global":
-            fusion = hinge(scores.sent)
-            return LossOutput(fusion, fusion, zero, zero, scores.sent.detach())
-        fusion = hinge(scores.embedding)
-        concept = cfg.concept_score_weight * hinge(scores.concept)
-        bce = zero
+            return self._global_loss(scores.sent)
+        fusion = self._hinge(scores.embedding)
+        concept = cfg.concept_score_weight * self._hinge(scores.concept)
+        bce = scores.sent.new_zeros((), dtype=torch.float32)
         if concepts is not None and cfg.concept_bce_weight > 0:
             # BCE is not autocast-safe: compute it in float32.
             with torch.autocast(device_type=scores.sent.device.type, enabled=False):
@@ -143,13 +137,19 @@ class HANet(nn.Module):
         if self.variant == "global":
             # Only the event level feeds this variant's score: skip the other video levels.
             g = self.video_encoder.encode_global(batch.video.features, batch.video.lengths)
-            s = cosine_sim(g, text.global_embeds)
-            loss = contrastive_hinge(s.float(), self.config.margin, self.config.max_violation,
-                                     self.config.loss_direction, self.config.hard_topk)
-            zero = loss.new_zeros(())
-            return LossOutput(loss, loss, zero, zero, s.detach())
+            return self._global_loss(cosine_sim(g, text.global_embeds))
         video = self.encode_video(batch.video.features, batch.video.lengths)
         return self.loss(video, text, batch.concepts)
+
+    def _hinge(self, scores: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return contrastive_hinge(scores.float(), cfg.margin, cfg.max_violation, cfg.loss_direction, cfg.hard_topk)
+
+    def _global_loss(self, sent: torch.Tensor) -> LossOutput:
+        """The global variant's loss: the hinge on the (B, B) sentence scores alone."""
+        fusion = self._hinge(sent)
+        zero = fusion.new_zeros(())
+        return LossOutput(fusion, fusion, zero, zero, sent.detach())
 
 
 __all__ = ["HANet", "LossOutput", "VARIANTS"]
