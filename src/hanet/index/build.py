@@ -133,12 +133,11 @@ def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[
 
 
 # ---------------------------------------------------------------------- encoding
-def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
+def video_fields(out: Any) -> dict[str, np.ndarray]:
     """Stored arrays of a batch of encoded videos.
 
     Args:
         out: :class:`~hanet.model.video.VideoEncoderOutput` of B videos padded to max_frames.
-        variant: the model variant.
 
     Returns:
         field -> (B, ...) numpy array, with the norms and Gram matrices of
@@ -153,7 +152,7 @@ def video_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
     return f
 
 
-def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
+def text_fields(out: Any) -> dict[str, np.ndarray]:
     """Stored arrays of a batch of encoded captions.
 
     Phrase slots that scoring ignores are zeroed: the encoder fills them with -1e10, which
@@ -168,6 +167,20 @@ def text_fields(out: Any, variant: str) -> dict[str, np.ndarray]:
     for name, m in (("verb_embeds", vmask), ("verb_phrases", vmask), ("noun_embeds", nmask), ("noun_phrases", nmask)):
         f[name] = f[name].masked_fill(~m.unsqueeze(-1), 0.0)
     return {k: v.numpy() for k, v in f.items()}
+
+
+class _StageVectors:
+    """First-stage vectors of a segment's rows, gathered batch by batch as the rows are written."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in STAGE_PARTS}
+
+    def add(self, fields: dict[str, np.ndarray]) -> None:
+        for k, v in first_stage_vectors(fields["global_embeds"], fields["verb_probs"], fields["noun_probs"]).items():
+            self.parts[k].append(v)
+
+    def stacked(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
 
 
 class _VideoSource:
@@ -410,7 +423,7 @@ class IndexWriter:
         made = 0
         try:
             row = 0
-            vectors: dict[str, list[np.ndarray]] = {k: [] for k in STAGE_PARTS}
+            vectors = _StageVectors()
             for fields, metas in batches:
                 n = len(metas)
                 if thumbs is not None:
@@ -419,9 +432,7 @@ class IndexWriter:
                         meta["thumbnail"] = bool(ok)
                         made += int(ok)
                 seg.write(row, fields, ids[row:row + n], metas)
-                for k, v in first_stage_vectors(fields["global_embeds"], fields["verb_probs"],
-                                                fields["noun_probs"]).items():
-                    vectors[k].append(v)
+                vectors.add(fields)
                 row += n
             if row != len(ids):
                 raise RuntimeError(f"batches covered {row} videos, expected {len(ids)}")
@@ -429,7 +440,7 @@ class IndexWriter:
         except BaseException:
             seg.abort()
             raise
-        self._commit("videos", entry, {k: np.concatenate(v) for k, v in vectors.items()}, dead=dead)
+        self._commit("videos", entry, vectors.stacked(), dead=dead)
         return made
 
     def add_from_features(self, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
@@ -475,7 +486,7 @@ class IndexWriter:
                 rep.skipped += present
             todo = [n for n in all_names if replace or n not in alive]
             T = self.config.model.max_frames_in_video
-            model, variant = self.model, self.variant
+            model = self.model
 
             def batches(chunk: list[str]):
                 for s in range(0, len(chunk), batch_size):
@@ -489,7 +500,7 @@ class IndexWriter:
                         metas.append(_video_meta(n, src.attrs(n), raw.shape[0], T, videos_dir))
                     with torch.no_grad():
                         out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
-                    yield video_fields(out, variant), metas
+                    yield video_fields(out), metas
 
             def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
                 if not thumbnails or not meta.get("source"):
@@ -552,7 +563,7 @@ class IndexWriter:
         seg = SegmentWriter(self.dir, "captions", self._segment_name("captions"), len(items), shapes)
         base = self.collection("captions").size
         try:
-            vectors: dict[str, list[np.ndarray]] = {k: [] for k in STAGE_PARTS}
+            vectors = _StageVectors()
             for s in range(0, len(items), batch_size):
                 part = items[s:s + batch_size]
                 texts = [t for _, t in part]
@@ -563,18 +574,16 @@ class IndexWriter:
                     parsed = iter(enc._graphs([t for t in texts if t not in graphs]))
                     g = [graphs[t] if t in graphs else next(parsed) for t in texts]
                 out = enc.encode(texts, graphs=g, allow_unknown=True)
-                fields = text_fields(out.text, self.variant)
+                fields = text_fields(out.text)
                 seg.write(s, fields, [f"c{base + s + j}" for j in range(len(part))],
                           [{"video": v, "text": t} for v, t in part])
-                for k, v in first_stage_vectors(fields["global_embeds"], fields["verb_probs"],
-                                                fields["noun_probs"]).items():
-                    vectors[k].append(v)
+                vectors.add(fields)
                 self._say(f"captions: {s + len(part)}/{len(items)} encoded")
             entry = seg.finish()
         except BaseException:
             seg.abort()
             raise
-        self._commit("captions", entry, {k: np.concatenate(v) for k, v in vectors.items()})
+        self._commit("captions", entry, vectors.stacked())
         return len(items)
 
     def _caption_metas(self) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from hanet.model.scoring import SCORE_NAMES, phrase_alignment, slot_mask
+from hanet.model.scoring import SCORE_NAMES, fusion_weights, phrase_alignment, slot_mask
 from hanet.model.video import video_padding_mask
 
 
@@ -182,13 +182,6 @@ class Explanation:
 
 _LEVELS = {"sent": "global", "verb": "local", "noun": "local", "concept_verb": "concept",
            "concept_noun": "concept", "ind_verb": "individual", "ind_noun": "individual"}
-
-
-def fusion_weights(variant: str) -> dict[str, float]:
-    """Weight of each score in the ranking score (the official fusion, or ``sent`` alone)."""
-    if variant == "global":
-        return {n: (1.0 if n == "sent" else 0.0) for n in SCORE_NAMES}
-    return {n: (0.25 if n.startswith("concept") else 0.1) for n in SCORE_NAMES}
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ Public API:
     PARTS = ("global", "verbs", "nouns")
     first_stage_vectors(global_embeds, verb_probs, noun_probs) -> dict[str, np.ndarray]
     partial_weights(variant) -> (sent weight, concept weight); remaining_bound(variant) -> float
-    FirstStage: create(dims), load(paths), load_writable(paths), add(vectors), save(paths),
+    FirstStage: create(dims), load(paths, writable=False), add(vectors), save(paths),
                 partial_scores(queries), candidates(queries, c, alive)
 """
 
@@ -35,11 +35,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-
 import numpy as np
 
 from hanet.errors import HanetError
 from hanet.io import atomic_write
+from hanet.model.scoring import EMBEDDING_SCORES, fusion_weights
 
 PARTS: tuple[str, ...] = ("global", "verbs", "nouns")
 
@@ -61,7 +61,8 @@ def partial_weights(variant: str) -> tuple[float, float]:
     Returns:
         (weight of ``sent``, weight of each of ``concept_verb`` and ``concept_noun``).
     """
-    return (1.0, 0.0) if variant == "global" else (0.1, 0.25)
+    w = fusion_weights(variant)
+    return w["sent"], w["concept_verb"]
 
 
 def remaining_bound(variant: str) -> float:
@@ -69,7 +70,8 @@ def remaining_bound(variant: str) -> float:
 
     ``0.1 * (verb + noun + ind_verb + ind_noun)``, each a mean of cosines in [-1, 1].
     """
-    return 0.0 if variant == "global" else 0.4
+    w = fusion_weights(variant)
+    return sum(w[n] for n in EMBEDDING_SCORES if n != "sent")
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -32,6 +32,19 @@ EMBEDDING_SCORES: tuple[str, ...] = ("sent", "verb", "noun", "ind_verb", "ind_no
 CONCEPT_SCORES: tuple[str, ...] = ("concept_verb", "concept_noun")
 
 
+def fusion_weights(variant: str = "hanet") -> dict[str, float]:
+    """Weight of each of the seven scores in the ranking score.
+
+    :attr:`ScoreOutput.fused` is (mean of the five embedding scores + mean of the two concept
+    scores) / 2: 0.1 for each embedding score, 0.25 for each concept score. The ``global``
+    variant ranks by ``sent`` alone.
+    """
+    if variant == "global":
+        return {n: float(n == "sent") for n in SCORE_NAMES}
+    return {n: 0.5 / len(CONCEPT_SCORES) if n in CONCEPT_SCORES else 0.5 / len(EMBEDDING_SCORES)
+            for n in SCORE_NAMES}
+
+
 @dataclass
 class ScoreOutput:
     """The seven (videos x captions) score matrices of a block; each is (Nv, Nc)."""
@@ -243,5 +256,5 @@ def compute_scores(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: fl
     return ScoreOutput(**out)
 
 
-__all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "ScoreOutput", "cosine_sim", "jaccard_sim",
+__all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "fusion_weights", "ScoreOutput", "cosine_sim", "jaccard_sim",
            "slot_mask", "phrase_scores", "phrase_alignment", "compute_scores"]
