@@ -101,13 +101,13 @@ class StageBook:
         return bool(rec and rec.get("fingerprint") == fingerprint and rec.get("done"))
 
     def mark(self, stage: str, fingerprint: str, seconds: float, **info: Any) -> None:
-        from hanet.run import atomic_write_json
+        from hanet.io import atomic_write_json
 
         self.state["stages"][stage] = {"fingerprint": fingerprint, "done": True, "seconds": round(seconds, 2), **info}
         atomic_write_json(self.path, self.state)
 
     def invalidate(self, stage: str) -> None:
-        from hanet.run import atomic_write_json
+        from hanet.io import atomic_write_json
 
         self.state["stages"].pop(stage, None)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def _same_extract(path: Path, s: DemoSettings) -> bool:
 
 
 def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) -> Path:
-    from hanet.run import atomic_write_json
+    from hanet.io import atomic_write_json
 
     splits = {}
     for split in ("trn", "val", "tst", "tst_novel"):
@@ -474,7 +474,7 @@ def _fmt_metrics_table(metrics: dict[str, Any]) -> list[str]:
 
 
 def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
-    from hanet.run import atomic_write_bytes, atomic_write_json
+    from hanet.io import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(work / "results.json", {"settings": asdict(s), **asdict(res)})
     md = ["# hanet demo results", "", f"Work directory `{work}`, {res.seconds:.0f} s "

@@ -242,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
     from hanet.data.dataset import RetrievalData
     from hanet.data.formats import DatasetSpec
     from hanet.errors import HanetError
-    from hanet.run import RunDir, atomic_write_json, model_from_checkpoint
+    from hanet.io import atomic_write_json
+    from hanet.run import RunDir, model_from_checkpoint
 
     rd = RunDir(args.run)
     info = rd.read_info()

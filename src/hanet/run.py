@@ -27,7 +27,7 @@ import torch
 from hanet import __version__
 from hanet.config import HANetConfig
 from hanet.errors import HanetError
-from hanet.io import atomic_torch_save, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
+from hanet.io import atomic_write_json
 
 CHECKPOINT_FORMAT = "hanet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -174,5 +174,4 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} vs {b!r}"]
 
 
-__all__ = ["RunDir", "RunInfo", "atomic_write_json", "atomic_torch_save", "atomic_write_bytes", "load_checkpoint",
-           "model_from_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+__all__ = ["RunDir", "RunInfo", "load_checkpoint", "model_from_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]

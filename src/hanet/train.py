@@ -245,7 +245,8 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     from hanet.data.formats import DatasetSpec
     from hanet.evaluate import resolve_device
     from hanet.model import HANet
-    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo, atomic_torch_save, load_checkpoint
+    from hanet.io import atomic_torch_save
+    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo, load_checkpoint
 
     rank, world, local_rank = _dist_env()
     distributed = world > 1

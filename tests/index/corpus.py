@@ -40,7 +40,8 @@ def make_run(path: Path, seed: int = 0, variant: str = "hanet") -> Path:
     import torch
 
     from hanet.model import HANet
-    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo, atomic_torch_save
+    from hanet.io import atomic_torch_save
+    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo
 
     cfg = reference_config()
     model = HANet(cfg.model, variant=variant, seed=seed).eval()

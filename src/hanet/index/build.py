@@ -37,9 +37,9 @@ from hanet.errors import DataError, HanetError
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors
 from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, VOCAB_FILE,
-                               Collection, IndexFormatError, IndexLock, SegmentWriter, atomic_save_npy,
-                               atomic_write_text, collect_garbage, field_shapes, model_fingerprint, read_manifest,
-                               write_manifest)
+                               Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
+                               model_fingerprint, read_manifest, write_manifest)
+from hanet.io import atomic_save_npy, atomic_write_text
 
 DEFAULT_BATCH = 64
 DEFAULT_SEGMENT = 20000
@@ -663,7 +663,8 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
         HanetError: the directory holds a non-empty index or other files.
     """
     from hanet import __version__
-    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_torch_save
+    from hanet.io import atomic_torch_save
+    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
     d = Path(out_dir)
     fp = model_fingerprint(model)

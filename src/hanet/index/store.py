@@ -53,7 +53,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from hanet.errors import HanetError
-from hanet.io import atomic_save_npy, atomic_write_text, fsync_dir, fsync_file  # noqa: F401 (re-exported)
+from hanet.io import atomic_write_text, fsync_dir, fsync_file
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -142,10 +142,6 @@ def _asdict(cfg: Any) -> Any:
     import dataclasses
 
     return dataclasses.asdict(cfg)
-
-
-# ---------------------------------------------------------------------- durable files
-# Durable writes live in hanet.io (fsync_dir, fsync_file, atomic_write_text, atomic_save_npy).
 
 
 # ---------------------------------------------------------------------- manifest
@@ -576,5 +572,4 @@ def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
            "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
            "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
-           "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths", "atomic_write_text",
-           "atomic_save_npy", "fsync_dir", "fsync_file"]
+           "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths"]

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from hanet.errors import DataError
+from hanet.io import atomic_save_npy, atomic_write
 from hanet.text.concepts import ConceptVocab, caption_labels, count_concepts, video_weights
 from hanet.text.normalize import normalize_caption, split_words
 from hanet.text.rolegraph import graph_roles, validate_graph
@@ -304,11 +305,11 @@ def build_word_vocab(captions: Iterable[str], min_count: int = 1) -> list[str]:
 
 # --------------------------------------------------------------------------- outputs
 def _atomic_write_text(path: Path, chunks: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(chunks)
+
+    atomic_write(path, write)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -476,10 +477,7 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     # ---- write
     _write_json(out / "ref_captions.json", captions)
     _write_json(out / "word2int.json", {w: i for i, w in enumerate(int2word)})
-    tmp = out / "int2word.npy.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.array(int2word, dtype=str))
-    os.replace(tmp, out / "int2word.npy")
+    atomic_save_npy(out / "int2word.npy", np.array(int2word, dtype=str))
     _atomic_write_text(out / "sent2rolegraph.augment.json", _graph_file_chunks(graphs))
     for kind, vocab in (("verb", verb_vocab), ("noun", noun_vocab)):
         per_video = {name: [getattr(parses[c], kind + "s") for c in caps]
