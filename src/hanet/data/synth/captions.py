@@ -89,30 +89,30 @@ class _Grammar:
         s = self.noun_phrase(obj, force_colour)
         if len(actions) == 1:
             v = self.verb_phrase(actions[0], obj)
-            b = self.cfg.progressive_bias
+            prog = self.cfg.progressive_bias
             return self.weighted([
                 (4.0, f"{s} {vocab.third_person(v)}"),
-                (2.0 * b, f"{s} is {vocab.gerund(v)}"),
-                (1.0 * b, f"there is {s} {vocab.gerund(v)}"),
-                (1.0 * b, f"{self.pick(_MEDIA)} {s} {vocab.gerund(v)}"),
-                (0.5 * b, f"you can see {s} {vocab.gerund(v)}"),
+                (2.0 * prog, f"{s} is {vocab.gerund(v)}"),
+                (1.0 * prog, f"there is {s} {vocab.gerund(v)}"),
+                (1.0 * prog, f"{self.pick(_MEDIA)} {s} {vocab.gerund(v)}"),
+                (0.5 * prog, f"you can see {s} {vocab.gerund(v)}"),
             ])
         v1 = self.verb_phrase(actions[0], obj)
         v2 = self.verb_phrase(actions[1], obj)
         t1, t2 = vocab.third_person(v1), vocab.third_person(v2)
         g1, g2 = vocab.gerund(v1), vocab.gerund(v2)
-        b = self.cfg.progressive_bias
+        prog = self.cfg.progressive_bias
         return self.weighted([
             (3.0, f"{s} {t1} and then {t2}"),
             (1.0, f"{s} {t1} then {t2}"),
             (1.0, f"{s} {t1} and then it {t2}"),
             (1.0, f"first {s} {t1} and then it {t2}"),
-            (1.0 * b, f"{s} is {g1} and then {t2}"),
+            (1.0 * prog, f"{s} is {g1} and then {t2}"),
             (0.5, f"{s} {t1} before {g2}"),
             (1.0, f"{s} {t1} and {t2}"),
-            (0.5 * b, f"{self.pick(_MEDIA)} {s} {g1} and then {g2}"),
+            (0.5 * prog, f"{self.pick(_MEDIA)} {s} {g1} and then {g2}"),
             # Last and weightless at bias 1, so the default world's draws are unchanged.
-            (3.0 * max(b - 1.0, 0.0), f"{s} is {g1} and then {g2}"),
+            (3.0 * max(prog - 1.0, 0.0), f"{s} is {g1} and then {g2}"),
         ])
 
     def interaction_clause(self, kind: str, a: dict[str, Any], b: dict[str, Any],
@@ -120,11 +120,11 @@ class _Grammar:
         sa, sb = self.noun_phrase(a, force[0]), self.noun_phrase(b, force[1])
         options: list[tuple[float, str]] = []
         t = self.pick(vocab.INTERACTION_TRANSITIVE[kind]).format(o=sb)
-        b = self.cfg.progressive_bias
+        prog = self.cfg.progressive_bias
         options += [(3.0, f"{sa} {vocab.third_person(t)}"),
-                    (1.5 * b, f"{sa} is {vocab.gerund(t)}"),
-                    (0.5 * b, f"there is {sa} {vocab.gerund(t)}"),
-                    (0.5 * b, f"{self.pick(_MEDIA)} {sa} {vocab.gerund(t)}")]
+                    (1.5 * prog, f"{sa} is {vocab.gerund(t)}"),
+                    (0.5 * prog, f"there is {sa} {vocab.gerund(t)}"),
+                    (0.5 * prog, f"{self.pick(_MEDIA)} {sa} {vocab.gerund(t)}")]
         if vocab.INTERACTION_SYMMETRIC[kind]:
             sym = self.pick(vocab.INTERACTION_SYMMETRIC[kind])
             options += [(1.5, f"{sa} and {sb} {sym}"),
