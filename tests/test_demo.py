@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import pytest
 
 from hanet.cli import main
@@ -24,6 +25,13 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
     for f in ("plots/training_curves.png", "plots/concept_timeline.png", "index/manifest.json",
               "runs/hanet/checkpoints/best.pt", "runs/global/checkpoints/best.pt", "results.md"):
         assert (work / f).stat().st_size > 0, f
+    # the features carry the motion stream, and the models read all of it
+    with h5py.File(work / "features.hdf5", "r") as f:
+        assert f.attrs["streams"] == "rgb+motion" and int(f.attrs["feature_dim"]) == 2560
+        assert f[next(iter(f.keys()))].shape[1] == 2560
+    for variant in ("hanet", "global"):
+        run = json.loads((work / "runs" / variant / "run.json").read_text())
+        assert run["config"]["model"]["video"]["dim_fts"] == [2560]
     # the results table is printed
     out = capsys.readouterr()
     assert "| tst | hanet |" in out.out

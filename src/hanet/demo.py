@@ -45,6 +45,9 @@ class DemoSettings:
         world_preset: synth preset (``default`` or ``quick``).
         num_frames: frames sampled per clip for features.
         image_size: network input side (the clips are 128 px; smaller is faster).
+        motion_gain: extract the motion stream too, with this gain (``hanet extract --motion``);
+            None: appearance features only. On by default: the world tells clips apart by how
+            things move, which pooled appearance features barely keep (``docs/demo.md``).
         epochs: training epochs per model (early stopping may end sooner).
         lr: learning rate.
         batch_size: training batch.
@@ -57,7 +60,8 @@ class DemoSettings:
     world_preset: str = "default"
     num_frames: int = 12
     image_size: int = 128
-    epochs: int = 30
+    motion_gain: float | None = 2.0
+    epochs: int = 20
     lr: float = 5e-4
     batch_size: int = 64
     device: str = "cpu"
@@ -169,14 +173,15 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     from hanet.video.extract import extract_features
 
     feats = work / "features.hdf5"
-    fp_extract = _hash(fp_world, "efficientnet-lite0", s.num_frames, s.image_size)
+    fp_extract = _hash(fp_world, "efficientnet-lite0", s.num_frames, s.image_size, s.motion_gain)
 
     def do_extract() -> dict[str, Any]:
         if not book.done("extract", fp_extract) and feats.exists() and not _same_extract(feats, s):
             feats.unlink()  # made with other settings: redo
         videos = sorted((world / "videos").glob("*.mp4"))
         rep = extract_features(videos, feats, backbone="efficientnet-lite0", num_frames=s.num_frames,
-                               image_size=s.image_size, device=s.device, progress=progress)
+                               image_size=s.image_size, device=s.device, progress=progress,
+                               motion_gain=s.motion_gain)
         if rep.failed:
             raise RuntimeError(f"feature extraction failed for {len(rep.failed)} clips: {rep.failed[:3]}")
         return {"videos": len(videos)}
@@ -256,8 +261,10 @@ def _same_extract(path: Path, s: DemoSettings) -> bool:
         import h5py
 
         with h5py.File(path, "r") as f:
+            gain = f.attrs.get("motion_gain")
             return (int(f.attrs.get("image_size", -1)) == s.image_size
-                    and str(f.attrs.get("sampling", "")) == f"num_frames={s.num_frames}")
+                    and str(f.attrs.get("sampling", "")) == f"num_frames={s.num_frames}"
+                    and (None if gain is None else float(gain)) == s.motion_gain)
     except Exception:  # noqa: BLE001 - unreadable file: not the same
         return False
 
@@ -513,11 +520,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument("--no-motion", action="store_true",
+                   help="appearance features only (no motion stream; for comparison)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     s = DemoSettings.for_mode(args.quick, epochs=args.epochs, seed=args.seed, device=args.device)
+    if args.no_motion:
+        s.motion_gain = None
     work = Path(args.workdir)
     if args.force and (work / "demo_state.json").exists():
         (work / "demo_state.json").unlink()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hanet.errors import DataError
-from hanet.video.decode import decode_for_extraction, decode_video, probe, sample_indices
+from hanet.video.decode import decode_for_extraction, decode_video, motion_images, probe, sample_indices
 
 from .conftest import frame_level, write_clip
 
@@ -153,3 +153,30 @@ def test_missing_file_and_folder(tmp_path):
         decode_video(tmp_path / "nope.mp4")
     with pytest.raises(DataError, match="folder"):
         decode_video(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "mpeg4.avi"])
+def test_motion_images_are_neighbour_differences(clip_dir, name):
+    """10 frames whose grey quarter brightens by 8 a frame: the sampled frames 1, 3, 5, 7, 9 see
+    next - prev = 16 there (8 at the last frame, whose next is itself); the red quarter is still."""
+    plain = decode_video(clip_dir / name, num_frames=5)
+    v = decode_video(clip_dir / name, num_frames=5, motion_gain=2.0)
+    np.testing.assert_array_equal(v.frames, plain.frames)  # motion leaves the frames alone
+    np.testing.assert_array_equal(v.timestamps, plain.timestamps)
+    assert [frame_index(f) for f in v.frames] == [1, 3, 5, 7, 9]
+    assert v.motion.shape == v.frames.shape and v.motion.dtype == np.uint8
+    h, w = v.motion.shape[1:3]
+    moving = v.motion[:, h // 2 + 2 :, w // 2 + 2 :].reshape(5, -1).mean(1)
+    np.testing.assert_allclose(moving, [143.5] * 4 + [135.5], atol=4)  # 127.5 + gain / 2 * diff (+ codec loss)
+    still = v.motion[:, 2 : h // 2 - 2, 2 : w // 2 - 2]
+    np.testing.assert_allclose(still.reshape(5, -1).mean(1), 127.5, atol=3)
+    assert plain.motion is None
+
+
+def test_motion_images_saturate_and_validate(clip_dir):
+    prev = np.zeros((1, 2, 2, 3), np.uint8)
+    nxt = np.full((1, 2, 2, 3), 255, np.uint8)
+    assert (motion_images(prev, nxt, 2.0) == 255).all() and (motion_images(nxt, prev, 2.0) == 0).all()
+    assert (motion_images(prev, prev, 4.0) == 128).all()  # no change: mid-grey
+    with pytest.raises(ValueError, match="motion_gain"):
+        decode_video(clip_dir / "h264.mp4", num_frames=3, motion_gain=0.0)

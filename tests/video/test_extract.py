@@ -101,6 +101,27 @@ def test_features_equal_decode_plus_backbone(extracted, corpus, net):
     np.testing.assert_allclose(stored, direct, rtol=2e-3, atol=2e-3)  # float16 storage
 
 
+def test_motion_stream_follows_the_frame_features(extracted, corpus, net, tmp_path):
+    out, _ = extracted
+    mout = tmp_path / "motion.h5"
+    rep = extract_features([corpus / "more" / "vp9_odd.webm", corpus / "bikes.mp4"], mout, backbone=net,
+                           num_frames=6, num_workers=0, progress=False, motion_gain=2.0)
+    assert rep.ok and sorted(rep.done) == ["bikes", "vp9_odd"] and rep.frames == 2 * 2 * 6
+    video = decode_video(corpus / "more" / "vp9_odd.webm", num_frames=6, size=SIZE, motion_gain=2.0)
+    with h5py.File(mout, "r") as f, h5py.File(out, "r") as plain:
+        assert f.attrs["streams"] == "rgb+motion" and f.attrs["motion_gain"] == 2.0
+        assert int(f.attrs["feature_dim"]) == 2 * net.feature_dim
+        both = f["vp9_odd"][...].astype(np.float32)
+        assert both.shape == (6, 2 * net.feature_dim)
+        # the same frames, batched with other images: equal up to float16 rounding
+        np.testing.assert_allclose(both[:, : net.feature_dim], plain["vp9_odd"][...].astype(np.float32),
+                                   rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(both[:, net.feature_dim :], net.extract(video.motion).numpy(), rtol=2e-3, atol=2e-3)
+    # a resume with other settings is refused rather than mixing streams in one file
+    with pytest.raises(DataError):
+        extract_features([corpus / "bikes.mp4"], mout, backbone=net, num_frames=6, num_workers=0, progress=False)
+
+
 def test_failures_are_reported_not_fatal(extracted, corpus):
     out, report = extracted
     assert not report.ok

@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="network arithmetic: fp32 (default), bf16 (CPU autocast, ~2x faster on CPUs "
                         "with AVX512-BF16/AMX), fp16 (CUDA)")
+    g.add_argument("--motion", action="store_true",
+                   help="also a motion stream: each sampled frame's neighbour difference through the same "
+                        "backbone, appended to its features (the file is twice as wide)")
+    g.add_argument("--motion-gain", type=float, default=2.0, metavar="G",
+                   help="contrast of the motion images (default 2)")
     g = parser.add_argument_group("output")
     g.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="stored feature type")
     g.add_argument("--names", default=None, metavar="FILE",
@@ -155,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, weights=args.weights, shard=shard,
             failures_path=args.failures, checkpoint_seconds=args.checkpoint_seconds,
             precision=args.precision, threads=args.threads, root=args.root,
+            motion_gain=args.motion_gain if args.motion else None,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

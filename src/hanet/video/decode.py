@@ -13,6 +13,14 @@ Sampling works on presentation time, so variable-frame-rate clips are sampled ev
 A frame chosen twice (``N`` larger than the frame count, ``F`` above the source's rate) is kept
 once, so timestamps are strictly increasing and a clip may give fewer than ``N`` frames.
 
+Motion: with ``motion_gain`` set, each sampled frame also gets a *motion image*, the signed
+difference of its two neighbours (``frame[i+1] - frame[i-1]``, the previous or next frame
+standing in for itself at the ends), times the gain, drawn as uint8 around mid-grey (127.5;
+clipped). An image backbone then sees moving edges (a bright leading and a dark trailing edge,
+coloured like what changed) instead of the scene: a cheap second stream that keeps the direction
+and kind of motion which pooled appearance features lose (two-stream networks feed optical flow
+to an image CNN for the same reason).
+
 A first pass only demuxes (reads packet timestamps, no decoding; cheap) to learn the exact frame
 times, duration and whether the file is complete; the second pass decodes and converts only the
 chosen frames to RGB. Resizing, when asked, happens inside FFmpeg (swscale) on the chosen frames,
@@ -24,15 +32,16 @@ Signatures::
     @dataclass class VideoInfo: path, container, codec, width, height, rotation, fps, duration,
                                 num_frames
     @dataclass class DecodedVideo: frames (N, H, W, 3) uint8 RGB, timestamps (N,) float64 seconds,
-                                   info: VideoInfo
+                                   info: VideoInfo, motion (N, H, W, 3) uint8 | None
     probe(path: str | os.PathLike) -> VideoInfo
     sample_indices(times: np.ndarray, duration: float, num_frames: int | None = None,
                    fps: float | None = None) -> np.ndarray
     decode_video(path, num_frames: int | None = None, fps: float | None = None,
                  size: int | None = None, threads: int = 1,
-                 interpolation: str = 'BICUBIC') -> DecodedVideo
+                 interpolation: str = 'BICUBIC', motion_gain: float | None = None) -> DecodedVideo
+    motion_images(before: np.ndarray, after: np.ndarray, gain: float) -> np.ndarray   # uint8
     decode_for_extraction(path, num_frames=None, fps=None, size=None,
-                          threads=1) -> DecodedVideo | Exception   # never raises
+                          threads=1, motion_gain=None) -> DecodedVideo | Exception   # never raises
     worker_init() -> None      # initializer of decoding worker processes
 
 Every problem with a file (missing, empty, not a video, no video stream, truncated, no frame
@@ -50,7 +59,7 @@ import numpy as np
 from hanet.errors import DataError
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "DecodedVideo", "probe", "sample_indices", "decode_video",
-           "decode_for_extraction"]
+           "motion_images", "decode_for_extraction"]
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .gif .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .vob .asf .mxf".split()
@@ -98,11 +107,14 @@ class DecodedVideo:
         timestamps: ``(N,)`` float64 presentation times in seconds from the first frame,
             strictly increasing.
         info: the video's ``VideoInfo``.
+        motion: ``(N, H, W, 3)`` uint8 motion images of the same frames (see the module
+            docstring), or None when not asked for.
     """
 
     frames: np.ndarray
     timestamps: np.ndarray
     info: VideoInfo
+    motion: np.ndarray | None = None
 
 
 def _av():
@@ -329,8 +341,26 @@ def _to_rgb(frame, rotation: int, size: int | None, interpolation: str, sar: flo
     return np.ascontiguousarray(rgb)
 
 
+def motion_images(before: np.ndarray, after: np.ndarray, gain: float) -> np.ndarray:
+    """Motion images: ``after - before`` times ``gain``, around mid-grey.
+
+    Args:
+        before: ``(N, H, W, 3)`` uint8 frames before the sampled ones.
+        after: ``(N, H, W, 3)`` uint8 frames after them.
+        gain: contrast of the difference (2: a full black-to-white change saturates).
+
+    Returns:
+        ``(N, H, W, 3)`` uint8: 127.5 + gain * (after - before) / 2, rounded and clipped, so that
+        a backbone that scales pixels to [-1, 1] sees ``gain * (after - before) / 255``.
+    """
+    diff = after.astype(np.float32) - before.astype(np.float32)
+    out = np.rint(127.5 + diff * np.float32(gain / 2.0))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None,
-                 size: int | None = None, threads: int = 1, interpolation: str = "BICUBIC") -> DecodedVideo:
+                 size: int | None = None, threads: int = 1, interpolation: str = "BICUBIC",
+                 motion_gain: float | None = None) -> DecodedVideo:
     """Decode a video and return the sampled frames with their timestamps.
 
     Args:
@@ -342,26 +372,32 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
         threads: FFmpeg decoding threads for this video (0: FFmpeg decides). 1 suits worker
             processes that already run in parallel.
         interpolation: swscale filter for the resize (``"BICUBIC"``, ``"BILINEAR"``, ``"AREA"``).
+        motion_gain: also make each sampled frame's motion image with this gain (decodes the
+            neighbours of the sampled frames too); None: no motion images.
 
     Returns:
-        ``DecodedVideo`` with ``frames`` ``(N, H, W, 3)`` uint8 RGB and ``timestamps`` ``(N,)``.
+        ``DecodedVideo`` with ``frames`` ``(N, H, W, 3)`` uint8 RGB and ``timestamps`` ``(N,)``
+        (and ``motion`` ``(N, H, W, 3)`` with ``motion_gain``).
 
     Raises:
         DataError: naming the file: missing, empty, not a video, truncated, undecodable.
-        ValueError: bad ``num_frames``/``fps``.
+        ValueError: bad ``num_frames``/``fps``/``motion_gain``.
     """
+    if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
+        raise ValueError(f"motion_gain must be positive, got {motion_gain}")
     av = _av()
     path = os.fspath(path)
     info, times, pts, _ = _demux(path)
     chosen = sample_indices(times, info.duration, num_frames, fps)
+    last = len(times) - 1
+    wanted = set(chosen.tolist())
+    if motion_gain is not None:
+        wanted |= set(np.clip(chosen - 1, 0, last).tolist()) | set(np.clip(chosen + 1, 0, last).tolist())
     by_pts = len(pts) > 0
-    wanted_pts = set(pts[chosen].tolist()) if by_pts else set()
-    wanted_idx = set(chosen.tolist())
-    time_of_pts = dict(zip(pts.tolist(), times.tolist())) if by_pts else {}
+    index_of_pts = {int(pts[i]): i for i in wanted} if by_pts else {}
 
     container = _open(path)
-    frames: list[np.ndarray] = []
-    stamps: list[float] = []
+    decoded: dict[int, np.ndarray] = {}
     rotation_known = False
     try:
         stream = container.streams.video[0]
@@ -376,27 +412,29 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
                     _set_rotation(info, frame)
                     rotation_known = True
                 if by_pts and frame.pts is not None:
-                    keep = frame.pts in wanted_pts
-                    t = time_of_pts.get(frame.pts)
+                    # the first frame with a wanted timestamp counts (duplicated pts are rare)
+                    i = index_of_pts.pop(frame.pts, None)
                 else:
-                    keep = index in wanted_idx
-                    t = float(times[index]) if index < len(times) else None
-                if keep and t is not None:
-                    frames.append(_to_rgb(frame, info.rotation, size, interpolation, sar))
-                    stamps.append(t)
-                    if by_pts:
-                        wanted_pts.discard(frame.pts)
+                    i = index if index in wanted and index <= last else None
+                if i is not None and i not in decoded:
+                    decoded[i] = _to_rgb(frame, info.rotation, size, interpolation, sar)
                 index += 1
         except av.FFmpegError as exc:
             raise DataError(f"{path}: corrupt or truncated ({_reason(exc)} at frame {index})") from exc
     finally:
         container.close()
-    if not frames:
+    kept = [i for i in chosen.tolist() if i in decoded]
+    if not kept:
         raise DataError(f"{path}: no frame could be decoded ({info.num_frames} frames demuxed)")
-    order = np.argsort(stamps, kind="stable")
-    stamps_arr = np.asarray(stamps, dtype=np.float64)[order]
-    frames_arr = np.stack([frames[i] for i in order])
-    return DecodedVideo(frames=frames_arr, timestamps=stamps_arr, info=info)
+    frames_arr = np.stack([decoded[i] for i in kept])
+    stamps_arr = times[np.asarray(kept)].astype(np.float64)
+    motion = None
+    if motion_gain is not None:
+        # a neighbour that did not decode is replaced by the frame itself (half the difference)
+        before = np.stack([decoded.get(max(i - 1, 0), decoded[i]) for i in kept])
+        after = np.stack([decoded.get(min(i + 1, last), decoded[i]) for i in kept])
+        motion = motion_images(before, after, motion_gain)
+    return DecodedVideo(frames=frames_arr, timestamps=stamps_arr, info=info, motion=motion)
 
 
 def worker_init() -> None:
@@ -411,7 +449,8 @@ def worker_init() -> None:
 
 
 def decode_for_extraction(path: str, num_frames: int | None = None, fps: float | None = None,
-                          size: int | None = None, threads: int = 1) -> DecodedVideo | Exception:
+                          size: int | None = None, threads: int = 1,
+                          motion_gain: float | None = None) -> DecodedVideo | Exception:
     """``decode_video`` for worker processes: returns the error instead of raising it.
 
     Any exception (not only ``DataError``: FFmpeg can fail in many ways on hostile files)
@@ -421,7 +460,8 @@ def decode_for_extraction(path: str, num_frames: int | None = None, fps: float |
         The ``DecodedVideo``, or the ``DataError`` describing why there is none.
     """
     try:
-        return decode_video(path, num_frames=num_frames, fps=fps, size=size, threads=threads)
+        return decode_video(path, num_frames=num_frames, fps=fps, size=size, threads=threads,
+                            motion_gain=motion_gain)
     except DataError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - reported per file, never fatal to the run

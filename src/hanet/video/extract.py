@@ -31,7 +31,12 @@ Signatures::
         image_size=None, dtype='float16', names=None, num_workers=None, batch_size=None,
         device='cpu', progress=True, *, weights=None, shard=None, failures_path=None,
         checkpoint_seconds=300.0, precision='fp32', decode_threads=1,
-        threads=None, root=None) -> ExtractReport
+        threads=None, root=None, motion_gain=None) -> ExtractReport
+
+With ``motion_gain``, every sampled frame's motion image (``hanet.video.decode``) is run through
+the backbone too and its features are appended to the frame's: ``(frames, 2 * feature_dim)``,
+appearance first. One file keeps both streams aligned frame by frame, and the model reads it like
+any features file (``dim_fts`` is the file's width).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import copy
 import concurrent.futures as cf
 import glob
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -280,7 +286,8 @@ def _default_workers() -> int:
 
 @dataclass
 class _Pending:
-    """A decoded video whose frames are (partly) waiting for the network."""
+    """A decoded video whose images (its frames, then any motion images) are (partly) waiting for
+    the network."""
 
     entry: VideoEntry
     frames: np.ndarray
@@ -410,6 +417,7 @@ def extract_features(
     decode_threads: int = 1,
     threads: int | None = None,
     root: str | None = None,
+    motion_gain: float | None = None,
 ) -> ExtractReport:
     """Extract per-frame features of videos into an HDF5 file; resumable and crash-safe.
 
@@ -448,6 +456,11 @@ def extract_features(
             ``hanet extract`` also sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads, for the
             same reason; callers of this function can set it in their environment.
         root: folder for relative paths in list files.
+        motion_gain: also extract a motion stream: each sampled frame's motion image (the
+            difference of its neighbouring frames, ``hanet.video.decode.motion_images``) goes
+            through the same backbone, and its features follow the frame's on the last axis
+            (``feature_dim`` doubles; ``streams`` = ``"rgb+motion"`` in the file's attributes).
+            None (default): appearance only.
 
     Returns:
         ``ExtractReport`` (done / skipped / failed, frame count, time).
@@ -473,6 +486,8 @@ def extract_features(
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
     if num_workers is not None and num_workers < 0:
         raise DataError(f"num_workers must be 0 or more, got {num_workers}")
+    if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
+        raise DataError(f"motion_gain must be positive, got {motion_gain}")
     out_path = os.fspath(out_path)
     failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
 
@@ -510,11 +525,14 @@ def extract_features(
     sampling = _sampling_label(num_frames, fps)
     from hanet import __version__
 
+    streams = 2 if motion_gain is not None else 1
     meta = {
-        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim),
+        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim) * streams,
         "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
         "weights": _weights_label(net, weights), "hanet_version": __version__,
     }
+    if motion_gain is not None:
+        meta.update(streams="rgb+motion", motion_gain=float(motion_gain))
     store = FeatureWriter(out_path, meta)
     saved_threads = torch.get_num_threads()
     if threads:
@@ -524,7 +542,7 @@ def extract_features(
         todo = collections.deque(e for e in todo if e.name not in store.keys)
         _run(todo, store, net, report, num_frames=num_frames, fps=fps, batch_size=batch_size,
              num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
-             precision=precision, decode_threads=decode_threads, sampling=sampling)
+             precision=precision, decode_threads=decode_threads, sampling=sampling, motion_gain=motion_gain)
     finally:
         torch.set_num_threads(saved_threads)
         store.close()  # also on KeyboardInterrupt: what was finished is kept
@@ -547,13 +565,14 @@ def _write_failures(report: ExtractReport) -> None:
 
 def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,
          num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
-         checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str) -> None:
+         checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str,
+         motion_gain: float | None = None) -> None:
     """The decode -> batch -> network -> journal loop."""
     total = len(todo)
     if total == 0:
         return
     decoder = _Decoder(num_workers, dict(num_frames=num_frames, fps=fps, size=net.image_size,
-                                         threads=decode_threads))
+                                         threads=decode_threads, motion_gain=motion_gain))
     queue: collections.deque[_Pending] = collections.deque()  # videos with frames not yet run
     queued_frames = 0
     bar = None
@@ -572,6 +591,9 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbon
 
     def finish(p: _Pending) -> None:
         feats = np.concatenate(p.feats, axis=0)
+        if motion_gain is not None:  # rows: the frames, then their motion images
+            n = len(p.timestamps)
+            feats = np.concatenate([feats[:n], feats[n:]], axis=1)
         attrs = {
             "timestamps": p.timestamps.astype(np.float64), "source": os.path.abspath(p.entry.path),
             "backbone": net.name, "sampling": sampling, "duration": float(p.info.duration),
@@ -631,8 +653,9 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbon
                 if isinstance(result, BaseException):
                     fail(entry, result)
                 else:
-                    queue.append(_Pending(entry, result.frames, result.timestamps, result.info))
-                    queued_frames += len(result.frames)
+                    images = result.frames if result.motion is None else np.concatenate([result.frames, result.motion])
+                    queue.append(_Pending(entry, images, result.timestamps, result.info))
+                    queued_frames += len(images)
             if queued_frames < max_queued:
                 decoder.submit(todo)  # refill before the network takes the CPU
             if queued_frames >= batch_size or (queue and not (todo or decoder.inflight or decoder.suspects)):
