@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also a motion stream: each sampled frame's neighbour difference through the same "
                         "backbone, appended to its features (the file is twice as wide)")
     g.add_argument("--motion-gain", type=float, default=2.0, metavar="G",
-                   help="contrast of the motion images (default 2)")
+                   help="contrast of the motion images, with --motion (default 2)")
     g = parser.add_argument_group("output")
     g.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="stored feature type")
     g.add_argument("--names", default=None, metavar="FILE",

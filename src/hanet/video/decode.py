@@ -415,7 +415,7 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
                     # the first frame with a wanted timestamp counts (duplicated pts are rare)
                     i = index_of_pts.pop(frame.pts, None)
                 else:
-                    i = index if index in wanted and index <= last else None
+                    i = index if index in wanted else None
                 if i is not None and i not in decoded:
                     decoded[i] = _to_rgb(frame, info.rotation, size, interpolation, sar)
                 index += 1
