@@ -20,8 +20,22 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
             m = res["metrics"][split][variant]
             assert 0 <= m["ir1"] <= 100 and m["rsum"] > 0
     assert set(res["metrics"]["tst_per_score"]) >= {"fused", "sent", "ind_verb", "concept_noun"}
+    # HANet against global-only, query by query; its recall is the table's
+    for split in ("tst", "tst_novel"):
+        for direction, key in (("t2v", "ir1"), ("v2t", "cr1")):
+            c = res["paired"][split][direction]["R@1"]
+            assert c["a"] == pytest.approx(res["metrics"][split]["hanet"][key])
+            assert c["b"] == pytest.approx(res["metrics"][split]["global"][key])
+            assert c["a_only"] >= 0 and c["b_only"] >= 0 and 0 < c["p"] <= 1
+    assert "Query by query on tst" in (work / "results.md").read_text()
     assert res["concept_map"]["verb_mAP"] > 0 and res["verb_peaks"]["verbs"] > 0
-    assert len(res["queries"]) == 3 and all(len(q["top"]) == 3 for q in res["queries"])
+    assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
+    # three free-text queries, then two test captions with where the clip they describe ranks
+    assert [q["target"] is None for q in res["queries"]] == [True, True, True, False, False]
+    for q in res["queries"][3:]:
+        assert 1 <= q["target_rank"] <= q["candidates"] == 16  # the quick world's test clips
+        assert q["query"] in json.loads((work / "world" / "ref_captions.json").read_text())[q["target"]]
+        assert [r["is_target"] for r in q["top"]] == [i + 1 == q["target_rank"] for i in range(3)]
     for f in ("plots/training_curves.png", "plots/concept_timeline.png", "index/manifest.json",
               "runs/hanet/checkpoints/best.pt", "runs/global/checkpoints/best.pt", "results.md"):
         assert (work / f).stat().st_size > 0, f

@@ -8,7 +8,8 @@ import torch
 
 from hanet.data.dataset import RetrievalData
 from hanet.data.formats import DatasetSpec
-from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
+from hanet.evaluate import (encode_videos, metrics_from_ranks, paired_recall, query_ranks, retrieval_metrics,
+                            score_matrices, sign_test_p)
 from hanet.model import HANet
 
 
@@ -47,6 +48,37 @@ def test_metrics_match_sorting_definition():
     assert [m[k] for k in ("ir1", "ir5", "ir10", "imedr", "imeanr")] == pytest.approx(ir)
     assert [m[k] for k in ("cr1", "cr5", "cr10", "cmedr", "cmeanr")] == pytest.approx(cr)
     assert m["rsum"] == pytest.approx(sum(ir[:3]) + sum(cr[:3]))
+
+
+def test_paired_recall_counts_discordant_queries_and_tests_them_exactly():
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((30, 90)).astype(np.float32)
+    gv, gc = np.arange(90) % 30, np.arange(90)
+    t2v, v2t = query_ranks(scores, gv, gc)
+    assert t2v.shape == (90,) and v2t.shape == (30,)
+    assert metrics_from_ranks(t2v, v2t) == retrieval_metrics(scores, gv, gc)
+    # A model compared with itself: no discordant query.
+    same = paired_recall(t2v, t2v)
+    assert set(same) == {"R@1", "R@5", "R@10"}
+    assert same["R@1"]["a_only"] == same["R@1"]["b_only"] == 0 and same["R@1"]["p"] == 1.0
+    # Hand-made ranks: A finds queries 0-5 first, B finds 5-7 first.
+    a = np.array([0, 0, 0, 0, 0, 0, 3, 9, 20, 20])
+    b = np.array([4, 4, 4, 4, 4, 0, 0, 0, 20, 2])
+    c = paired_recall(a, b, ks=(1, 5))
+    assert c["R@1"] == {"a": 60.0, "b": 30.0, "a_only": 5, "b_only": 2, "p": pytest.approx(sign_test_p(5, 2))}
+    assert (c["R@5"]["a_only"], c["R@5"]["b_only"]) == (0, 2)
+    with pytest.raises(ValueError, match="not the same queries"):
+        paired_recall(a, b[:5])
+
+
+def test_sign_test_is_the_exact_binomial():
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(4, 4) == 1.0
+    assert sign_test_p(10, 0) == pytest.approx(2 / 2 ** 10) and sign_test_p(0, 10) == sign_test_p(10, 0)
+    # two-sided: 2 * P(X <= 2) for X ~ Bin(7, 1/2) = 2 * (1 + 7 + 21) / 128
+    assert sign_test_p(5, 2) == pytest.approx(58 / 128)
+    assert sign_test_p(600, 400) < 1e-9 < sign_test_p(520, 480)
+    # large counts (a full-size test set) stay exact without big integers (scipy's binomtest value)
+    assert sign_test_p(10000, 9500) == pytest.approx(3.521161118492126e-4, rel=1e-8)
 
 
 def test_ties_are_broken_by_index_like_a_stable_sort():

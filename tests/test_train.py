@@ -66,6 +66,23 @@ def test_evaluate_cli_and_config_mismatch(tmp_path, reference_dir, small_config,
                                    "ind_noun"}
     mat = np.load(scores)
     assert mat.dtype == np.float16 and mat.shape == (10, 70)
+    # Query by query against another run on the same split: a global-only run, then itself.
+    other = tmp_path / "global"
+    assert _train(data, other, small_config, "--epochs", "1", "--lr", "1e-3", "--variant", "global") == 0
+    capsys.readouterr()
+    for b, same in ((other, False), (run, True)):
+        assert main(["evaluate", "--run", str(run), "--split", "tst", "--compare", str(b), "--device", "cpu",
+                     "--no-per-score", "--out", str(tmp_path / "cmp.json")]) == 0
+        out = capsys.readouterr().out
+        assert "paired comparison on tst" in out
+        rows = {line[:13].strip(): line[13:].split() for line in out.splitlines() if line[:4] in ("t2v ", "v2t ")}
+        assert set(rows) == {f"{d} R@{k}" for d in ("t2v", "v2t") for k in (1, 5, 10)}
+        assert float(rows["t2v R@1"][0]) == pytest.approx(res["metrics"]["fused"]["ir1"], abs=0.01)
+        if same:
+            assert all(r[1:] == [r[0], "0", "0", "1"] for r in rows.values())
+        else:
+            assert not (other / "eval").exists()  # B is evaluated, nothing is written into its run
+            assert any(r[2:4] != ["0", "0"] for r in rows.values())
     # A checkpoint trained with another model config is refused with the differing field named.
     from hanet.config import HANetConfig
 

@@ -8,8 +8,10 @@ made from the same inputs and settings; anything else is redone, never trusted):
 3. ``prepare``  spaCy: vocabulary, concepts, role graphs -> ``annotations/``
 4. ``train``    HANet and the global-only variant (same encoders, video-sentence score only)
 5. ``evaluate`` both on the test split and the novel-composition split
-6. ``report``   results table, concept quality, verb-peak timing, example queries through the
-                search index, plots (training curves, a concept timeline)
+6. ``report``   results table, HANet against global-only query by query, concept quality,
+                verb-peak timing, example queries through the search index (free text, then
+                test captions with the rank of their clip), plots (training curves, a concept
+                timeline)
 
 Everything lands in ``WORKDIR`` (default ``hanet-demo``): ``results.md`` / ``results.json``
 summarise it, ``plots/*.png`` show it, ``runs/*`` and ``index/`` can be used with the other
@@ -53,6 +55,9 @@ class DemoSettings:
         batch_size: training batch.
         device: where to extract and train.
         queries: example text queries answered at the end.
+        caption_queries: test captions also asked as queries, spread over the test split, to
+            show where the clip each one describes ranks (the free-text queries above may have
+            no clip that fits them in the test split).
     """
 
     quick: bool = False
@@ -70,6 +75,7 @@ class DemoSettings:
         "a small square spins and then moves to the left",
         "a blue star is chasing a yellow triangle",
     )
+    caption_queries: int = 2
 
     @classmethod
     def for_mode(cls, quick: bool, **overrides: Any) -> "DemoSettings":
@@ -127,6 +133,8 @@ class DemoResult:
     concept_map: dict[str, float] = field(default_factory=dict)
     verb_peaks: dict[str, float] = field(default_factory=dict)
     queries: list[dict[str, Any]] = field(default_factory=list)
+    #: split -> HANet (a) against global-only (b), query by query (:func:`hanet.evaluate.paired_recall`)
+    paired: dict[str, Any] = field(default_factory=dict)
 
 
 def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings] = None, progress: bool = True,
@@ -235,7 +243,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     # 5. evaluate --------------------------------------------------------------------------
     t = time.time()
     res = DemoResult(workdir=str(work), seconds=0.0)
-    res.metrics, models, datasets = _evaluate(runs, dataset, s.device)
+    res.metrics, res.paired, models, datasets = _evaluate(runs, dataset, s.device)
     times["evaluate"] = time.time() - t
 
     # 6. report ---------------------------------------------------------------------------------
@@ -247,6 +255,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     if timeline is not None:
         _plot_timeline(timeline, plots / "concept_timeline.png")
     res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, s.queries,
+                           s.caption_queries,
                            fp=_hash(fp_extract, fp_prepare, str((runs["hanet"] / "checkpoints" / "best.pt").stat().st_mtime)),
                            book=book)
     times["report"] = time.time() - t
@@ -288,11 +297,12 @@ def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) 
 def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
     from hanet.data.dataset import RetrievalData
     from hanet.data.formats import DatasetSpec
-    from hanet.evaluate import evaluate_split
+    from hanet.evaluate import evaluate_split, paired_recall
     from hanet.run import model_from_checkpoint
 
     spec = DatasetSpec.load(dataset)
     metrics: dict[str, Any] = {}
+    ranks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     models = {}
     datasets = {}
     for variant, run in runs.items():
@@ -306,9 +316,13 @@ def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
             r = evaluate_split(model, datasets[split], device=device, batch_size=cfg.train.eval_batch_size,
                                per_score=variant == "hanet", progress=False)
             metrics.setdefault(split, {})[variant] = r.metrics["fused"]
+            ranks[variant, split] = (r.t2v_ranks, r.v2t_ranks)
             if variant == "hanet":
                 metrics.setdefault(f"{split}_per_score", r.metrics)
-    return metrics, models, datasets
+    paired = {split: {"t2v": paired_recall(ranks["hanet", split][0], ranks["global", split][0]),
+                      "v2t": paired_recall(ranks["hanet", split][1], ranks["global", split][1])}
+              for split in datasets if ("hanet", split) in ranks and ("global", split) in ranks}
+    return metrics, paired, models, datasets
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -436,8 +450,12 @@ def _plot_timeline(tl: dict[str, Any], out: Path) -> None:
 
 
 def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, names: list[str],
-             queries: tuple[str, ...], fp: str, book: StageBook) -> list[dict[str, Any]]:
-    """Answer the example queries with a search index over the test clips."""
+             queries: tuple[str, ...], caption_queries: int, fp: str, book: StageBook) -> list[dict[str, Any]]:
+    """Answer the example queries with a search index over the test clips.
+
+    Free-text queries come first, then ``caption_queries`` test captions, each with the clip it
+    describes (``target``) and where that clip ranks (``target_rank``, 1-based).
+    """
     from hanet.index import SearchIndex, build_index
 
     if not book.done("index", fp) or not (index_dir / "manifest.json").exists():
@@ -450,20 +468,25 @@ def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, na
         book.mark("index", fp, time.time() - t)
     index = SearchIndex.open(index_dir)
     caps = json.loads((ann / "ref_captions.json").read_text())
+    asked: list[tuple[str, Optional[str]]] = [(q, None) for q in queries]
+    m = min(caption_queries, len(names))
+    asked += [(caps[n][0], n) for n in (names[i * len(names) // m] for i in range(m))] if m else []
     out = []
-    for q in queries:
-        hits = index.search(q, k=3)
-        hit_list = hits.hits if hasattr(hits, "hits") else hits
+    for q, target in asked:
+        # With a target, rank every clip exactly so that its position is known beyond the top 3.
+        hit_list = index.search(q, k=len(names), mode="exhaustive") if target else index.search(q, k=3)
         rows = []
-        for h in hit_list:
+        for h in hit_list[:3]:
             why = index.explain(q, h.video_id)
             d = why.to_dict()
             rows.append({"video": h.video_id, "score": round(float(h.score), 4), "caption": caps[h.video_id][0],
+                         "is_target": h.video_id == target,
                          "verb_concepts": [c["concept"] if isinstance(c, dict) else c for c in
                                            d.get("video_concepts", {}).get("verb", [])[:4]],
                          "noun_concepts": [c["concept"] if isinstance(c, dict) else c for c in
                                            d.get("video_concepts", {}).get("noun", [])[:4]]})
-        out.append({"query": q, "top": rows})
+        rank = next((i + 1 for i, h in enumerate(hit_list) if h.video_id == target), None) if target else None
+        out.append({"query": q, "target": target, "target_rank": rank, "candidates": len(names), "top": rows})
     return out
 
 
@@ -487,6 +510,11 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
     md = ["# hanet demo results", "", f"Work directory `{work}`, {res.seconds:.0f} s "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in res.stage_seconds.items())}).", "",
           "## Retrieval (test split and novel compositions)", ""] + _fmt_metrics_table(res.metrics)
+    pt = res.paired.get("tst", {}).get("t2v")
+    if pt:
+        md += ["", "Query by query on tst, text to video (HANet / global-only; queries only one of them finds "
+               "within the top K; exact McNemar p): " + "; ".join(
+                   f"{k} {c['a']:.1f} / {c['b']:.1f}, {c['a_only']} / {c['b_only']}, p={c['p']:.2g}" for k, c in pt.items())]
     per = res.metrics.get("tst_per_score")
     if per:
         md += ["", "HANet's scores alone on tst (t2v R@1 / rsum): "
@@ -501,11 +529,16 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
            f"sequence {vp.get('inside_span_sequences', float('nan')):.1f}% "
            f"(random: {vp.get('chance_sequences', float('nan')):.1f}%)", "", "## Example queries", ""]
     for q in res.queries:
-        md.append(f"**\"{q['query']}\"**")
+        if q.get("target"):
+            md.append(f"**\"{q['query']}\"** (a caption of test clip `{q['target']}`; HANet ranks that clip "
+                      f"{q['target_rank']} of {q['candidates']})")
+        else:
+            md.append(f"**\"{q['query']}\"**")
         md.append("")
         for i, r in enumerate(q["top"], 1):
+            mark = " **<- the clip it describes**" if r.get("is_target") else ""
             md.append(f"{i}. `{r['video']}` ({r['score']:.3f}) — \"{r['caption']}\"; predicted verbs "
-                      f"{', '.join(r['verb_concepts']) or '-'}; nouns {', '.join(r['noun_concepts']) or '-'}")
+                      f"{', '.join(r['verb_concepts']) or '-'}; nouns {', '.join(r['noun_concepts']) or '-'}{mark}")
         md.append("")
     md += ["Plots: `plots/training_curves.png`, `plots/concept_timeline.png`. Search the index: "
            f"`hanet search {work / 'index'} \"a red circle bounces\"`, `hanet serve {work / 'index'}`."]

@@ -17,7 +17,7 @@ video's embedding depends on that padding (see docs/quirks.md).
 from __future__ import annotations
 
 import argparse
-
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -65,6 +65,21 @@ def _ranks(scores: np.ndarray, q_idx: np.ndarray, m_idx: np.ndarray, chunk: int 
     return ranks
 
 
+def query_ranks(scores: np.ndarray, gt_videos: np.ndarray, gt_captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of every query's best ground truth, both directions.
+
+    Args:
+        scores: (n_videos, n_captions) similarity.
+        gt_videos, gt_captions: (G,) ground-truth pairs.
+
+    Returns:
+        ``(t2v, v2t)``: (n_captions,) and (n_videos,) int64 ranks (0: found first).
+    """
+    t2v = _ranks(np.ascontiguousarray(scores.T), gt_captions, gt_videos)
+    v2t = _ranks(scores, gt_videos, gt_captions)
+    return t2v, v2t
+
+
 def retrieval_metrics(scores: np.ndarray, gt_videos: np.ndarray, gt_captions: np.ndarray) -> dict[str, float]:
     """Official R@1/5/10, MedR, MnR of both directions and rsum.
 
@@ -75,9 +90,12 @@ def retrieval_metrics(scores: np.ndarray, gt_videos: np.ndarray, gt_captions: np
     Returns:
         Ordered dict with keys :data:`METRIC_KEYS`.
     """
+    return metrics_from_ranks(*query_ranks(scores, gt_videos, gt_captions))
+
+
+def metrics_from_ranks(t2v: np.ndarray, v2t: np.ndarray) -> dict[str, float]:
+    """:data:`METRIC_KEYS` from the 0-based ranks of :func:`query_ranks`."""
     out: dict[str, float] = {}
-    t2v = _ranks(np.ascontiguousarray(scores.T), gt_captions, gt_videos)
-    v2t = _ranks(scores, gt_videos, gt_captions)
     for prefix, r in (("i", t2v), ("c", v2t)):
         n = len(r)
         for k in (1, 5, 10):
@@ -86,6 +104,47 @@ def retrieval_metrics(scores: np.ndarray, gt_videos: np.ndarray, gt_captions: np
         out[f"{prefix}meanr"] = float(r.mean()) + 1
     out["rsum"] = out["ir1"] + out["ir5"] + out["ir10"] + out["cr1"] + out["cr5"] + out["cr10"]
     return {k: out[k] for k in METRIC_KEYS}
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Exact two-sided sign-test p-value of ``wins`` against ``losses`` (McNemar's exact test
+    on the discordant pairs): the chance of a split at least this uneven if either side were
+    equally likely to win each one."""
+    n, k = wins + losses, min(wins, losses)
+    if n == 0 or 2 * k == n:
+        return 1.0
+    # log C(n, i) for i = 0..k by a running sum, so that 10^5 discordant queries stay exact to
+    # float precision without big integers.
+    j = np.arange(1, k + 1, dtype=np.float64)
+    log_c = np.concatenate([[0.0], np.cumsum(np.log((n - j + 1) / j))])
+    top = log_c.max()
+    log_tail = top + math.log(np.exp(log_c - top).sum()) - n * math.log(2.0)
+    return float(min(1.0, 2.0 * math.exp(log_tail)))
+
+
+def paired_recall(ranks_a: np.ndarray, ranks_b: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    """Compare two models query by query on the same queries.
+
+    A mean recall difference can come from a handful of queries; this counts the queries that
+    one model finds within the top K and the other does not, and tests whether that split could
+    be chance (exact McNemar test). Training-seed variation is not in it: compare seeds too.
+
+    Args:
+        ranks_a, ranks_b: (n_queries,) 0-based ranks of the same queries (:func:`query_ranks`).
+        ks: cut-offs.
+
+    Returns:
+        ``{"R@K": {"a": recall %, "b": recall %, "a_only": n, "b_only": n, "p": p-value}}``.
+    """
+    if ranks_a.shape != ranks_b.shape:
+        raise ValueError(f"rank arrays of different shapes {ranks_a.shape} and {ranks_b.shape}: not the same queries")
+    out = {}
+    for k in ks:
+        ha, hb = ranks_a < k, ranks_b < k
+        a_only, b_only = int((ha & ~hb).sum()), int((~ha & hb).sum())
+        out[f"R@{k}"] = {"a": 100.0 * float(ha.mean()), "b": 100.0 * float(hb.mean()), "a_only": a_only,
+                         "b_only": b_only, "p": sign_test_p(a_only, b_only)}
+    return out
 
 
 @torch.no_grad()
@@ -169,6 +228,8 @@ class EvalResult:
         captions: column order.
         scores: the requested matrices (name -> (n_videos, n_captions)); ``fused`` always.
         seconds: wall time of encoding + scoring + ranking.
+        t2v_ranks: (n_captions,) 0-based text-to-video rank of each caption under the fused score.
+        v2t_ranks: (n_videos,) 0-based video-to-text rank of each video under the fused score.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -176,6 +237,8 @@ class EvalResult:
     captions: list[str]
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
+    t2v_ranks: Optional[np.ndarray] = None
+    v2t_ranks: Optional[np.ndarray] = None
 
 
 @torch.no_grad()
@@ -199,8 +262,10 @@ def evaluate_split(model: HANet, data, device: torch.device | str = "cpu", batch
     scores = score_matrices(model, videos, data.caption_batches(batch_size), len(data.unique_captions), device,
                             names=names, pair_budget=pair_budget, progress=progress)
     gv, gc = data.gt_pairs
-    metrics = {n: retrieval_metrics(m, gv, gc) for n, m in scores.items()}
-    return EvalResult(metrics, list(data.names), list(data.unique_captions), scores, time.time() - t0)
+    ranks = {n: query_ranks(m, gv, gc) for n, m in scores.items()}
+    metrics = {n: metrics_from_ranks(*r) for n, r in ranks.items()}
+    return EvalResult(metrics, list(data.names), list(data.unique_captions), scores, time.time() - t0,
+                      *ranks["fused"])
 
 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
@@ -225,6 +290,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-scores", metavar="FILE.npy", help="write the fused matrix as float16 .npy "
                    "(rows: videos in name order; a FILE.json beside it lists rows and columns)")
     p.add_argument("--out", help="metrics JSON (default: RUN/eval/<split>.json)")
+    p.add_argument("--compare", metavar="OTHER_RUN", help="also evaluate another run on the same split and compare "
+                   "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
+
+
+def _compare(args: argparse.Namespace, res: EvalResult, data, dataset: str, device: torch.device) -> str:
+    """Evaluate ``args.compare`` on the same queries as ``res`` and format the paired table."""
+    from hanet.data.dataset import RetrievalData
+    from hanet.data.formats import DatasetSpec
+    from hanet.errors import HanetError
+    from hanet.run import RunDir, model_from_checkpoint
+
+    other = RunDir(args.compare)
+    model, cfg, _ = model_from_checkpoint(other.default_checkpoint(), device=device)
+    other_data = RetrievalData(DatasetSpec.load(dataset), args.split, cfg.model)
+    if other_data.video_feature_dim() != cfg.model.video.dim_input:
+        raise HanetError(f"{other.path}: its checkpoint expects {cfg.model.video.dim_input}-d features, but split "
+                         f"{args.split} of {dataset} has {other_data.video_feature_dim()}-d ones")
+    if list(other_data.names) != list(data.names) or list(other_data.unique_captions) != list(data.unique_captions):
+        raise HanetError(f"{other.path}: split {args.split} gives other videos or captions than {args.run}; "
+                         f"a paired comparison needs the same queries")
+    res_b = evaluate_split(model, other_data, device=device, batch_size=args.batch_size or cfg.train.eval_batch_size,
+                           per_score=False, pair_budget=args.pair_budget, progress=False)
+    a, b = Path(args.run).name, other.path.name
+    lines = [f"paired comparison on {args.split}: A = {args.run} ({res.metrics['fused']['rsum']:.2f} rsum), "
+             f"B = {other.path} ({res_b.metrics['fused']['rsum']:.2f} rsum)",
+             f"{'':<13}{'A %':>8}{'B %':>8}{'A only':>8}{'B only':>8}{'p':>10}"]
+    for direction, ra, rb in (("t2v", res.t2v_ranks, res_b.t2v_ranks), ("v2t", res.v2t_ranks, res_b.v2t_ranks)):
+        for k, c in paired_recall(ra, rb).items():
+            lines.append(f"{direction + ' ' + k:<13}{c['a']:>8.2f}{c['b']:>8.2f}{c['a_only']:>8d}{c['b_only']:>8d}"
+                         f"{c['p']:>10.2g}")
+    lines.append(f"(A only: queries {a} finds within the top K and {b} does not; p: exact McNemar test, "
+                 f"how likely so uneven a split is by chance on these queries)")
+    return "\n".join(lines)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -270,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
                             "num_videos": len(res.video_names), "num_captions": len(res.captions),
                             "seconds": res.seconds, "metrics": res.metrics})
     print(f"metrics written to {out}", file=sys.stderr)
+    if args.compare:
+        print(_compare(args, res, data, dataset, device))
     if args.save_scores:
         sp = Path(args.save_scores)
         sp.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["retrieval_metrics", "encode_videos", "score_matrices", "evaluate_split", "EvalResult",
-           "format_table", "METRIC_KEYS"]
+__all__ = ["retrieval_metrics", "query_ranks", "metrics_from_ranks", "paired_recall", "sign_test_p", "encode_videos",
+           "score_matrices", "evaluate_split", "EvalResult", "format_table", "METRIC_KEYS"]
 
 
