@@ -53,6 +53,29 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path, reference_dir, small_c
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 
 
+def test_step_decay_by_epoch_like_the_official_multisteplr(tmp_path, reference_dir, small_config, ref_config):
+    # The official configs carry the schedule as decay_boundarys / decay_rate.
+    from hanet.config import HANetConfig
+
+    official = json.loads((reference_dir / "model_config.json").read_text())
+    official.update({"decay_boundarys": [1, 2], "decay_rate": 0.5, "base_lr": 1e-3})
+    tc = HANetConfig.from_official(official).train
+    assert tc.decay_boundaries == (1, 2) and tc.decay_rate == 0.5
+    assert [tc.lr_at(e) for e in range(4)] == [1e-3, 5e-4, 2.5e-4, 2.5e-4]
+    assert ref_config.train.lr_at(30) == ref_config.train.lr  # official default: no decay
+    # Trained: every logged step of epoch e ran at lr_at(e), and the config round-trips.
+    run = tmp_path / "decay"
+    assert _train(reference_dir / "data", run, small_config, "--epochs", "3", "--lr", "1e-3",
+                  "--set", "train.decay_boundaries=1,2", "--set", "train.decay_rate=0.5") == 0
+    by_epoch = {}
+    for r in RunDir(run).read_log():
+        if r["kind"] == "train":
+            by_epoch.setdefault(r["epoch"], set()).add(r["lr"])
+    assert by_epoch == {0: {1e-3}, 1: {5e-4}, 2: {2.5e-4}}
+    info = RunDir(run).read_info()
+    assert info.config.train.decay_boundaries == (1, 2) and info.config.train.decay_rate == 0.5
+
+
 def test_evaluate_cli_and_config_mismatch(tmp_path, reference_dir, small_config, capsys):
     data = reference_dir / "data"
     run = tmp_path / "run"

@@ -155,6 +155,11 @@ class TrainConfig:
         num_workers: data-loading worker processes.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
         grad_clip: clip the gradient norm (0: off; the official code does not clip).
+        decay_boundaries: epochs at which the learning rate is multiplied by ``decay_rate``
+            (official ``decay_boundarys`` and ``decay_rate``: a MultiStepLR stepped once per
+            epoch, so epoch e trains at ``lr * decay_rate ** (number of boundaries <= e)``).
+            The official configs leave it off (no boundaries, rate 1).
+        decay_rate: the factor applied at each boundary.
     """
 
     batch_size: int = 64
@@ -167,6 +172,12 @@ class TrainConfig:
     num_workers: int = 2
     precision: str = "fp32"
     grad_clip: float = 0.0
+    decay_boundaries: tuple[int, ...] = ()
+    decay_rate: float = 1.0
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of (0-based) ``epoch`` under the step decay."""
+        return self.lr * self.decay_rate ** sum(1 for b in self.decay_boundaries if b <= epoch)
 
 
 @dataclass
@@ -191,6 +202,7 @@ class HANetConfig:
         text = TextEncoderConfig(**_known(TextEncoderConfig, model.pop("text", {}), "model.text"))
         mcfg = ModelConfig(video=video, text=text, **_known(ModelConfig, model, "model"))
         tcfg = TrainConfig(**_known(TrainConfig, data.get("train", {}), "train"))
+        tcfg.decay_boundaries = tuple(int(b) for b in tcfg.decay_boundaries)
         return cls(model=mcfg, train=tcfg, name=data.get("name", "custom"))
 
     def to_json(self) -> str:
@@ -253,6 +265,8 @@ class HANetConfig:
             eval_batch_size=int(official.get("tst_batch_size", 128)),
             epochs=int(official.get("num_epoch", 100)),
             lr=float(official.get("base_lr", 1e-4)),
+            decay_boundaries=tuple(int(b) for b in official.get("decay_boundarys") or ()),
+            decay_rate=float(official.get("decay_rate", 1.0)),
         )
         cfg = cls(model=model, train=train, name=name)
         cfg.model.validate()

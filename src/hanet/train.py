@@ -364,6 +364,11 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     max_steps = tc.max_steps
     while state.epoch < tc.epochs and not stop:
         model.train()
+        # Step decay by epoch (official MultiStepLR); set from the epoch, so a resumed run
+        # trains at the same rate as an uninterrupted one.
+        lr = tc.lr_at(state.epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
         sampler.set_epoch(state.epoch, state.epoch_step)
         loader = make_loader()
         bar = tqdm(total=sampler.batches_per_epoch(), initial=state.epoch_step, disable=not (opts.progress and is_main),
@@ -401,7 +406,8 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
                     dist.all_reduce(parts)
                     parts = parts.cpu() / world
                 if is_main:
-                    run.log({"kind": "train", "epoch": state.epoch, "step": state.step, "loss": float(parts[0]),
+                    run.log({"kind": "train", "epoch": state.epoch, "step": state.step, "lr": lr,
+                             "loss": float(parts[0]),
                              "fusion_loss": float(parts[1]), "concept_loss": float(parts[2]),
                              "bce_loss": float(parts[3])})
                 run_loss, run_n = 0.0, 0
