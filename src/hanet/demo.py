@@ -458,16 +458,16 @@ def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, na
     """
     from hanet.index import SearchIndex, build_index
 
+    caps = json.loads((ann / "ref_captions.json").read_text())
     if not book.done("index", fp) or not (index_dir / "manifest.json").exists():
         if index_dir.exists():
             shutil.rmtree(index_dir)
         t = time.time()
         build_index(run, feats, index_dir, names=list(names), videos_dir=world / "videos",
-                    captions={n: json.loads((ann / "ref_captions.json").read_text())[n] for n in names},
+                    captions={n: caps[n] for n in names},
                     rolegraphs=ann / "sent2rolegraph.augment.json", concepts=ann)
         book.mark("index", fp, time.time() - t)
     index = SearchIndex.open(index_dir)
-    caps = json.loads((ann / "ref_captions.json").read_text())
     asked: list[tuple[str, Optional[str]]] = [(q, None) for q in queries]
     m = min(caption_queries, len(names))
     asked += [(caps[n][0], n) for n in (names[i * len(names) // m] for i in range(m))] if m else []

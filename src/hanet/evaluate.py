@@ -294,19 +294,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
 
 
-def _compare(args: argparse.Namespace, res: EvalResult, data, dataset: str, device: torch.device) -> str:
-    """Evaluate ``args.compare`` on the same queries as ``res`` and format the paired table."""
+def _split_for(dataset: str, split: str, cfg):
+    """The split as a checkpoint with config ``cfg`` reads it; refuses features of another width."""
     from hanet.data.dataset import RetrievalData
     from hanet.data.formats import DatasetSpec
+    from hanet.errors import HanetError
+
+    data = RetrievalData(DatasetSpec.load(dataset), split, cfg.model)
+    dims = data.video_feature_dim()
+    if dims != cfg.model.video.dim_input:
+        raise HanetError(f"{dataset}: split {split} has {dims}-d features but the checkpoint expects "
+                         f"{cfg.model.video.dim_input}")
+    return data
+
+
+def _compare(args: argparse.Namespace, res: EvalResult, data, dataset: str, device: torch.device) -> str:
+    """Evaluate ``args.compare`` on the same queries as ``res`` and format the paired table."""
     from hanet.errors import HanetError
     from hanet.run import RunDir, model_from_checkpoint
 
     other = RunDir(args.compare)
     model, cfg, _ = model_from_checkpoint(other.default_checkpoint(), device=device)
-    other_data = RetrievalData(DatasetSpec.load(dataset), args.split, cfg.model)
-    if other_data.video_feature_dim() != cfg.model.video.dim_input:
-        raise HanetError(f"{other.path}: its checkpoint expects {cfg.model.video.dim_input}-d features, but split "
-                         f"{args.split} of {dataset} has {other_data.video_feature_dim()}-d ones")
+    other_data = _split_for(dataset, args.split, cfg)
     if list(other_data.names) != list(data.names) or list(other_data.unique_captions) != list(data.unique_captions):
         raise HanetError(f"{other.path}: split {args.split} gives other videos or captions than {args.run}; "
                          f"a paired comparison needs the same queries")
@@ -337,8 +346,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hanet.data.dataset import RetrievalData
-    from hanet.data.formats import DatasetSpec
     from hanet.errors import HanetError
     from hanet.io import atomic_write_json
     from hanet.run import RunDir, model_from_checkpoint
@@ -351,11 +358,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.data or info.dataset
     if not dataset:
         raise HanetError(f"{rd.info_path}: records no dataset; pass --data")
-    data = RetrievalData(DatasetSpec.load(dataset), args.split, cfg.model)
-    dims = data.video_feature_dim()
-    if dims != cfg.model.video.dim_input:
-        raise HanetError(f"{dataset}: split {args.split} has {dims}-d features but the checkpoint expects "
-                         f"{cfg.model.video.dim_input}")
+    data = _split_for(dataset, args.split, cfg)
     bs = args.batch_size or cfg.train.eval_batch_size
     print(f"evaluating {ckpt_path} ({model.variant}, epoch {ckpt.get('epoch')}) on {args.split}: "
           f"{len(data.names)} videos x {len(data.unique_captions)} captions, device {device}", file=sys.stderr)

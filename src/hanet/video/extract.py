@@ -96,7 +96,8 @@ class ExtractReport:
         done: names extracted by this run.
         skipped: names already in the file (resumed run) and therefore not redone.
         failed: videos that gave no features, with reasons.
-        frames: frames that went through the network in this run.
+        frames: images that went through the network in this run (with ``motion_gain``, each
+            sampled frame and its motion image: twice the sampled frames).
         seconds: wall time of the run.
         failures_path: where the JSON failure report was written (None if not written).
     """
