@@ -28,6 +28,15 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
             assert c["b"] == pytest.approx(res["metrics"][split]["global"][key])
             assert c["a_only"] >= 0 and c["b_only"] >= 0 and 0 < c["p"] <= 1
     assert "Query by query on tst" in (work / "results.md").read_text()
+    # R@1 by kind of caption: the parts add up to the table's R@1
+    for variant in ("hanet", "global"):
+        b = res["breakdown"][variant]
+        assert b["r1"] == pytest.approx(res["metrics"]["tst"][variant]["ir1"])
+        parts = b["kinds"].values()
+        assert sum(k["queries"] for k in parts) == b["queries"]
+        assert sum(k["r1"] * k["queries"] for k in parts if k["queries"]) / b["queries"] == pytest.approx(b["r1"])
+        assert sum(b["errors"].values()) == pytest.approx(100 - b["r1"])
+    assert "by kind of caption" in (work / "results.md").read_text()
     assert res["concept_map"]["verb_mAP"] > 0 and res["verb_peaks"]["verbs"] > 0
     assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
     # three free-text queries, then two test captions with where the clip they describe ranks
@@ -49,6 +58,12 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
     # the results table is printed
     out = capsys.readouterr()
     assert "| tst | hanet |" in out.out
+    # the same breakdown from `hanet evaluate --world`
+    assert main(["evaluate", "--run", str(work / "runs" / "hanet"), "--split", "tst", "--world", str(work / "world"),
+                 "--no-per-score", "--device", "cpu", "--out", str(tmp_path / "eval.json")]) == 0
+    printed = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    for kind, v in res["breakdown"]["hanet"]["kinds"].items():
+        assert int(printed[kind][1]) == v["queries"] and float(printed[kind][4]) == pytest.approx(v["r1"], abs=0.01)
 
     # A second run trusts nothing it cannot verify, and skips everything it can.
     assert main(["demo", "--quick", "--workdir", str(work), "--no-progress"]) == 0

@@ -135,6 +135,9 @@ class DemoResult:
     queries: list[dict[str, Any]] = field(default_factory=list)
     #: split -> HANet (a) against global-only (b), query by query (:func:`hanet.evaluate.paired_recall`)
     paired: dict[str, Any] = field(default_factory=dict)
+    #: variant -> its tst text-to-video R@1 by kind of caption and kind of mistake
+    #: (:func:`hanet.data.synth.t2v_breakdown`)
+    breakdown: dict[str, Any] = field(default_factory=dict)
 
 
 def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings] = None, progress: bool = True,
@@ -243,7 +246,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     # 5. evaluate --------------------------------------------------------------------------
     t = time.time()
     res = DemoResult(workdir=str(work), seconds=0.0)
-    res.metrics, res.paired, models, datasets = _evaluate(runs, dataset, s.device)
+    res.metrics, res.paired, res.breakdown, models, datasets = _evaluate(runs, dataset, world, s.device)
     times["evaluate"] = time.time() - t
 
     # 6. report ---------------------------------------------------------------------------------
@@ -294,9 +297,10 @@ def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) 
     return path
 
 
-def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
+def _evaluate(runs: dict[str, Path], dataset: Path, world: Path, device: str):
     from hanet.data.dataset import RetrievalData
     from hanet.data.formats import DatasetSpec
+    from hanet.data.synth import t2v_breakdown
     from hanet.evaluate import evaluate_split, paired_recall
     from hanet.run import model_from_checkpoint
 
@@ -305,6 +309,7 @@ def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
     ranks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     models = {}
     datasets = {}
+    breakdown = {}
     for variant, run in runs.items():
         model, cfg, _ = model_from_checkpoint(run / "checkpoints" / "best.pt", device=device)
         models[variant] = model
@@ -317,12 +322,15 @@ def _evaluate(runs: dict[str, Path], dataset: Path, device: str):
                                per_score=variant == "hanet", progress=False)
             metrics.setdefault(split, {})[variant] = r.metrics["fused"]
             ranks[variant, split] = (r.t2v_ranks, r.v2t_ranks)
+            if split == "tst":
+                breakdown[variant] = t2v_breakdown(world, r.video_names, r.captions, r.scores["fused"].argmax(0),
+                                                   *datasets[split].gt_pairs)
             if variant == "hanet":
                 metrics.setdefault(f"{split}_per_score", r.metrics)
     paired = {split: {"t2v": paired_recall(ranks["hanet", split][0], ranks["global", split][0]),
                       "v2t": paired_recall(ranks["hanet", split][1], ranks["global", split][1])}
               for split in datasets if ("hanet", split) in ranks and ("global", split) in ranks}
-    return metrics, paired, models, datasets
+    return metrics, paired, breakdown, models, datasets
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -503,6 +511,35 @@ def _fmt_metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+_KIND_LABELS = {"one_action": "one action over the whole clip",
+                "sequence": "two actions, both named in order (\"... and then ...\")",
+                "one_of_two": "two actions, one of them named",
+                "interaction": "two objects interacting (collide, chase, pass)"}
+
+
+def _fmt_breakdown(breakdown: dict[str, Any]) -> list[str]:
+    """The tst text-to-video R@1 of both variants by kind of caption, and their wrong first answers."""
+    if set(breakdown) != {"hanet", "global"}:
+        return []
+    h, g = breakdown["hanet"], breakdown["global"]
+    lines = ["", "Text to video R@1 on tst by kind of caption (the clip's ground truth says which):", "",
+             "| captions of clips with | queries | HANet | global-only |", "| --- | ---: | ---: | ---: |"]
+    for kind, label in _KIND_LABELS.items():
+        lines.append(f"| {label} | {h['kinds'][kind]['queries']} | {h['kinds'][kind]['r1']:.1f} | "
+                     f"{g['kinds'][kind]['r1']:.1f} |")
+    lines.append(f"| all | {h['queries']} | {h['r1']:.1f} | {g['r1']:.1f} |")
+
+    def wrong(b: dict[str, Any]) -> str:
+        e = b["errors"]
+        look = e["look_alike_action"] + e["look_alike_companion"] + e["look_alike_appearance"]
+        return (f"a look-alike {look:.1f}% (it does something else {e['look_alike_action']:.1f}, other "
+                f"companions {e['look_alike_companion']:.1f}, looks different {e['look_alike_appearance']:.1f}), "
+                f"another group's clip {e['other_group']:.1f}%")
+
+    lines += ["", f"Wrong first answers, share of all queries: HANet {wrong(h)}; global-only {wrong(g)}."]
+    return lines
+
+
 def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
     from hanet.io import atomic_write_bytes, atomic_write_json
 
@@ -515,6 +552,7 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
         md += ["", "Query by query on tst, text to video (HANet / global-only; queries only one of them finds "
                "within the top K; exact McNemar p): " + "; ".join(
                    f"{k} {c['a']:.1f} / {c['b']:.1f}, {c['a_only']} / {c['b_only']}, p={c['p']:.2g}" for k, c in pt.items())]
+    md += _fmt_breakdown(res.breakdown)
     per = res.metrics.get("tst_per_score")
     if per:
         md += ["", "HANet's scores alone on tst (t2v R@1 / rsum): "

@@ -292,6 +292,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="metrics JSON (default: RUN/eval/<split>.json)")
     p.add_argument("--compare", metavar="OTHER_RUN", help="also evaluate another run on the same split and compare "
                    "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
+    p.add_argument("--world", metavar="DIR", help="for a split of a `hanet synth` world: also print text-to-video "
+                   "R@1 by kind of caption and the kinds of wrong first answers (look-alike or another group)")
 
 
 def _split_for(dataset: str, split: str, cfg):
@@ -334,6 +336,15 @@ def _compare(args: argparse.Namespace, res: EvalResult, data, dataset: str, devi
     return "\n".join(lines)
 
 
+def format_breakdown(b: dict) -> str:
+    """Plain-text lines of :func:`hanet.data.synth.t2v_breakdown`'s result."""
+    lines = [f"text-to-video R@1 by kind of caption ({b['queries']} queries, {b['r1']:.2f} in all):"]
+    lines += [f"  {kind:<12}{v['queries']:>7d} queries  R@1 {v['r1']:6.2f}" for kind, v in b["kinds"].items()]
+    lines.append("wrong first answers, % of all queries: "
+                 + ", ".join(f"{kind} {pct:.2f}" for kind, pct in b["errors"].items()))
+    return "\n".join(lines)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -371,6 +382,11 @@ def run(args: argparse.Namespace) -> int:
                             "num_videos": len(res.video_names), "num_captions": len(res.captions),
                             "seconds": res.seconds, "metrics": res.metrics})
     print(f"metrics written to {out}", file=sys.stderr)
+    if args.world:
+        from hanet.data.synth import t2v_breakdown
+
+        print(format_breakdown(t2v_breakdown(args.world, res.video_names, res.captions,
+                                             res.scores["fused"].argmax(0), *data.gt_pairs)))
     if args.compare:
         print(_compare(args, res, data, dataset, device))
     if args.save_scores:

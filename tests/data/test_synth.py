@@ -213,6 +213,72 @@ def test_oracle_difficulty(world: Path) -> None:
     assert r["appearance"] < 0.8
 
 
+def _caption_columns(world: Path, names: list[str]):
+    """Unique captions of ``names`` in column order and the (row, column) ground-truth pairs."""
+    caps = json.loads((world / "ref_captions.json").read_text())
+    columns: dict[str, int] = {}
+    gv, gc = [], []
+    for row, name in enumerate(names):
+        for c in caps[name]:
+            gv.append(row)
+            gc.append(columns.setdefault(c, len(columns)))
+    return list(columns), np.array(gv), np.array(gc)
+
+
+def test_t2v_breakdown(world: Path) -> None:
+    """R@1 by kind of caption and the kind of each wrong first answer, on answers we choose."""
+    from hanet.data.synth.analysis import CAPTION_KINDS, ERROR_KINDS, caption_kind, t2v_breakdown
+
+    anns = load_annotations(world)
+    names = sorted(anns)
+    captions, gv, gc = _caption_columns(world, names)
+    first = np.full(len(captions), -1)
+    for v, c in zip(gv[::-1], gc[::-1]):  # the first clip each caption was written for
+        first[c] = v
+    perfect = t2v_breakdown(world, names, captions, first, gv, gc)
+    assert perfect["r1"] == 100 and perfect["queries"] == len(captions)
+    assert sum(k["queries"] for k in perfect["kinds"].values()) == len(captions)
+    assert all(k["r1"] == 100 for k in perfect["kinds"].values() if k["queries"])
+    assert all(v == 0 for v in perfect["errors"].values())
+    kinds = [caption_kind(anns[names[first[c]]], cap) for c, cap in enumerate(captions)]
+    assert set(kinds) <= set(CAPTION_KINDS) and {"one_action", "sequence"} <= set(kinds)
+    for c, cap in enumerate(captions):
+        if kinds[c] == "sequence":
+            assert anns[names[first[c]]]["two_actions"] and ("then" in cap.split() or "before" in cap.split())
+
+    # Answer every caption with another clip of its group where there is one, else with a clip of
+    # another group; every mistake is then classified by how the answer differs from the truth.
+    group = np.array([anns[n]["group"] for n in names])
+    wrong = np.empty_like(first)
+    expected = []
+    for c in range(len(captions)):
+        t = first[c]
+        truths = set(gv[gc == c].tolist())
+        mates = [v for v in np.flatnonzero(group == group[t]) if v not in truths]
+        others = [v for v in np.flatnonzero(group != group[t]) if v not in truths]
+        wrong[c] = mates[0] if mates else others[0]
+        a, b = anns[names[t]], anns[names[wrong[c]]]
+        ma, mb = a["objects"][0], b["objects"][0]
+        if a["group"] != b["group"]:
+            expected.append("other_group")
+        elif (ma["shape"], ma["colour"], ma["size"]) != (mb["shape"], mb["colour"], mb["size"]):
+            expected.append("look_alike_appearance")
+        elif (a["interaction"], ma["actions"]) != (b["interaction"], mb["actions"]):
+            expected.append("look_alike_action")
+        else:
+            expected.append("look_alike_companion")
+    res = t2v_breakdown(world, names, captions, wrong, gv, gc)
+    assert res["r1"] == 0
+    for kind in ERROR_KINDS:
+        assert res["errors"][kind] == pytest.approx(100 * expected.count(kind) / len(captions))
+    assert res["errors"]["look_alike_action"] > 0  # groups differ mostly in what happens
+
+    with pytest.raises(DataError, match="not in this world"):
+        t2v_breakdown(world, names[:-1] + ["video9999"], captions, first, gv, gc)
+    with pytest.raises(DataError, match="one row per caption"):
+        t2v_breakdown(world, names, captions, first[:-1], gv, gc)
+
+
 def test_test_videos_share_attributes(tmp_path: Path) -> None:
     """Look-alike groups: most test clips share the main object's looks with another test clip,
     differing in what happens."""

@@ -21,7 +21,8 @@ Python API::
 * :func:`load_annotations`, :func:`load_world`, :func:`true_words`, :func:`action_spans`,
   :func:`verb_spans` (ground truth for judging concepts and where verb concepts peak).
 * :func:`world_status`: whether a directory holds a given world, complete.
-* :func:`oracle_recall`: how hard a split is, from captions and ground truth alone.
+* :func:`oracle_recall`: how hard a split is, from captions and ground truth alone;
+  :func:`t2v_breakdown`: where a model's text-to-video answers go right and wrong.
 
 Submodules: ``config`` (knobs), ``vocab`` (words and their order), ``world`` (sampling scenes,
 groups, splits; annotation format), ``render`` (numpy rasteriser), ``captions`` (grammar),
@@ -52,6 +53,7 @@ _EXPORTS = {
     "ActionSpan": "hanet.data.synth.world",
     "verb_spans": "hanet.data.synth.world",
     "oracle_recall": "hanet.data.synth.analysis",
+    "t2v_breakdown": "hanet.data.synth.analysis",
 }
 
 __all__ = sorted(_EXPORTS)
