@@ -263,7 +263,7 @@ def test_presets_and_overrides() -> None:
     d, q = SynthConfig.preset("default"), SynthConfig.preset("quick")
     assert d.num_frames == 24 and d.width == 128 and q.num_frames == 16 and q.width == 96
     assert sum(d.split_sizes().values()) == d.num_videos
-    assert d.split_sizes() == {"trn": 400, "val": 160, "tst": 160, "tst_novel": 80}
+    assert d.split_sizes() == {"trn": 320, "val": 160, "tst": 240, "tst_novel": 80}
     cfg = d.with_strings({"group_size": "1", "antialias": "no", "fps": "10",
                           "background_kinds": "plain,stripes"})
     assert (cfg.group_size, cfg.antialias, cfg.fps, cfg.background_kinds) == \
