@@ -37,6 +37,7 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
         assert sum(k["r1"] * k["queries"] for k in parts if k["queries"]) / b["queries"] == pytest.approx(b["r1"])
         assert sum(b["errors"].values()) == pytest.approx(100 - b["r1"])
     assert "by kind of caption" in (work / "results.md").read_text()
+    assert "say nothing about which model is better" in (work / "results.md").read_text()  # --quick says so
     assert res["concept_map"]["verb_mAP"] > 0 and res["verb_peaks"]["verbs"] > 0
     assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
     # three free-text queries, then two test captions with where the clip they describe ranks
