@@ -547,8 +547,12 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
     md = ["# hanet demo results", "", f"Work directory `{work}`, {res.seconds:.0f} s "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in res.stage_seconds.items())}).", ""]
     if s.quick:
-        md += ["`--quick` proves the pipeline end to end on 64 small clips and 6 epochs; with 16 test clips "
-               "its numbers say nothing about which model is better (the default run does).", ""]
+        from hanet.data.synth import SynthConfig
+
+        sizes = SynthConfig.preset(s.world_preset).split_sizes()
+        md += [f"`--quick` proves the pipeline end to end on {sum(sizes.values())} small clips and {s.epochs} "
+               f"epochs; with {sizes['tst']} test clips its numbers say nothing about which model is better "
+               "(the default run does).", ""]
     md += ["## Retrieval (test split and novel compositions)", ""] + _fmt_metrics_table(res.metrics)
     pt = res.paired.get("tst", {}).get("t2v")
     if pt:
