@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("hanet.index.explain_cli", "explain why a video matches a query"),
     "serve": ("hanet.serve.cli", "serve an index over HTTP with a web page"),
     "demo": ("hanet.demo", "run the whole pipeline on the built-in synthetic world"),
+    "export-official": ("hanet.official_cli", "write a trained run as the authors' checkpoint + model.json"),
     "parity": ("hanet.parity", "check numbers against the official code's reference outputs"),
 }
 
@@ -71,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except HanetError as exc:  # bad input: a clear message, no traceback
         print(f"hanet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system refusal the command did not foresee: still no traceback
+        from hanet.io import os_error_reason
+
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+        print(f"hanet {args.command}: error: {where}: {os_error_reason(exc)}", file=sys.stderr)
         return 2
 
 

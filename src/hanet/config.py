@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -175,6 +177,29 @@ class TrainConfig:
     decay_boundaries: tuple[int, ...] = ()
     decay_rate: float = 1.0
 
+    def validate(self) -> None:
+        """Raise :class:`HanetError` for a schedule that cannot run (it would crash or silently do nothing)."""
+
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise HanetError(f"train.{name} = {getattr(self, name)!r}: must be {what}")
+
+        for name in ("batch_size", "eval_batch_size", "epochs"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1")
+        for name in ("early_stop", "max_steps", "num_workers", "seed"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr",
+             "a positive finite number")
+        need(isinstance(self.grad_clip, (int, float)) and math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+             "grad_clip", "a finite number >= 0 (0: off)")
+        need(isinstance(self.decay_rate, (int, float)) and math.isfinite(self.decay_rate) and self.decay_rate > 0,
+             "decay_rate", "a positive finite number")
+        need(all(isinstance(b, int) and b >= 0 for b in self.decay_boundaries), "decay_boundaries",
+             "epoch numbers >= 0")
+        need(self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16 or fp16")
+
     def lr_at(self, epoch: int) -> float:
         """Learning rate of (0-based) ``epoch`` under the step decay."""
         return self.lr * self.decay_rate ** sum(1 for b in self.decay_boundaries if b <= epoch)
@@ -192,11 +217,25 @@ class HANetConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> None:
+        """Raise :class:`HanetError` for a model or schedule that cannot run."""
+        self.model.validate()
+        self.train.validate()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HANetConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (they are likely typos)."""
+        if not isinstance(data, dict):
+            raise HanetError(f"a config must be a JSON object (mapping), not a {type(data).__name__}")
         data = copy.deepcopy(data)
+        _known(cls, data, "the config")
+        for part in ("model", "train"):
+            if not isinstance(data.get(part, {}), dict):
+                raise HanetError(f"config section {part!r} must be a mapping, not {type(data[part]).__name__}")
         model = data.get("model", {})
+        for part in ("video", "text"):
+            if not isinstance(model.get(part, {}), dict):
+                raise HanetError(f"config section 'model.{part}' must be a mapping")
         video = VideoEncoderConfig(**_known(VideoEncoderConfig, model.pop("video", {}), "model.video"))
         video.dim_fts = tuple(int(d) for d in video.dim_fts)
         text = TextEncoderConfig(**_known(TextEncoderConfig, model.pop("text", {}), "model.text"))
@@ -256,7 +295,8 @@ class HANetConfig:
             num_nouns=int(official.get("num_nouns", 6)),
             simattn_sigma=float(official.get("simattn_sigma", 4)),
             margin=float(official.get("margin", 0.2)),
-            max_violation=bool(official.get("max_violation", False)),
+            # the authors' RoleGraphMatchModelConfig defaults to hardest negatives
+            max_violation=bool(official.get("max_violation", True)),
             hard_topk=int(official.get("hard_topk", 1)),
             loss_direction=str(official.get("loss_direction", "bi")),
         )
@@ -271,6 +311,85 @@ class HANetConfig:
         cfg = cls(model=model, train=train, name=name)
         cfg.model.validate()
         return cfg
+
+
+#: Settings that are literals in the authors' code (not in their ``model.json``): a model with
+#: other values cannot be built by it, so it cannot be exported to it.
+OFFICIAL_FIXED: dict[str, Any] = {
+    "num_verb_concepts": 512, "num_noun_concepts": 1024, "num_selected_verbs": 10, "num_selected_nouns": 20,
+    "mil_divisor": 8, "verb_window": 5, "noun_topk": 3, "concept_score_weight": 0.1, "concept_bce_weight": 0.01,
+    "video.se_reduction": 16, "video.verb_kernel": 5,
+}
+
+
+def to_official(config: HANetConfig) -> dict[str, Any]:
+    """The authors' ``model.json`` for a config (what their ``RoleGraphMatchModelConfig.load`` reads).
+
+    Raises:
+        HanetError: the config uses a setting the authors' code fixes to another value
+            (:data:`OFFICIAL_FIXED`): their code could not build that model.
+    """
+    m, t = config.model, config.train
+
+    def value(key: str) -> Any:
+        obj: Any = m
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    differ = [f"{k}={value(k)!r} (theirs: {v!r})" for k, v in OFFICIAL_FIXED.items() if value(k) != v]
+    if differ:
+        raise HanetError("the authors' code cannot build this model: it fixes " + ", ".join(differ))
+    module = {"freeze": False, "lr_mult": 1.0, "opt_alg": "Adam", "weight_decay": 0}
+    return {
+        "subcfgs": {
+            "video_encoder": {**module, "dim_fts": list(m.video.dim_fts), "dim_embed": m.video.dim_embed,
+                              "dropout": m.video.dropout, "num_levels": 3, "share_enc": False},
+            "text_encoder": {**module, "num_words": m.text.num_words, "dim_word": m.text.dim_word,
+                             "fix_word_embed": m.text.fix_word_embed, "rnn_type": "gru", "bidirectional": True,
+                             "rnn_hidden_size": m.text.rnn_hidden_size, "num_layers": 1, "dropout": m.text.dropout,
+                             "num_roles": m.text.num_roles, "gcn_num_layers": m.text.gcn_num_layers,
+                             "gcn_attention": m.text.gcn_attention, "gcn_dropout": m.text.gcn_dropout},
+        },
+        "trn_batch_size": t.batch_size, "tst_batch_size": t.eval_batch_size, "num_epoch": t.epochs,
+        "val_per_epoch": True, "save_per_epoch": True, "val_iter": -1, "save_iter": -1, "monitor_iter": 1000,
+        "summary_iter": 1000, "base_lr": t.lr, "decay_schema": None, "decay_boundarys": list(t.decay_boundaries),
+        "decay_rate": t.decay_rate, "max_frames_in_video": m.max_frames_in_video,
+        "max_words_in_sent": m.max_words_in_sent, "margin": m.margin, "max_violation": m.max_violation,
+        "hard_topk": m.hard_topk, "loss_direction": m.loss_direction, "num_verbs": m.num_verbs,
+        "num_nouns": m.num_nouns, "attn_fusion": "embed", "simattn_sigma": m.simattn_sigma, "loss_weights": None,
+    }
+
+
+def is_official_config(data: Any) -> bool:
+    """Whether a parsed JSON config is in the authors' ``model.json`` format (it has ``subcfgs``)."""
+    return isinstance(data, dict) and "subcfgs" in data
+
+
+def load_config_file(path: str | Path) -> HANetConfig:
+    """Read a config file: ours (:meth:`HANetConfig.to_dict`) or the authors' ``model.json``.
+
+    Raises:
+        HanetError: the file is missing, not JSON, or not a valid config of either format
+            (unknown keys of ours are an error: they are likely typos).
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HanetError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise HanetError(f"{p}: is a folder, not a config file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HanetError(f"{p}: not a readable JSON config ({exc})") from None
+    try:
+        if is_official_config(data):
+            return HANetConfig.from_official(data, name=p.stem)
+        return HANetConfig.from_dict(data)
+    except HanetError as exc:
+        raise HanetError(f"{p}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a field of the wrong type
+        raise HanetError(f"{p}: a field has the wrong type ({exc})") from None
 
 
 def _known(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:

@@ -120,7 +120,6 @@ class StageBook:
         from hanet.io import atomic_write_json
 
         self.state["stages"].pop(stage, None)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, self.state)
 
 
@@ -146,8 +145,9 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     from hanet.config import get_preset
 
     s = settings or DemoSettings()
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    from hanet.io import ensure_dir
+
+    work = ensure_dir(workdir, "demo folder")
     book = StageBook(work)
     t_all = time.time()
     times: dict[str, float] = {}
@@ -252,8 +252,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     # 6. report ---------------------------------------------------------------------------------
     t = time.time()
     res.concept_map, res.verb_peaks, timeline = _concept_quality(models["hanet"], datasets["tst"], ann, world, feats)
-    plots = work / "plots"
-    plots.mkdir(exist_ok=True)
+    plots = ensure_dir(work / "plots", "plot folder")
     _plot_curves(runs, plots / "training_curves.png")
     if timeline is not None:
         _plot_timeline(timeline, plots / "concept_timeline.png")

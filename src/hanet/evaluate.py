@@ -102,7 +102,8 @@ def metrics_from_ranks(t2v: np.ndarray, v2t: np.ndarray) -> dict[str, float]:
             out[f"{prefix}r{k}"] = 100.0 * float((r < k).sum()) / n
         out[f"{prefix}medr"] = float(np.median(r)) + 1
         out[f"{prefix}meanr"] = float(r.mean()) + 1
-    out["rsum"] = out["ir1"] + out["ir5"] + out["ir10"] + out["cr1"] + out["cr5"] + out["cr10"]
+    # the authors' order of summation (floating-point addition is not associative: 1 ulp apart otherwise)
+    out["rsum"] = out["cr1"] + out["cr5"] + out["cr10"] + out["ir1"] + out["ir5"] + out["ir10"]
     return {k: out[k] for k in METRIC_KEYS}
 
 
@@ -279,8 +280,11 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
 
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run directory written by `hanet train`")
+    p.add_argument("--run", help="run directory written by `hanet train`")
     p.add_argument("--checkpoint", help="checkpoint file (default: RUN/checkpoints/best.pt, else last.pt)")
+    p.add_argument("--official-checkpoint", metavar="FILE.th", help="an authors' checkpoint (epoch.N.th) instead "
+                   "of a run; with --config (their model.json) and --data")
+    p.add_argument("--config", metavar="model.json", help="with --official-checkpoint: the authors' model.json")
     p.add_argument("--split", default="tst", help="split to evaluate (default tst)")
     p.add_argument("--data", help="dataset (default: the one the run was trained on)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
@@ -289,7 +293,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-per-score", action="store_true", help="only the fused score's table (less memory)")
     p.add_argument("--save-scores", metavar="FILE.npy", help="write the fused matrix as float16 .npy "
                    "(rows: videos in name order; a FILE.json beside it lists rows and columns)")
-    p.add_argument("--out", help="metrics JSON (default: RUN/eval/<split>.json)")
+    p.add_argument("--out", help="metrics JSON (default: RUN/eval/<split>.json; none for an official checkpoint)")
     p.add_argument("--compare", metavar="OTHER_RUN", help="also evaluate another run on the same split and compare "
                    "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
     p.add_argument("--world", metavar="DIR", help="for a split of a `hanet synth` world: also print text-to-video "
@@ -361,27 +365,56 @@ def run(args: argparse.Namespace) -> int:
     from hanet.io import atomic_write_json
     from hanet.run import RunDir, model_from_checkpoint
 
-    rd = RunDir(args.run)
-    info = rd.read_info()
-    ckpt_path = Path(args.checkpoint) if args.checkpoint else rd.default_checkpoint()
+    from hanet.io import check_output_file
+    from hanet.run import model_from_official
+
     device = resolve_device(args.device)
-    model, cfg, ckpt = model_from_checkpoint(ckpt_path, device=device)
-    dataset = args.data or info.dataset
-    if not dataset:
-        raise HanetError(f"{rd.info_path}: records no dataset; pass --data")
+    if args.official_checkpoint:
+        if args.run or args.checkpoint:
+            raise HanetError("give --run/--checkpoint or --official-checkpoint, not both")
+        if not args.config or not args.data:
+            raise HanetError("--official-checkpoint needs --config (the authors' model.json) and --data")
+        if args.compare:
+            raise HanetError("--compare needs a run (--run)")
+        out = Path(args.out) if args.out else None
+        ckpt_path = Path(args.official_checkpoint)
+    else:
+        if not args.run:
+            raise HanetError("give --run RUN_DIR (or --official-checkpoint FILE.th --config model.json)")
+        if args.config:
+            raise HanetError("--config goes with --official-checkpoint (a run records its own config)")
+        rd = RunDir(args.run)
+        info = rd.read_info()
+        ckpt_path = Path(args.checkpoint) if args.checkpoint else rd.default_checkpoint()
+        out = Path(args.out) if args.out else rd.path / "eval" / f"{args.split}.json"
+    # outputs are checked before the (long) evaluation, not after it
+    if out is not None:
+        check_output_file(out, "metrics file")
+    if args.save_scores:
+        check_output_file(args.save_scores, "score file")
+        check_output_file(Path(args.save_scores).with_suffix(".json"), "score index file")
+    if args.official_checkpoint:
+        model, cfg, ckpt = model_from_official(ckpt_path, args.config, device=device)
+        dataset = args.data
+    else:
+        model, cfg, ckpt = model_from_checkpoint(ckpt_path, device=device)
+        dataset = args.data or info.dataset
+        if not dataset:
+            raise HanetError(f"{rd.info_path}: records no dataset; pass --data")
     data = _split_for(dataset, args.split, cfg)
     bs = args.batch_size or cfg.train.eval_batch_size
-    print(f"evaluating {ckpt_path} ({model.variant}, epoch {ckpt.get('epoch')}) on {args.split}: "
+    epoch = "" if ckpt.get("epoch") is None else f", epoch {ckpt.get('epoch')}"
+    print(f"evaluating {ckpt_path} ({model.variant}{epoch}) on {args.split}: "
           f"{len(data.names)} videos x {len(data.unique_captions)} captions, device {device}", file=sys.stderr)
     res = evaluate_split(model, data, device=device, batch_size=bs, per_score=not args.no_per_score,
                          pair_budget=args.pair_budget)
     print(format_table(res.metrics))
     print(f"({res.seconds:.1f} s)")
-    out = Path(args.out) if args.out else rd.path / "eval" / f"{args.split}.json"
-    atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
-                            "num_videos": len(res.video_names), "num_captions": len(res.captions),
-                            "seconds": res.seconds, "metrics": res.metrics})
-    print(f"metrics written to {out}", file=sys.stderr)
+    if out is not None:
+        atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
+                                "num_videos": len(res.video_names), "num_captions": len(res.captions),
+                                "seconds": res.seconds, "metrics": res.metrics})
+        print(f"metrics written to {out}", file=sys.stderr)
     if args.world:
         from hanet.data.synth import t2v_breakdown
 
@@ -390,9 +423,10 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         print(_compare(args, res, data, dataset, device))
     if args.save_scores:
+        from hanet.io import atomic_save_npy
+
         sp = Path(args.save_scores)
-        sp.parent.mkdir(parents=True, exist_ok=True)
-        np.save(sp, res.scores["fused"].astype(np.float16))
+        atomic_save_npy(sp, res.scores["fused"].astype(np.float16))
         atomic_write_json(sp.with_suffix(".json"), {"rows_videos": res.video_names, "columns_captions": res.captions})
         print(f"fused scores written to {sp}", file=sys.stderr)
     return 0

@@ -27,7 +27,7 @@ import torch
 from hanet import __version__
 from hanet.config import HANetConfig
 from hanet.errors import HanetError
-from hanet.io import atomic_write_json
+from hanet.io import append_line, atomic_write_json, ensure_dir
 
 CHECKPOINT_FORMAT = "hanet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -91,13 +91,11 @@ class RunDir:
             raise HanetError(f"{self.info_path}: unreadable run description ({exc})") from None
 
     def write_info(self, info: RunInfo) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path, "run folder")
         atomic_write_json(self.info_path, info.to_dict())
 
     def log(self, record: dict[str, Any]) -> None:
-        record = {"time": round(time.time(), 3), **record}
-        with open(self.metrics_log, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.metrics_log, json.dumps({"time": round(time.time(), 3), **record}))
 
     def read_log(self) -> list[dict[str, Any]]:
         if not self.metrics_log.is_file():
@@ -117,15 +115,37 @@ class RunDir:
         raise HanetError(f"{self.path}: no checkpoint in {self.checkpoints}")
 
 
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` that never runs code from the file (``weights_only``): tensors, containers,
+    numbers and strings, plus numpy arrays and dtypes (random-generator states of checkpoints
+    written by hanet 0.1).
+
+    Raises:
+        HanetError: missing, unreadable, or holding anything else (which could run code).
+    """
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise HanetError(f"{p}: {what} not found" + (" (it is a folder)" if p.is_dir() else ""))
+    # the globals numpy arrays unpickle through; they build arrays, they cannot run code
+    allowed = [np.dtype, np.ndarray, getattr(np, "_core", np.core).multiarray._reconstruct, type(np.dtype(np.uint32))]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad or unsafe file
+        first = str(exc).strip().splitlines()
+        why = next((line.strip() for line in first if "Unsupported global" in line), first[0] if first else "")
+        raise HanetError(f"{p}: unreadable {what}, or one holding objects that loading would have to run code "
+                         f"for ({why[:300]})") from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and sanity-check a checkpoint file."""
     p = Path(path)
     if not p.is_file():
         raise HanetError(f"{p}: checkpoint not found")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise HanetError(f"{p}: unreadable checkpoint ({exc})") from None
+    ckpt = safe_torch_load(p, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise HanetError(f"{p}: not a hanet checkpoint (for the official *.th files use "
                          f"hanet.model.official.load_official_checkpoint)")
@@ -165,6 +185,38 @@ def model_from_checkpoint(path: str | os.PathLike, config: Optional[HANetConfig]
     return model.to(device).eval(), ck_cfg, ckpt
 
 
+def model_from_official(checkpoint: str | os.PathLike, config: str | os.PathLike | HANetConfig,
+                        device: str | torch.device = "cpu"):
+    """Build HANet from an authors' checkpoint (``epoch.N.th``) and their ``model.json``.
+
+    Args:
+        checkpoint: ``{"video_encoder": state, "text_encoder": state}`` as the authors' code saves.
+        config: their ``model.json`` (or one of ours, or a config object).
+        device: where to put the model.
+
+    Returns:
+        (model in eval mode, its HANetConfig, ``{"epoch": N or None, "source": path, "format": "official"}``).
+
+    Raises:
+        HanetError: a missing or unreadable file, or weights of another shape than the config's.
+    """
+    import re
+
+    from hanet.config import load_config_file
+    from hanet.model import HANet
+    from hanet.model.official import load_official_checkpoint
+
+    cfg = config if isinstance(config, HANetConfig) else load_config_file(config)
+    model = HANet(cfg.model, variant="hanet")
+    try:
+        load_official_checkpoint(str(checkpoint), model)
+    except HanetError as exc:
+        raise HanetError(f"{exc} (config {config})") from None
+    m = re.search(r"(?:epoch|step)\.(\d+)\.th$", str(checkpoint))
+    return model.to(device).eval(), cfg, {"epoch": int(m.group(1)) if m else None, "source": str(checkpoint),
+                                          "format": "official"}
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -174,4 +226,4 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} vs {b!r}"]
 
 
-__all__ = ["RunDir", "RunInfo", "load_checkpoint", "model_from_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+__all__ = ["RunDir", "RunInfo", "load_checkpoint", "model_from_checkpoint", "model_from_official", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from hanet.config import HANetConfig, get_preset
+from hanet.config import HANetConfig, get_preset, load_config_file
 from hanet.errors import HanetError
+from hanet.io import atomic_write, ensure_dir
 
 # ---------------------------------------------------------------------- sampling
 class EpochSampler(Sampler[int]):
@@ -95,7 +96,10 @@ class BatchOf(Sampler[list[int]]):
 
 # ---------------------------------------------------------------------- state
 def rng_state() -> dict[str, Any]:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    # numpy's state as plain Python values: checkpoints load with weights_only (no code can run)
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "numpy": (name, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
+          "python": random.getstate()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -103,7 +107,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(st: dict[str, Any]) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
+    name, keys, pos, has_gauss, gauss = st["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -151,7 +156,9 @@ def load_word_embeddings(path: str, word2int: dict[str, int], num_words: int) ->
     if not p.is_file():
         raise HanetError(f"{p}: word embedding file not found")
     if p.suffix in (".th", ".pt", ".pth"):
-        obj = torch.load(p, map_location="cpu", weights_only=False)
+        from hanet.run import safe_torch_load
+
+        obj = safe_torch_load(p, "word embedding file")
         if isinstance(obj, dict):
             obj = obj.get("text_encoder", obj).get("embedding.we.weight") if isinstance(
                 obj.get("text_encoder", obj), dict) else None
@@ -208,10 +215,10 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> None:
         axes[1].plot(*zip(*vals), marker="o")
     axes[1].set(title="validation rsum", xlabel="epoch", ylabel="rsum")
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------- trainer
@@ -225,7 +232,8 @@ class TrainOptions:
     resume: bool = False
     device: str = "auto"
     word_embeddings: Optional[str] = None
-    val_split: str = "val"
+    #: the validation split; None: ``val`` if the dataset has one (else the last epoch is kept)
+    val_split: Optional[str] = None
     save_every: int = 0
     log_every: int = 10
     preload: str = "auto"
@@ -261,11 +269,22 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     is_main = rank == 0
     say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if is_main else (lambda *a, **k: None)
 
+    config.validate()
     run = RunDir(opts.out)
     tc = config.train
     spec = DatasetSpec.load(opts.data)
     if run.exists() and not opts.resume:
         raise HanetError(f"{run.path}: already holds a run; pass --resume to continue it or choose another --out")
+    if is_main:
+        ensure_dir(run.path, "run folder")  # before any long work: a bad --out fails now
+    val_split = opts.val_split
+    if val_split is not None and val_split not in spec.splits:
+        raise HanetError(f"--val-split {val_split!r}: the dataset {spec.source} has no such split "
+                         f"(it has {', '.join(spec.splits)})")
+    if val_split is None and "val" in spec.splits:
+        val_split = "val"
+    with_concepts = config.model.concept_bce_weight > 0 and opts.variant == "hanet"
+    spec.require_files(["trn"] + ([val_split] if val_split else []), concepts=with_concepts)
     ckpt = None
     if opts.resume:
         if not run.last.is_file():
@@ -279,13 +298,12 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
         ckpt = load_checkpoint(run.last)
 
     # Data first: every data problem is reported before any long work starts.
-    trn = RetrievalData(spec, "trn", config.model, with_concepts=config.model.concept_bce_weight > 0
-                        and opts.variant == "hanet")
+    trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
     val = None
-    if opts.val_split in spec.splits:
-        val = RetrievalData(spec, opts.val_split, config.model)
+    if val_split is not None:
+        val = RetrievalData(spec, val_split, config.model)
     else:
-        say(f"note: dataset has no {opts.val_split!r} split; keeping the last epoch as best")
+        say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
     _maybe_preload(trn, opts.preload, say)
     if val is not None:
         _maybe_preload(val, opts.preload, say)
@@ -482,10 +500,19 @@ def _maybe_preload(data, mode: str, say) -> None:
     size = n * data.config.max_frames_in_video * dim * 4
     if mode == "auto" and size > (2 << 30):
         return
+    from hanet.errors import DataError
+
     feats = np.zeros((n, data.config.max_frames_in_video, dim), np.float32)
     lens = np.zeros(n, np.int64)
+    bad: list[str] = []
     for i in range(n):
-        feats[i], lens[i] = data.video(i)
+        try:
+            feats[i], lens[i] = data.video(i)
+        except DataError as exc:  # every unusable video at once, not the first alone
+            bad.append(str(exc))
+    if bad:
+        raise DataError(f"split {data.split}: {len(bad)} unusable video(s):\n  - " + "\n  - ".join(bad[:20])
+                        + (f"\n  ... ({len(bad) - 20} more)" if len(bad) > 20 else ""))
     data.preload(feats, lens)
     say(f"preloaded {n} videos of split {data.split} ({size / 2**20:.0f} MiB)")
 
@@ -509,7 +536,7 @@ def build_config(args: argparse.Namespace) -> HANetConfig:
     from hanet.data.formats import DatasetSpec
 
     if args.config:
-        cfg = HANetConfig.from_dict(json.loads(Path(args.config).read_text()))
+        cfg = load_config_file(args.config)  # ours, or the authors' model.json
     else:
         cfg = get_preset(args.preset)
     spec = DatasetSpec.load(args.data)
@@ -532,7 +559,7 @@ def build_config(args: argparse.Namespace) -> HANetConfig:
         cfg.model.text.dim_word = args.dim_word
     for keys, value in _parse_set(args.set or []):
         _set_field(cfg, keys, value)
-    cfg.model.validate()
+    cfg.validate()
     return cfg
 
 
@@ -601,7 +628,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--word-embeddings", help="GloVe text file, or the official word_embeds.*.th, to initialise words")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
                    "model.video.dropout=0.1 or train.grad_clip=2 (repeatable)")
-    p.add_argument("--val-split", default="val")
+    p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
+                   "dataset has one)")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],

@@ -108,7 +108,7 @@ def test_missing_files_and_bad_json(tmp_path, dataset, ref_config):
     with pytest.raises(DataError, match="ref_captions.json: captions file is not valid JSON"):
         RetrievalData(DatasetSpec.load(dataset), "tst", ref_config.model)
     (dataset / "ref_captions.json").write_text(json.dumps(["a list"]))
-    with pytest.raises(DataError, match="captions must be"):
+    with pytest.raises(DataError, match=r"expected \{video_name: \[caption, ...\]\}, got a JSON array"):
         RetrievalData(DatasetSpec.load(dataset), "tst", ref_config.model)
     np.save(dataset / "tst_names.npy", np.array([], dtype=str))
     with pytest.raises(DataError, match="split is empty"):

@@ -11,7 +11,7 @@ from .textdata import CAPTIONS, write_dataset
 
 from hanet.errors import DataError
 from hanet.text.cache import ParseCache
-from hanet.text.normalize import split_words
+from hanet.text.normalize import normalize_caption, split_words
 from hanet.text.prepare import OUTPUT_FILES, PrepareConfig, prepare_dataset
 from hanet.text.rolegraph import validate_graph
 
@@ -28,23 +28,29 @@ def test_writes_every_file_in_the_released_format(prepared: tuple[Path, Any]) ->
     int2word = np.load(out / "int2word.npy")
     assert int2word.dtype.kind == "U"
     assert list(int2word[:3]) == ["<bos>", "<eos>", "<unk>"]
-    assert all(word2int[w] == i for i, w in enumerate(int2word)) and len(word2int) == len(int2word)
+    assert all(word2int[w] == i for i, w in enumerate(int2word))
+    # the other entries are tokens of captions as given, read as their canonical word
+    aliases = {t: i for t, i in word2int.items() if t not in set(int2word.tolist())}
+    assert aliases == {"A": word2int["a"], "guitar.": word2int["guitar"], "man\u2019s": word2int["man's"]}
     assert "guitar" in word2int and "horse" not in word2int  # training captions only
     assert report.vocab_size == len(int2word)
 
 
-def test_captions_are_normalised_and_every_caption_has_a_graph(prepared: tuple[Path, Any]) -> None:
+def test_captions_keep_their_given_form_and_every_caption_has_a_graph(prepared: tuple[Path, Any]) -> None:
     out, _ = prepared
     captions = load(out, "ref_captions.json")
-    assert captions["video0"][1] == "a man plays the guitar"
-    assert captions["video2"] == ["", "", ""]
-    assert captions["video4"][2] == "a man's dog is running"
+    assert captions == CAPTIONS  # keys as given: the files mix with anyone's ref_captions.json
     graphs = load(out, "sent2rolegraph.augment.json")
     assert set(graphs) == {c for caps in captions.values() for c in caps}
     for caption, graph in graphs.items():
         assert validate_graph(graph, split_words(caption)) == [], caption
         consume(graph)
     assert graphs[""] == [{"ROOT": {"role": "ROOT", "spans": [], "words": []}}, []]
+    # parsed as "a man plays the guitar", indexed by the tokens as given
+    nodes = graphs["A man plays the guitar."][0]
+    assert nodes["ROOT"]["words"] == ["A", "man", "plays", "the", "guitar."]
+    assert {n["role"]: n["words"] for k, n in nodes.items() if k != "ROOT"} == {
+        "V": ["plays"], "ARG0": ["A", "man"], "ARG1": ["the", "guitar."]}
 
 
 def test_concept_files(prepared: tuple[Path, Any]) -> None:
@@ -79,7 +85,9 @@ def test_report_lists_odd_captions(prepared: tuple[Path, Any]) -> None:
     assert report.long_captions == 1
     assert report.non_ascii_captions == 1
     assert report.graph_problems == []
-    assert report.num_parsed == report.num_unique_captions
+    given = {c for caps in CAPTIONS.values() for c in caps}
+    assert report.num_unique_captions == len(given) == 20
+    assert report.num_parsed == len({normalize_caption(c) for c in given}) == 18  # each canonical form once
     on_disk = load(out, "prepare_report.json")
     assert on_disk["num_empty_captions"] == 3 and on_disk["config"]["num_verb_concepts"] == 512
 
@@ -228,3 +236,30 @@ def test_cli_runs_and_reports_bad_input_without_traceback(
                str(names), "--out", str(tmp_path / "out2"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "bad.json" in err and "Traceback" not in err
+
+
+def test_prepared_files_mix_with_the_authors_reader(prepared: tuple[Path, Any]) -> None:
+    """The authors' reader, given *their* caption file (the captions as written) beside our
+    vocabulary and graphs, finds a graph for every caption and reads what our reader reads.
+    Golden: ``scripts/record_authors_golden.py reader`` (their ``RoleGraphDataset``) on this
+    prepare output."""
+    from hanet.data.dataset import CaptionEncoder
+
+    out, _ = prepared
+    golden = np.load(Path(__file__).parent / "data" / "authors_reader.npz")
+    graphs = load(out, "sent2rolegraph.augment.json")
+    encoder = CaptionEncoder(load(out, "word2int.json"), 30, 4, 6)
+    captions = golden["captions"].tolist()
+    assert set(captions) == {c for caps in CAPTIONS.values() for c in caps}
+    for i, caption in enumerate(captions):
+        ours = encoder.encode(caption, graphs[caption])
+        np.testing.assert_array_equal(ours.word_ids, golden[f"{i}/sent_ids"], err_msg=caption)
+        assert ours.length == int(golden[f"{i}/sent_lens"]), caption
+        np.testing.assert_array_equal(ours.verb_mask, golden[f"{i}/verb_masks"], err_msg=caption)
+        np.testing.assert_array_equal(ours.noun_mask, golden[f"{i}/noun_masks"], err_msg=caption)
+        np.testing.assert_array_equal(ours.roles, golden[f"{i}/node_roles"], err_msg=caption)
+        np.testing.assert_allclose(ours.edges, golden[f"{i}/rel_edges"], rtol=0, atol=0, err_msg=caption)
+    # "A man plays the guitar." reads as its canonical words
+    i = captions.index("A man plays the guitar.")
+    w2i = load(out, "word2int.json")
+    assert golden[f"{i}/sent_ids"][:5].tolist() == [w2i[w] for w in "a man plays the guitar".split()]

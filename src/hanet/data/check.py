@@ -36,12 +36,19 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
     from hanet.errors import DataError
 
     spec = DatasetSpec.load(path)
+    report: dict[str, Any] = {"dataset": str(spec.source), "splits": {}, "problems": []}
+    missing = spec.missing_files()
+    if missing:  # every missing file at once; the splits that have all theirs are still checked
+        report["problems"].append(f"{len(missing)} file(s) missing:\n    " + "\n    ".join(missing))
+        if not spec.word2int.is_file():
+            return report
     cfg = get_preset(preset).model
     cfg.text.num_words = words_in_vocab(spec)
     vocab = load_vocab(spec.word2int)
-    report: dict[str, Any] = {"dataset": str(spec.source), "splits": {}, "problems": []}
     dims_seen: dict[str, list[int]] = {}
     for split in spec.splits:
+        if spec.missing_files([split], shared=False):
+            continue
         try:
             data = RetrievalData(spec, split, cfg, with_concepts=split == "trn" and spec.has_concepts())
         except DataError as exc:

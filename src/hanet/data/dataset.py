@@ -162,6 +162,7 @@ class RetrievalData:
 
     def __init__(self, spec: DatasetSpec, split: str, config: ModelConfig, with_concepts: bool = False) -> None:
         files = spec.split(split)
+        spec.require_files([split], concepts=with_concepts)
         self.split = split
         self.config = config
         self.names = load_names(files.names)
@@ -183,6 +184,7 @@ class RetrievalData:
             for n, f in missing:
                 by_file.setdefault(str(f), []).append(n)
             problems += [f"{f}: no features for {len(ns)} video(s): {_few(ns)}" for f, ns in by_file.items()]
+        problems += self.features.shape_problems(self.names)
         self.captions: dict[str, list[str]] = {n: list(all_captions.get(n, [])) for n in self.names}
         no_graph = sorted({c for caps in self.captions.values() for c in caps if c not in graphs})
         if no_graph:

@@ -197,6 +197,48 @@ class DatasetSpec:
             raise DataError(f"dataset {self.source}: no split {name!r} (has {', '.join(self.splits) or 'none'})")
         return self.splits[name]
 
+    def missing_files(self, splits: Optional[Iterable[str]] = None, shared: bool = True) -> list[str]:
+        """Every file this description names that does not exist (``"path: what not found"``),
+        so that all of them are reported at once.
+
+        Args:
+            splits: the splits to look at (default: all).
+            shared: also the files every split uses (vocabulary, concept labels).
+        """
+        wanted = list(self.splits) if splits is None else [s for s in splits if s in self.splits]
+        files: list[tuple[Path, str]] = [(self.word2int, "vocabulary (word2int)")] if shared else []
+        for s in wanted:
+            f = self.splits[s]
+            files += [(f.names, f"{s} names"), *((p, f"{s} features") for p in f.features),
+                      (f.captions, "captions"), (f.rolegraphs, "role graphs")]
+        if shared:
+            for p, what in ((self.int2word, "int2word"), (self.verb_concepts, "verb concepts"),
+                            (self.noun_concepts, "noun concepts"), (self.verb_concepts_all, "verb concepts (all)"),
+                            (self.noun_concepts_all, "noun concepts (all)")):
+                if p is not None:
+                    files.append((p, what))
+        out, seen = [], set()
+        for p, what in files:
+            if p in seen:
+                continue
+            seen.add(p)
+            if not Path(p).is_file():
+                out.append(f"{p}: {what} file {'is a folder' if Path(p).is_dir() else 'not found'}")
+        return out
+
+    def require_files(self, splits: Optional[Iterable[str]] = None, concepts: bool = True) -> None:
+        """Raise one :class:`DataError` listing every missing file (see :meth:`missing_files`).
+
+        Args:
+            splits: the splits needed (default: all).
+            concepts: the concept label files are needed too (training), where named.
+        """
+        missing = self.missing_files(splits, shared=concepts)
+        if not concepts and not Path(self.word2int).is_file():
+            missing.insert(0, f"{self.word2int}: vocabulary (word2int) file not found")
+        if missing:
+            raise DataError(f"dataset {self.source}: {len(missing)} file(s) missing:\n  - " + "\n  - ".join(missing))
+
     def has_concepts(self) -> bool:
         return all(p is not None for p in (self.verb_concepts, self.noun_concepts,
                                            self.verb_concepts_all, self.noun_concepts_all))
@@ -216,30 +258,53 @@ def _resolve(p: str | os.PathLike, base: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- file readers
-def load_json(path: Path, what: str) -> Any:
+def load_json(path: str | os.PathLike, what: str) -> Any:
+    """A JSON file; DataError naming it if it is missing, a folder, not UTF-8 or not JSON."""
+    path = Path(path)
     try:
-        with open(path) as f:
-            return json.load(f)
+        text = path.read_text("utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: {what} file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: {what} file is not valid JSON ({exc})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: {what} file is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {what} file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: {what} file is not valid JSON: {exc.msg} at line {exc.lineno} "
+                        f"column {exc.colno}") from None
 
 
-def load_names(path: Path) -> list[str]:
-    """A split's video names (numpy array of str)."""
+def load_names(path: str | os.PathLike) -> list[str]:
+    """A split's video names: a 1-D numpy array of strings (``np.save(path, np.array(names))``).
+
+    An ``.npy`` holding pickled objects is refused, never unpickled: unpickling runs whatever code
+    the file carries, and a dataset may come from anyone.
+
+    Raises:
+        DataError: missing or unreadable file, pickled objects, not a 1-D array of strings,
+            no names, or a name twice.
+    """
+    path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: names file not found") from None
-    except ValueError:
-        try:  # older releases pickled object arrays of str
-            arr = np.load(path, allow_pickle=True)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"{path}: not a numpy array of names ({exc})") from None
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path}: not a numpy array of names ({exc})") from None
-    names = [str(n) for n in np.asarray(arr).reshape(-1)]
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a names file") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read names without unpickling ({exc}); save them with "
+                        f"np.save(path, np.array(names, dtype=str))") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a numpy .npy file ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: expected one array of names, found an archive (.npz)")
+    if arr.ndim != 1 or arr.dtype.kind not in ("U", "S"):
+        raise DataError(f"{path}: expected a 1-D array of strings, got shape {arr.shape} dtype {arr.dtype}")
+    names = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.tolist()]
     if not names:
         raise DataError(f"{path}: the split is empty (no video names)")
     dup = _duplicates(names)
@@ -248,12 +313,38 @@ def load_names(path: Path) -> list[str]:
     return names
 
 
-def load_captions(path: Path) -> dict[str, list[str]]:
+def load_captions(path: str | os.PathLike) -> dict[str, list[str]]:
+    """``ref_captions.json``: ``{video_name: [caption, ...]}``, returned unchanged.
+
+    Raises:
+        DataError: missing, not JSON, not that shape, or a caption that is not valid Unicode
+            (an unpaired surrogate such as ``"\\udcff"``, which JSON can spell but no text can
+            hold); the message names the file, the video and the caption's index.
+    """
+    path = Path(path)
     data = load_json(path, "captions")
-    if not isinstance(data, dict) or not all(isinstance(v, list) and all(isinstance(c, str) for c in v)
-                                             for v in data.values()):
-        raise DataError(f"{path}: captions must be {{video_name: [caption, ...]}}")
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected {{video_name: [caption, ...]}}, got a JSON {_json_type(data)}")
+    if not data:
+        raise DataError(f"{path}: the caption file has no videos")
+    for name, caps in data.items():
+        if not isinstance(caps, list):
+            raise DataError(f"{path}: video {name!r}: expected a list of captions, got a JSON {_json_type(caps)}")
+        for i, cap in enumerate(caps):
+            if not isinstance(cap, str):
+                raise DataError(f"{path}: video {name!r}, caption {i}: expected a string, got a JSON "
+                                f"{_json_type(cap)}")
+            try:
+                cap.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DataError(f"{path}: video {name!r}, caption {i}: not valid Unicode ({exc.reason}: "
+                                f"{cap[exc.start:exc.end]!r} at character {exc.start})") from None
     return data
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def load_vocab(path: Path) -> dict[str, int]:
@@ -270,6 +361,11 @@ def _duplicates(items: Iterable[str]) -> list[str]:
             dup.append(x)
         seen.add(x)
     return dup
+
+
+#: Frame features beyond this magnitude are refused: CNN features are O(1)-O(100), and values
+#: near float32's range overflow in the model's dot products (every score NaN).
+MAX_FEATURE_MAGNITUDE = 1e6
 
 
 def feature_key(name: str) -> str:
@@ -297,7 +393,9 @@ class FeatureStore:
         self._pid: Optional[int] = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files, "_handles": None, "_pid": None}
+        return {"files": self.files, "_handles": None, "_pid": None, "_dims": None}
+
+    _dims: Optional[list[int]] = None
 
     def _open(self) -> list[Any]:
         if self._handles is None or self._pid != os.getpid():
@@ -313,7 +411,9 @@ class FeatureStore:
         return self._handles
 
     def dims(self) -> list[int]:
-        """Feature size of each file (from its first dataset)."""
+        """Feature size of each file (from its first dataset; :meth:`shape_problems` checks the rest)."""
+        if self._dims is not None:
+            return list(self._dims)
         out = []
         for f, h in zip(self.files, self._open()):
             key = next(iter(h.keys()), None)
@@ -323,7 +423,34 @@ class FeatureStore:
             if len(shape) != 2:
                 raise DataError(f"{f}: dataset {key!r} has shape {shape}; expected (frames, dim)")
             out.append(int(shape[1]))
-        return out
+        self._dims = out
+        return list(out)
+
+    def shape_problems(self, names: Iterable[str], limit: int = 20) -> list[str]:
+        """Videos whose stored features cannot be read as (frames, the file's width), from the
+        HDF5 metadata alone (no feature is read): other widths, other ranks, no frames.
+
+        Args:
+            names: the videos to check (those absent are :meth:`missing`'s business).
+            limit: at most this many problems are described (a count of the rest follows).
+        """
+        dims = self.dims()
+        bad: list[str] = []
+        count = 0
+        for f, h, dim in zip(self.files, self._open(), dims):
+            for n in names:
+                d = h.get(feature_key(n))
+                if d is None:
+                    continue
+                shape = getattr(d, "shape", None)
+                if shape is None or len(shape) != 2 or shape[0] == 0 or shape[1] != dim:
+                    count += 1
+                    if len(bad) < limit:
+                        want = f"(frames > 0, {dim}) as the file's first video"
+                        bad.append(f"{f}: video {n!r} has features of shape {shape}; expected {want}")
+        if count > len(bad):
+            bad.append(f"... and {count - len(bad)} more")
+        return bad
 
     def missing(self, names: Iterable[str]) -> list[tuple[str, Path]]:
         """(name, file) for every video absent from a file."""
@@ -337,12 +464,13 @@ class FeatureStore:
         """(frames, sum of dims) float32 features of a video; DataError if absent, empty or NaN."""
         parts = []
         key = feature_key(name)
-        for f, h in zip(self.files, self._open()):
+        for f, h, dim in zip(self.files, self._open(), self.dims()):
             if key not in h:
                 raise DataError(f"{f}: no features for video {name!r}")
             arr = np.asarray(h[key][...], dtype=np.float32)
-            if arr.ndim != 2 or arr.shape[0] == 0:
-                raise DataError(f"{f}: features of {name!r} have shape {arr.shape}; expected (frames>0, dim)")
+            if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != dim:
+                raise DataError(f"{f}: features of {name!r} have shape {arr.shape}; expected (frames > 0, {dim}) "
+                                f"as the file's first video")
             parts.append(arr)
         if len({p.shape[0] for p in parts}) > 1:
             raise DataError(f"video {name!r} has different frame counts in {', '.join(map(str, self.files))}: "
@@ -351,6 +479,11 @@ class FeatureStore:
         if not np.isfinite(out).all():
             raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: "
                             f"features of {name!r} contain NaN or inf")
+        if np.abs(out).max() > MAX_FEATURE_MAGNITUDE:
+            # float32 products of such values overflow to inf and every score becomes NaN
+            raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: features of {name!r} reach "
+                            f"{np.abs(out).max():.3g}; values beyond {MAX_FEATURE_MAGNITUDE:.0e} are not features "
+                            f"(a corrupt or mis-scaled file)")
         return out
 
     def close(self) -> None:

@@ -86,9 +86,13 @@ class BuildReport:
 
 
 # ---------------------------------------------------------------------- model and vocabulary
-def _load_run_model(run_dir: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike]):
-    from hanet.run import RunDir, model_from_checkpoint
+def _load_run_model(run_dir: Optional[str | os.PathLike], checkpoint: Optional[str | os.PathLike],
+                    official: Optional[tuple[str | os.PathLike, str | os.PathLike]] = None):
+    from hanet.run import RunDir, model_from_checkpoint, model_from_official
 
+    if official is not None:  # an authors' checkpoint with their model.json
+        model, cfg, _ = model_from_official(*official, device="cpu")
+        return model, cfg, Path(official[0])
     if checkpoint is None:
         if run_dir is None:
             raise HanetError("give --run RUN_DIR (or --checkpoint FILE)")
@@ -285,6 +289,7 @@ class IndexWriter:
         from hanet.run import model_from_checkpoint
 
         self.dir = Path(index_dir)
+        read_manifest(self.dir)  # an index at all? (before the lock, which would make the folder)
         self.lock = IndexLock(self.dir)
         try:
             self.manifest = read_manifest(self.dir)
@@ -533,7 +538,9 @@ class IndexWriter:
 
         Args:
             captions: ``{video_id: [caption, ...]}``.
-            graphs: ``{canonical caption: [nodes, edges]}``; captions without one are parsed by spaCy.
+            graphs: ``{caption: [nodes, edges]}`` keyed as in the released format (by the caption
+                as given, spans over its whitespace tokens; a canonical-form key works too);
+                captions without one are parsed by spaCy.
             batch_size: captions per encoder call.
 
         Returns:
@@ -541,10 +548,12 @@ class IndexWriter:
         """
         from hanet.index.query import QueryEncoder
         from hanet.text.normalize import normalize_caption
+        from hanet.text.rolegraph import graph_for_normalized
 
         alive = self.collection("videos").row_of
         have = {(m.get("video"), m.get("text")) for m in self._caption_metas()}
         items: list[tuple[str, str]] = []
+        by_text: dict[str, Any] = {}  # canonical text -> its graph over the canonical words
         for vid, caps in captions.items():
             key = vid.replace("/", "_")
             if key not in alive:
@@ -554,6 +563,12 @@ class IndexWriter:
                 if norm and (key, norm) not in have:
                     have.add((key, norm))
                     items.append((key, norm))
+                if graphs is not None and norm and norm not in by_text:
+                    if norm in graphs:
+                        by_text[norm] = graphs[norm]
+                    elif c in graphs:
+                        by_text[norm] = graph_for_normalized(graphs[c], c)
+        graphs = by_text if graphs is not None else None
         if not items:
             return 0
         if self._text_encoder is None:
@@ -667,6 +682,8 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
     from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
     d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise HanetError(f"{d}: is a file; --out names the folder of the new index")
     fp = model_fingerprint(model)
     if (d / "manifest.json").exists():
         m = read_manifest(d)
@@ -701,6 +718,7 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
 
 def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | os.PathLike] | str | os.PathLike,
                 out_dir: str | os.PathLike, *, checkpoint: Optional[str | os.PathLike] = None,
+                official: Optional[tuple[str | os.PathLike, str | os.PathLike]] = None,
                 videos_dir: Optional[str | os.PathLike] = None, captions: Optional[str | os.PathLike | dict] = None,
                 rolegraphs: Optional[str | os.PathLike] = None, names: Optional[Sequence[str] | str] = None,
                 batch_size: int = DEFAULT_BATCH,
@@ -714,6 +732,8 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
         features: HDF5 feature file(s) from ``hanet extract`` (or the released format).
         out_dir: the new index directory.
         checkpoint: a checkpoint file instead of the run's default.
+        official: ``(checkpoint, model.json)`` of the authors' code instead of a run (then
+            ``vocab`` is needed).
         videos_dir: folder of the video files, for thumbnails and previews (default: the paths
             the feature file records, where they exist).
         captions: ``{video: [caption, ...]}`` (a file or a dict) to index for video-to-text search.
@@ -732,7 +752,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
         :class:`BuildReport`.
     """
     t0 = time.time()
-    model, cfg, ckpt = _load_run_model(run_dir, checkpoint)
+    model, cfg, ckpt = _load_run_model(run_dir, checkpoint, official)
     word2int, vocab_path = _run_vocab(run_dir, vocab)
     names_list = _read_names(names)
     concept_names = _concept_names(Path(concepts) if concepts else vocab_path.parent, cfg.model)

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="encode the videos of feature files into a new index")
     b.add_argument("--run", help="run directory of the trained model (its best checkpoint, else last)")
     b.add_argument("--checkpoint", help="a checkpoint file instead of the run's default")
+    b.add_argument("--official-checkpoint", metavar="FILE.th", help="an authors' checkpoint (epoch.N.th) instead "
+                   "of a run; with --config (their model.json) and --vocab")
+    b.add_argument("--config", metavar="model.json", help="with --official-checkpoint: the authors' model.json")
     b.add_argument("--out", required=True, help="the new index directory")
     _common_add(b)
     b.add_argument("--vocab", help="word2int.json (default: the run's dataset's)")
@@ -107,10 +110,20 @@ def run(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, segment_size=args.segment_size, thumbnails=not args.no_thumbnails,
                   progress=not args.quiet)
     if cmd == "build":
-        if not args.run and not args.checkpoint:
-            raise HanetError("give --run RUN_DIR (or --checkpoint FILE)")
-        rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, vocab=args.vocab,
-                          concepts=args.concepts, **common)
+        official = None
+        if args.official_checkpoint:
+            if args.run or args.checkpoint:
+                raise HanetError("give --run/--checkpoint or --official-checkpoint, not both")
+            if not args.config or not args.vocab:
+                raise HanetError("--official-checkpoint needs --config (the authors' model.json) and --vocab "
+                                 "(the word2int.json the model was trained with)")
+            official = (args.official_checkpoint, args.config)
+        elif args.config:
+            raise HanetError("--config goes with --official-checkpoint (a run records its own config)")
+        elif not args.run and not args.checkpoint:
+            raise HanetError("give --run RUN_DIR (or --checkpoint FILE, or --official-checkpoint FILE)")
+        rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, official=official,
+                          vocab=args.vocab, concepts=args.concepts, **common)
     else:
         rep = add_videos(args.index, args.features, run_dir=args.run, checkpoint=args.checkpoint,
                          replace=args.replace, **common)

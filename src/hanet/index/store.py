@@ -53,7 +53,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from hanet.errors import HanetError
-from hanet.io import atomic_write_text, fsync_dir, fsync_file
+from hanet.io import atomic_write_text, ensure_dir, fsync_dir, fsync_file, write_failure
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -192,9 +192,11 @@ class IndexLock:
     """
 
     def __init__(self, index_dir: str | os.PathLike) -> None:
-        d = Path(index_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        self._f = open(d / ".lock", "w")
+        d = ensure_dir(index_dir, "index folder")
+        try:
+            self._f = open(d / ".lock", "w")
+        except OSError as exc:
+            raise write_failure(d / ".lock", exc) from None
         try:
             fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -465,16 +467,23 @@ class SegmentWriter:
 
     def __init__(self, index_dir: Path, kind: str, name: str, count: int,
                  shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
-        self.root = Path(index_dir) / "segments"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = ensure_dir(Path(index_dir) / "segments", "index segment folder")
         self.name = name
         self.kind = kind
         self.count = int(count)
         self.tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
-        (self.tmp / "thumbs").mkdir()
-        self.records = np.lib.format.open_memmap(self.tmp / "records.npy", mode="w+", dtype=record_dtype(shapes),
-                                                 shape=(self.count,))
+        ensure_dir(self.tmp / "thumbs", "index segment folder")
+        path = self.tmp / "records.npy"
+        try:
+            self.records = np.lib.format.open_memmap(path, mode="w+", dtype=record_dtype(shapes), shape=(self.count,))
+            # The map is a sparse file: a full disk would kill the process (SIGBUS) at the first
+            # page it cannot back. Reserve the blocks now, so a full disk is an error here instead.
+            with open(path, "r+b") as fh:
+                os.posix_fallocate(fh.fileno(), 0, os.path.getsize(path))
+        except OSError as exc:
+            self.records = None
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise write_failure(path, exc) from None
         self.ids: list[Optional[str]] = [None] * self.count
         self.meta: list[Optional[dict[str, Any]]] = [None] * self.count
 
@@ -504,16 +513,19 @@ class SegmentWriter:
             raise RuntimeError(f"segment {self.name}: not every row was written")
         self.records.flush()
         del self.records
-        (self.tmp / "ids.json").write_text(json.dumps(self.ids))
-        (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
-                                                     for m in self.meta))
-        for p in list(self.tmp.iterdir()) + list(self.thumbs_dir.iterdir()):
-            if p.is_file():
-                fsync_file(p)
-        fsync_dir(self.thumbs_dir)
-        fsync_dir(self.tmp)
         final = self.root / self.name
-        os.replace(self.tmp, final)
+        try:
+            (self.tmp / "ids.json").write_text(json.dumps(self.ids))
+            (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
+                                                         for m in self.meta))
+            for p in list(self.tmp.iterdir()) + list(self.thumbs_dir.iterdir()):
+                if p.is_file():
+                    fsync_file(p)
+            fsync_dir(self.thumbs_dir)
+            fsync_dir(self.tmp)
+            os.replace(self.tmp, final)
+        except OSError as exc:
+            raise write_failure(final, exc) from None
         fsync_dir(self.root)
         return {"name": self.name, "count": self.count}
 

@@ -105,10 +105,9 @@ def make_strip(video_path: Path, out_path: Path, frame_times: Optional[Sequence[
     if len(frames) == 0:
         raise DataError(f"{video_path}: no frame for the thumbnail strip")
     strip = np.concatenate(list(frames), axis=1)  # (tile, tile * n, 3)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".jpg.tmp")
-    Image.fromarray(strip).save(tmp, format="JPEG", quality=82)
-    os.replace(tmp, out_path)
+    from hanet.io import atomic_write
+
+    atomic_write(out_path, lambda tmp: Image.fromarray(strip).save(tmp, format="JPEG", quality=82))
 
 
 __all__ = ["DEFAULT_TILE", "find_video", "make_strip"]

@@ -204,16 +204,45 @@ def init_like_official_(model: nn.Module, seed: Optional[int] = None) -> None:
 
 def load_official_checkpoint(path: str, model: nn.Module) -> None:
     """Load an official ``*.th`` checkpoint (``{"video_encoder": sd, "text_encoder": sd}``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise HanetError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise HanetError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    from hanet.run import safe_torch_load
+
+    state = safe_torch_load(path, "official checkpoint")
     if not isinstance(state, dict) or not {"video_encoder", "text_encoder"} <= set(state):
         raise HanetError(f"{path}: not an official HANet checkpoint (no video_encoder/text_encoder)")
     model.load_state_dict(from_official_state(state, model))
 
 
-__all__ = ["ZERO_GRADIENT_PARAMS", "official_name", "from_official_state", "to_official_state", "init_like_official_",
+def export_official(model: nn.Module, config, checkpoint_path: str, config_path: Optional[str] = None) -> None:
+    """Write a model in the authors' format: ``checkpoint_path`` (``{"video_encoder": ...,
+    "text_encoder": ...}``, what their ``load_checkpoint`` reads) and their ``model.json``.
+
+    Args:
+        model: a :class:`HANet` of the ``hanet`` variant.
+        config: its :class:`~hanet.config.HANetConfig`.
+        checkpoint_path: the ``.th`` file to write.
+        config_path: where their ``model.json`` goes (default: beside the checkpoint,
+            ``<stem>.model.json``).
+
+    Raises:
+        HanetError: a global-only model, or settings the authors' code fixes otherwise
+            (:data:`hanet.config.OFFICIAL_FIXED`).
+    """
+    import json
+    from pathlib import Path
+
+    from hanet.config import to_official
+    from hanet.io import atomic_torch_save, atomic_write_text, check_output_file
+
+    if getattr(model, "variant", "hanet") != "hanet":
+        raise HanetError(f"a {model.variant!r} model has no counterpart in the authors' code (only the full HANet)")
+    official_config = to_official(config)  # refuses what their code cannot build, before anything is written
+    ckpt = Path(checkpoint_path)
+    cfg_path = Path(config_path) if config_path else ckpt.with_name(ckpt.stem + ".model.json")
+    check_output_file(ckpt, "checkpoint")
+    check_output_file(cfg_path, "model.json")
+    atomic_torch_save(to_official_state(model), ckpt)
+    atomic_write_text(cfg_path, json.dumps(official_config, indent=2) + "\n")
+
+
+__all__ = ["export_official", "ZERO_GRADIENT_PARAMS", "official_name", "from_official_state", "to_official_state", "init_like_official_",
            "load_official_checkpoint"]

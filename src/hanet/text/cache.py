@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from hanet.io import atomic_write_text, write_failure
 from hanet.text.normalize import split_words
 from hanet.text.rolegraph import CaptionAnalysis, FallbackNode, Graph, graph_roles, validate_graph
 
@@ -118,10 +119,7 @@ class ParseCache:
         return json.dumps({"hanet_prepare_cache": CACHE_FORMAT, "fingerprint": self.fingerprint})
 
     def _restart(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(self._header() + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, self._header() + "\n")
 
     def load(self, keep: Any = None) -> dict[str, ParsedCaption]:
         """Read the cached parses (and make the file ready for appending).
@@ -168,5 +166,8 @@ class ParseCache:
         """Add lines from :func:`encode_line` at the end of the file (flushed on return)."""
         lines = list(lines)
         if lines:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.writelines(lines)
+            try:
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.writelines(lines)
+            except OSError as exc:
+                raise write_failure(self.path, exc, "append to") from None

@@ -9,9 +9,15 @@ of "A man plays guitar." ("A", "guitar.") would miss the vocabulary.
 :func:`normalize_caption` is idempotent, and on a caption that is already in the MSR-VTT form
 it returns the caption unchanged, so the keys of an official ``ref_captions.json`` survive it.
 
+Normalisation works token by token (a word never spans whitespace), so every word of the
+canonical form comes from one whitespace token of the text as given: :func:`token_positions`
+says which, and a role graph parsed on the canonical form can be keyed by the caption as given
+(the released format's rule: the reader splits the key on whitespace).
+
 Public API:
     normalize_caption(text: str) -> str
     split_words(caption: str) -> list[str]
+    token_positions(text: str) -> list[list[int]]
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["normalize_caption", "split_words"]
+__all__ = ["normalize_caption", "split_words", "token_positions"]
 
 # Typographic variants that NFKC leaves alone but that people type (or paste) in captions.
 _ASCII_FOLD = str.maketrans({
@@ -54,6 +60,24 @@ def normalize_caption(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_ASCII_FOLD)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return " ".join(_WORD.findall(text.lower()))
+
+
+def token_positions(text: str) -> list[list[int]]:
+    """Which words of ``normalize_caption(text)`` each whitespace token of ``text`` became.
+
+    Args:
+        text: a caption as given.
+
+    Returns:
+        One list per ``text.split()`` token: the positions (in ``normalize_caption(text).split()``)
+        of the words it gave; empty for a token of punctuation only; several for ``"man,woman"``.
+    """
+    out, pos = [], 0
+    for token in text.split():
+        n = len(normalize_caption(token).split())
+        out.append(list(range(pos, pos + n)))
+        pos += n
+    return out
 
 
 def split_words(caption: str) -> list[str]:

@@ -4,15 +4,22 @@ Given ``ref_captions.json`` (``{video_name: [caption, ...]}``) and the training 
 (``trn_names.npy``), writes into one directory, in the released MSR-VTT/VATEX format:
 
 ================================  ==========================================================
-``ref_captions.json``             the captions in canonical form (the keys of every file below)
+``ref_captions.json``             the captions exactly as given (the keys of the graph file)
 ``word2int.json``, ``int2word.npy`` vocabulary of the training captions; 0-2 = <bos> <eos> <unk>
-``sent2rolegraph.augment.json``   ``{caption: [nodes, edges]}`` for every caption
+``sent2rolegraph.augment.json``   ``{caption as given: [nodes, edges]}`` for every caption
 ``verb_gt.json``, ``noun_gt.json``  ``{video: [[concept ids of caption 0], ...]}``
 ``verb_gt_all.json``, ``noun_gt_all.json``  ``{video: {concept id: weight}}``
 ``verb_concepts.json``, ``noun_concepts.json``  the concept vocabularies with frequencies
 ``prepare_report.json``           counts, odd captions, timings
 ``prepare_cache.jsonl``           per-caption parse cache (see :mod:`hanet.text.cache`)
 ================================  ==========================================================
+
+Captions are keyed as given, so these files mix with the authors' own ``ref_captions.json`` (their
+reader looks each graph up by the caption string). Each caption is parsed in its canonical form
+(:func:`hanet.text.normalize.normalize_caption`; identical for the released MSR-VTT captions), its
+graph's spans are re-indexed onto the caption's whitespace tokens, and ``word2int.json`` also maps
+those tokens ("A", "guitar.") to the ids of their canonical words, so both readers see the
+canonical caption.
 
 Concept label files cover every video of the caption file (the official script wrote training
 videos only; the reader only reads training entries, so the extra ones are harmless and let
@@ -41,10 +48,10 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from hanet.errors import DataError
-from hanet.io import atomic_save_npy, atomic_write
+from hanet.io import atomic_save_npy, atomic_write, ensure_dir
 from hanet.text.concepts import ConceptVocab, caption_labels, count_concepts, video_weights
 from hanet.text.normalize import normalize_caption, split_words
-from hanet.text.rolegraph import graph_roles, validate_graph
+from hanet.text.rolegraph import graph_for_given, graph_roles, validate_graph
 
 __all__ = ["PrepareConfig", "PrepareReport", "load_captions", "load_names", "build_word_vocab",
            "prepare_dataset", "RESERVED_WORDS", "OUTPUT_FILES"]
@@ -59,6 +66,9 @@ OUTPUT_FILES = ("ref_captions.json", "word2int.json", "int2word.npy",
 
 _LIST_LIMIT = 1000  # longest list of odd captions kept in the report (counts are exact)
 
+#: Longer tokens are not words (URLs, runs of letters): they stay out of the vocabulary.
+MAX_WORD_CHARS = 64
+
 
 @dataclass
 class PrepareConfig:
@@ -70,8 +80,8 @@ class PrepareConfig:
         num_noun_concepts: size of the noun concept vocabulary (official 1024).
         max_words_in_sent: the model's caption length; longer captions are reported (their
             graphs keep every word: the reader ignores nodes past this length).
-        normalize: put captions in canonical form first (lowercase, no punctuation); off
-            keeps them byte for byte (spans then index ``caption.split()`` of the raw text).
+        normalize: parse captions in canonical form (lowercase, no punctuation); off parses
+            them byte for byte. Either way the files key and index captions as given.
         spacy_model: the spaCy pipeline.
         batch_size: captions per spaCy batch.
         n_process: parsing processes; 0 picks one per CPU core (at most 4) when there are
@@ -114,7 +124,7 @@ class PrepareReport:
         num_videos: videos in the caption file.
         num_train_videos: training names.
         num_captions: captions (with repeats across videos).
-        num_unique_captions: distinct captions after normalisation (graph keys).
+        num_unique_captions: distinct captions as given (the graph keys).
         num_parsed: captions parsed this run.
         num_from_cache: captions whose parse came from the cache.
         vocab_size: words in ``word2int.json``, reserved ids included.
@@ -122,8 +132,10 @@ class PrepareReport:
         num_noun_concepts: noun concepts.
         changed_by_normalize: captions whose text normalisation changed.
         empty_captions: ``[video, index, original text]`` of captions with no words (their
-            graph has a ROOT with empty spans; the data reader skips them).
+            graph has no phrase node; a caption of no token at all is skipped by the readers).
         no_node_captions: captions with words but no node besides ROOT (digits, symbols...).
+        long_words: distinct training tokens longer than ``MAX_WORD_CHARS`` (left out of the
+            vocabulary: they read as ``<unk>``).
         long_captions: captions longer than ``max_words_in_sent`` words.
         truncated_parses: captions longer than ``max_parse_words`` (parsed on a prefix).
         non_ascii_captions: captions with characters outside ASCII.
@@ -153,6 +165,7 @@ class PrepareReport:
     num_empty_captions: int = 0
     no_node_captions: list[str] = field(default_factory=list)
     num_no_node_captions: int = 0
+    long_words: int = 0
     long_captions: int = 0
     truncated_parses: int = 0
     non_ascii_captions: int = 0
@@ -176,10 +189,12 @@ class PrepareReport:
             f"{self.num_noun_concepts} nouns; per caption {self.mean_verb_nodes:.2f} verb and "
             f"{self.mean_arg_nodes:.2f} argument nodes",
         ]
-        odd = [(self.num_empty_captions, "empty (skipped by the reader)"),
+        odd = [(self.num_empty_captions, "without any word"),
                (self.num_no_node_captions, "without any phrase node"),
                (self.long_captions, "longer than max_words_in_sent"),
                (self.non_ascii_captions, "with non-ASCII characters"),
+               (self.long_words, f"distinct words longer than {MAX_WORD_CHARS} characters (left out of the "
+                                 f"vocabulary)"),
                (self.srl_missing, "missing from the SRL file"),
                (self.srl_mismatched, "with SRL words that differ from the caption")]
         lines += [f"warning: {n} captions {what}" for n, what in odd if n]
@@ -190,57 +205,11 @@ class PrepareReport:
 
 
 # --------------------------------------------------------------------------- inputs
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: {what} is a directory, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte "
-                        f"{exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: {what} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}") from None
-
-
 def load_captions(path: str | Path) -> dict[str, list[str]]:
-    """Read and check a caption file.
+    """Read and check a caption file (:func:`hanet.data.formats.load_captions`)."""
+    from hanet.data.formats import load_captions as read_captions
 
-    Args:
-        path: ``ref_captions.json``: ``{video_name: [caption, ...]}``.
-
-    Returns:
-        The mapping, unchanged.
-
-    Raises:
-        DataError: the file is missing, not JSON, or not ``{str: [str, ...]}`` (the message
-            names the file, the video and the caption index).
-    """
-    path = Path(path)
-    data = _read_json(path, "caption file")
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected {{video_name: [caption, ...]}}, got a JSON "
-                        f"{_json_type(data)}")
-    if not data:
-        raise DataError(f"{path}: the caption file has no videos")
-    for name, caps in data.items():
-        if not isinstance(caps, list):
-            raise DataError(f"{path}: video {name!r}: expected a list of captions, got a JSON "
-                            f"{_json_type(caps)}")
-        for i, cap in enumerate(caps):
-            if not isinstance(cap, str):
-                raise DataError(f"{path}: video {name!r}, caption {i}: expected a string, got "
-                                f"a JSON {_json_type(cap)}")
-    return data
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    return read_captions(path)
 
 
 def load_names(path: str | Path, captions: Mapping[str, Any] | None = None,
@@ -258,22 +227,10 @@ def load_names(path: str | Path, captions: Mapping[str, Any] | None = None,
     Raises:
         DataError: unreadable file, wrong shape or type, or names without captions.
     """
+    from hanet.data.formats import load_names as read_names
+
     path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: name file not found") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot read names without unpickling ({exc}); save them with "
-                        f"np.save(path, np.array(names, dtype=str))") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a numpy .npy file ({exc})") from None
-    if not isinstance(arr, np.ndarray):
-        raise DataError(f"{path}: expected one array of names, found an archive (.npz)")
-    if arr.ndim != 1 or arr.dtype.kind not in ("U", "S"):
-        raise DataError(f"{path}: expected a 1-D array of strings, got shape {arr.shape} "
-                        f"dtype {arr.dtype}")
-    names = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.tolist()]
+    names = read_names(path)
     if captions is not None:
         missing = [n for n in names if n not in captions]
         if missing:
@@ -284,12 +241,14 @@ def load_names(path: str | Path, captions: Mapping[str, Any] | None = None,
 
 
 # --------------------------------------------------------------------------- vocabulary
-def build_word_vocab(captions: Iterable[str], min_count: int = 1) -> list[str]:
+def build_word_vocab(captions: Iterable[str], min_count: int = 1, max_chars: int = MAX_WORD_CHARS) -> list[str]:
     """The word list (``int2word``) of a set of captions.
 
     Args:
         captions: the captions to count (training captions, with repeats).
         min_count: minimum number of occurrences.
+        max_chars: longer "words" stay out (they read as ``<unk>``): no word is that long, and
+            ``int2word.npy`` is a fixed-width array, as wide as its longest entry.
 
     Returns:
         ``<bos>``, ``<eos>``, ``<unk>``, then the words by decreasing count (ties in
@@ -298,9 +257,38 @@ def build_word_vocab(captions: Iterable[str], min_count: int = 1) -> list[str]:
     counts: Counter[str] = Counter()
     for caption in captions:
         counts.update(split_words(caption))
-    words = sorted((w for w, n in counts.items() if n >= min_count and w not in RESERVED_WORDS),
-                   key=lambda w: (-counts[w], w))
+    words = sorted((w for w, n in counts.items() if n >= min_count and w not in RESERVED_WORDS
+                    and len(w) <= max_chars), key=lambda w: (-counts[w], w))
     return list(RESERVED_WORDS) + words
+
+
+def surface_forms(text_of: Mapping[str, str], word2int: Mapping[str, int]) -> dict[str, int]:
+    """Extra ``word2int`` entries for the tokens of captions as given that are not words.
+
+    A reader of the released format splits a caption as stored on whitespace and looks each
+    token up in ``word2int``; for a caption that normalisation changed ("A man plays guitar."),
+    its tokens ("A", "guitar.") are not the vocabulary's words. Each token whose canonical
+    form starts with a vocabulary word reads as that word's id, so the readers see the caption
+    as its canonical form. ``int2word`` (id -> word) is unchanged.
+
+    Args:
+        text_of: caption as given -> the text it was parsed as.
+        word2int: the vocabulary.
+
+    Returns:
+        token -> id, for tokens not already in ``word2int``.
+    """
+    out: dict[str, int] = {}
+    for caption, text in text_of.items():
+        if caption == text:
+            continue
+        for token in caption.split():
+            if token in word2int or token in out:
+                continue
+            words = normalize_caption(token).split()
+            if words and words[0] in word2int:
+                out[token] = word2int[words[0]]
+    return out
 
 
 # --------------------------------------------------------------------------- outputs
@@ -368,26 +356,28 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
         from hanet.text.srl import load_srl_file
 
         srl = load_srl_file(srl_file)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: output path exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out, "output folder")
 
     report = PrepareReport(out_dir=str(out), num_videos=len(raw),
                            num_train_videos=len(train_names))
-    # ---- canonical captions
-    captions: dict[str, list[str]] = {}
+    # ---- what each caption is parsed as. The files keep every caption as given (the key a
+    # reader of the released format looks its graph up by); its canonical form is what is parsed
+    # and counted, and its graph is re-indexed onto the caption's own whitespace tokens.
+    text_of: dict[str, str] = {}
     for name, caps in raw.items():
-        fixed = [normalize_caption(c) if cfg.normalize else c for c in caps]
-        report.changed_by_normalize += sum(a != b for a, b in zip(caps, fixed))
-        for i, (orig, cap) in enumerate(zip(caps, fixed)):
-            if not split_words(cap):
+        for i, cap in enumerate(caps):
+            norm = text_of.get(cap)
+            if norm is None:
+                norm = text_of[cap] = normalize_caption(cap) if cfg.normalize else cap
+            report.changed_by_normalize += norm != cap
+            if not split_words(norm):
                 report.num_empty_captions += 1
                 if len(report.empty_captions) < _LIST_LIMIT:
-                    report.empty_captions.append([name, i, orig])
-        captions[name] = fixed
+                    report.empty_captions.append([name, i, cap])
         report.num_captions += len(caps)
-    unique = list(dict.fromkeys(c for caps in captions.values() for c in caps))
+    unique = list(text_of)  # distinct captions as given: the graph keys
     report.num_unique_captions = len(unique)
+    to_parse = list(dict.fromkeys(text_of.values()))
 
     # ---- parse what the cache lacks
     parser = RoleGraphParser(nlp, model=cfg.spacy_model, batch_size=cfg.batch_size,
@@ -396,10 +386,10 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     cache = None
     if cfg.use_cache:
         cache = ParseCache(cfg.cache_file or out / "prepare_cache.jsonl", parser.fingerprint)
-        parses = cache.load(keep=set(unique))
+        parses = cache.load(keep=set(to_parse))
         report.cache = str(cache.path)
     report.num_from_cache = len(parses)
-    todo = [c for c in unique if c not in parses]
+    todo = [c for c in to_parse if c not in parses]
     report.num_parsed = len(todo)
     parser.n_process = cfg.n_process or (min(4, os.cpu_count() or 1) if len(todo) > 2000 else 1)
     report.workers = parser.n_process
@@ -420,32 +410,37 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     # ---- graphs
     from hanet.text.srl import graph_from_srl
 
-    graphs: dict[str, str] = {}  # caption -> graph JSON
+    graphs: dict[str, str] = {}  # caption as given -> graph JSON over its whitespace tokens
     verb_nodes = arg_nodes = 0
     for caption in unique:
-        words = split_words(caption)
-        parsed = parses[caption]
+        text = text_of[caption]
+        words = split_words(text)
+        parsed = parses[text]
         graph_json, problems = parsed.graph_json, parsed.problems
         num_verbs, num_args = parsed.num_verbs, parsed.num_args
+        converted = None
         if srl is not None and words:
-            entry = srl.get(caption)
+            entry = srl.get(caption, srl.get(text))
             if entry is None:
                 report.srl_missing += 1
             else:
                 # A cached parse from a run without --srl may lack the fallback nodes: they
                 # are recomputed for the few SRL graphs without predicates.
                 fallback = parsed.fallback if parsed.fallback is not None else \
-                    (lambda c=caption: parser.analyze_one(c).fallback or [])
-                converted = graph_from_srl(entry, caption, fallback)
+                    (lambda c=text: parser.analyze_one(c).fallback or [])
+                converted = graph_from_srl(entry, text, fallback)
                 if converted is None:
                     report.srl_mismatched += 1
                 else:
                     report.srl_graphs += 1
-                    graph_json = json.dumps(converted, ensure_ascii=False)
                     problems = validate_graph(converted, words)
                     roles = graph_roles(converted)
                     num_verbs = sum(r == "V" for r in roles)
                     num_args = len(roles) - num_verbs
+        if text != caption:
+            converted = graph_for_given(converted if converted is not None else json.loads(graph_json), caption)
+        if converted is not None:
+            graph_json = json.dumps(converted, ensure_ascii=False)
         if problems and len(report.graph_problems) < _LIST_LIMIT:
             report.graph_problems.append(f"{caption!r}: {'; '.join(problems)}")
         verb_nodes += num_verbs
@@ -458,15 +453,18 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
             report.long_captions += 1
         if len(words) > cfg.max_parse_words:
             report.truncated_parses += 1
-        if not caption.isascii():
+        if not text.isascii():
             report.non_ascii_captions += 1
         graphs[caption] = graph_json
     report.mean_verb_nodes = round(verb_nodes / max(1, len(unique)), 3)
     report.mean_arg_nodes = round(arg_nodes / max(1, len(unique)), 3)
 
     # ---- vocabularies (training captions only, repeats counted as officially)
-    train_caps = [c for name in train_names for c in captions[name]]
+    train_caps = [text_of[c] for name in train_names for c in raw[name]]
     int2word = build_word_vocab(train_caps, cfg.min_count)
+    report.long_words = len({w for c in train_caps for w in c.split() if len(w) > MAX_WORD_CHARS})
+    word2int = {w: i for i, w in enumerate(int2word)}
+    word2int.update(surface_forms(text_of, word2int))
     verb_vocab = ConceptVocab.build(count_concepts(parses[c].verbs for c in train_caps),
                                     cfg.num_verb_concepts, "verb")
     noun_vocab = ConceptVocab.build(count_concepts(parses[c].nouns for c in train_caps),
@@ -475,13 +473,13 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     report.num_verb_concepts, report.num_noun_concepts = len(verb_vocab), len(noun_vocab)
 
     # ---- write
-    _write_json(out / "ref_captions.json", captions)
-    _write_json(out / "word2int.json", {w: i for i, w in enumerate(int2word)})
+    _write_json(out / "ref_captions.json", raw)
+    _write_json(out / "word2int.json", word2int)
     atomic_save_npy(out / "int2word.npy", np.array(int2word, dtype=str))
     _atomic_write_text(out / "sent2rolegraph.augment.json", _graph_file_chunks(graphs))
     for kind, vocab in (("verb", verb_vocab), ("noun", noun_vocab)):
-        per_video = {name: [getattr(parses[c], kind + "s") for c in caps]
-                     for name, caps in captions.items()}
+        per_video = {name: [getattr(parses[text_of[c]], kind + "s") for c in caps]
+                     for name, caps in raw.items()}
         _write_json(out / f"{kind}_gt.json",
                     {name: caption_labels(vocab, cs) for name, cs in per_video.items()})
         _write_json(out / f"{kind}_gt_all.json",

@@ -73,7 +73,8 @@ from hanet.text.normalize import split_words
 
 __all__ = [
     "Graph", "Frame", "FallbackNode", "READER_ROLES", "RoleGraphParser", "CaptionAnalysis",
-    "assemble_graph", "empty_graph", "validate_graph", "graph_roles",
+    "assemble_graph", "empty_graph", "validate_graph", "graph_roles", "remap_graph", "graph_for_given",
+    "graph_for_normalized",
 ]
 
 #: ``[nodes, edges]`` as stored in ``sent2rolegraph.augment.json``.
@@ -277,6 +278,46 @@ def assemble_graph(words: Sequence[str], frames: Iterable[Frame],
             if spans and (tuple(spans), role) not in by_key:
                 add(role, spans)
     return [nodes, edges]
+
+
+def remap_graph(graph: Graph, mapping: Sequence[Sequence[int]], words: Sequence[str]) -> Graph:
+    """The same graph over other word positions.
+
+    Args:
+        graph: ``[nodes, edges]`` whose spans index one word list.
+        mapping: for each of those positions, its positions in ``words``.
+        words: the word list the new spans index.
+
+    Returns:
+        A new graph: ROOT spans all of ``words``; every other node the union of its words'
+        new positions (a node may end with empty spans, which the readers skip).
+    """
+    nodes, edges = graph
+    out = {}
+    for key, node in nodes.items():
+        if key == "ROOT":
+            spans = list(range(len(words)))
+        else:
+            spans = sorted({k for i in node.get("spans", []) if 0 <= i < len(mapping) for k in mapping[i]})
+        out[key] = {**node, "spans": spans, "words": [words[k] for k in spans]}
+    return [out, [list(e) for e in edges]]
+
+
+def graph_for_given(graph: Graph, caption: str) -> Graph:
+    """A graph parsed on ``normalize_caption(caption)``, re-indexed by the caption as given (its
+    whitespace tokens: what a reader of the released format splits a graph's key into)."""
+    from hanet.text.normalize import token_positions
+
+    owner = [[i] for i, ps in enumerate(token_positions(caption)) for _ in ps]
+    return remap_graph(graph, owner, caption.split())
+
+
+def graph_for_normalized(graph: Graph, caption: str) -> Graph:
+    """The inverse of :func:`graph_for_given`: a graph keyed by ``caption`` as given, re-indexed
+    by the words of its canonical form (what a typed query is encoded as)."""
+    from hanet.text.normalize import normalize_caption, token_positions
+
+    return remap_graph(graph, token_positions(caption), normalize_caption(caption).split())
 
 
 def graph_roles(graph: Graph) -> list[str]:

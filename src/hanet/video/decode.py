@@ -1,7 +1,23 @@
-"""Open a video with PyAV (FFmpeg) and sample frames from it.
+"""Open a video with PyAV (FFmpeg) and sample frames from it, as FFmpeg plays it.
 
-Any container and codec that FFmpeg reads works (mp4/h264, webm/vp9, avi/mpeg4, gif, mkv...),
-including variable frame rate, rotation metadata (phone videos) and odd sizes.
+Any container and codec that FFmpeg reads works (mp4/h264, webm/vp9, avi/mpeg4, gif, mkv, mpeg-ts,
+raw mpeg-2 elementary streams...), including variable frame rate, rotation metadata (phone
+videos) and odd sizes.
+
+What a file *holds* decides, never what it declares: frame times are the presentation times of
+the frames the decoder actually outputs, so
+
+- an edit list (``ffmpeg -ss 2.5 -i in.mp4 -c copy out.mp4``) is honoured: the leading packets
+  it flags "discard" are decoded as references but their frames are dropped, and the first shown
+  frame is at 0;
+- an AVI's zero-size "drop frame" chunks (what FFmpeg's AVI muxer writes for gaps in
+  variable-frame-rate input) hold the previous frame on screen, so a file whose header counts 444
+  frames but holds 68 pictures over 29.6 s is complete;
+- timestamp discontinuities (concatenated MPEG-TS, ``cat a.ts b.ts``: the clock restarts) are
+  stitched into one timeline, as FFmpeg's own command line does: a frame that goes back in time,
+  or (in formats that allow discontinuities) jumps ahead by more than
+  ``DISCONTINUITY_SECONDS``, continues one frame after the previous one;
+- truncation is judged by the time span decoded against the declared duration.
 
 Sampling works on presentation time, so variable-frame-rate clips are sampled evenly in time:
 
@@ -21,60 +37,54 @@ coloured like what changed) instead of the scene: a cheap second stream that kee
 and kind of motion which pooled appearance features lose (two-stream networks feed optical flow
 to an image CNN for the same reason).
 
-A first pass only demuxes (reads packet timestamps, no decoding; cheap) to learn the exact frame
-times, duration and whether the file is complete; the second pass decodes and converts only the
-chosen frames to RGB. Resizing, when asked, happens inside FFmpeg (swscale) on the chosen frames,
-which is several times cheaper than resizing full frames in numpy or torch.
+One decoding pass usually suffices: the frames are chosen on the fly for the duration the
+header declares, and only converted to RGB (and resized, inside FFmpeg's swscale, several times
+cheaper than in numpy) when chosen. When the decoded duration turns out to choose other frames
+(the header lied, or declared nothing), a second pass converts exactly those.
 
-Signatures::
+The video stream is the one FFmpeg would pick: decodable, not a still picture (the cover art of
+an audio file is an "attached picture" video stream), the default-flagged one first, then the
+largest.
 
-    VIDEO_EXTENSIONS: frozenset[str]
-    @dataclass class VideoInfo: path, container, codec, width, height, rotation, fps, duration,
-                                num_frames
-    @dataclass class DecodedVideo: frames (N, H, W, 3) uint8 RGB, timestamps (N,) float64 seconds,
-                                   info: VideoInfo, motion (N, H, W, 3) uint8 | None
-    probe(path: str | os.PathLike) -> VideoInfo
-    sample_indices(times: np.ndarray, duration: float, num_frames: int | None = None,
-                   fps: float | None = None) -> np.ndarray
-    decode_video(path, num_frames: int | None = None, fps: float | None = None,
-                 size: int | None = None, threads: int = 1,
-                 interpolation: str = 'BICUBIC', motion_gain: float | None = None) -> DecodedVideo
-    motion_images(before: np.ndarray, after: np.ndarray, gain: float) -> np.ndarray   # uint8
-    decode_for_extraction(path, num_frames=None, fps=None, size=None,
-                          threads=1, motion_gain=None) -> DecodedVideo | Exception   # never raises
-    worker_init() -> None      # initializer of decoding worker processes
-
-Every problem with a file (missing, empty, not a video, no video stream, truncated, no frame
-decodable) raises ``hanet.errors.DataError`` whose message starts with the path.
+Every problem with a file (missing, empty, not a video, only a cover picture, no decoder for its
+codec, truncated, no frame decodable) raises ``hanet.errors.DataError`` whose message starts with
+the path.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from hanet.errors import DataError
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "DecodedVideo", "probe", "sample_indices", "decode_video",
-           "motion_images", "decode_for_extraction"]
+           "motion_images", "decode_for_extraction", "worker_init"]
 
 VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .gif .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .vob .asf .mxf".split()
-)
+    (".mp4 .m4v .mov .qt .mkv .webm .avi .gif .mpg .mpeg .mpe .m1v .m2v .mpv .m2p .ps .ts .mts .m2ts .tsv "
+     ".wmv .flv .f4v .3gp .3g2 .ogv .ogg .vob .asf .mxf .dv .divx .y4m .mj2 .nut .rm .rmvb .h264 .264 "
+     ".hevc .265 .ivf").split()
+) - {".tsv"}  # .tsv is a list file for hanet extract, never a video
 
-# A video stream whose demuxed frames end short of the duration its header declares by more than
+# A video whose decoded frames end short of the duration its header declares by more than
 # this many frame durations and this fraction of the duration is reported as truncated (the
 # slack absorbs rounding of the last frame's duration in valid files).
 TRUNCATION_SLACK_FRAMES = 3
 TRUNCATION_SLACK_FRACTION = 0.02
+# FFmpeg's command line treats a forward jump of more than this (its -dts_delta_threshold) as a
+# timestamp discontinuity in formats that allow them (MPEG-TS/PS, FLV...).
+DISCONTINUITY_SECONDS = 10.0
 
 
 @dataclass
 class VideoInfo:
-    """What the demux pass learnt about a video.
+    """What the decoding pass learnt about a video.
 
     Attributes:
         path: the file.
@@ -84,7 +94,9 @@ class VideoInfo:
         rotation: counter-clockwise degrees applied to the coded frames (0, 90, 180, -90).
         fps: average frame rate (frames / duration).
         duration: seconds from the first frame to the end of the last.
-        num_frames: frames in the video stream.
+        num_frames: frames the decoder output (what is shown; discarded frames not counted).
+        stream_index: the container's index of the stream that was read.
+        discontinuities: timestamp jumps that were stitched over.
     """
 
     path: str
@@ -96,6 +108,8 @@ class VideoInfo:
     fps: float
     duration: float
     num_frames: int
+    stream_index: int = 0
+    discontinuities: int = 0
 
 
 @dataclass
@@ -126,7 +140,14 @@ def _av():
     return av
 
 
+def _reason(exc: BaseException) -> str:
+    # PyAV messages repeat the path; keep FFmpeg's own words
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {msg}"
+
+
 def _open(path: str):
+    """Open ``path`` and pick its video stream; ``(container, stream)``."""
     av = _av()
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
@@ -143,23 +164,46 @@ def _open(path: str):
                 # the mp4 index (moov) is usually written last: a cut file loses it first
                 hint = "; an MP4 without a readable index: truncated or still being written?"
         raise DataError(f"{path}: not a readable video ({_reason(exc)}{hint})") from exc
-    if not container.streams.video:
+    try:
+        return container, _pick_stream(container, path)
+    except BaseException:
         container.close()
-        raise DataError(f"{path}: no video stream (container {container.format.name})")
-    return container
+        raise
 
 
-def _reason(exc: BaseException) -> str:
-    # PyAV messages repeat the path; keep FFmpeg's own words
-    msg = getattr(exc, "strerror", None) or str(exc)
-    return f"{type(exc).__name__}: {msg}"
+def _pick_stream(container, path: str):
+    """The stream FFmpeg's command line would map: decodable moving pictures, the default-flagged
+    one first, then the largest, then the first."""
+    from av.stream import Disposition
+
+    streams = list(container.streams.video)
+    moving = [s for s in streams if not s.disposition & Disposition.attached_pic]
+    kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+    if not streams:
+        raise DataError(f"{path}: no video stream (container {container.format.name}; streams: {kinds})")
+    if not moving:
+        raise DataError(f"{path}: no video stream, only a still picture (cover art attached to "
+                        f"{kinds} in a {container.format.name} file)")
+    decodable = [s for s in moving if s.codec_context is not None]
+    if not decodable:
+        import av
+
+        raise DataError(f"{path}: no decoder for its video codec in this FFmpeg build "
+                        f"(FFmpeg {getattr(av, 'ffmpeg_version_info', '?')} inside PyAV {av.__version__}); "
+                        f"re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4")
+
+    def rank(s) -> tuple[int, int, int]:
+        cc = s.codec_context
+        return (int(bool(s.disposition & Disposition.default)), int(cc.width or 0) * int(cc.height or 0), -s.index)
+
+    return max(decodable, key=rank)
 
 
 def _stream_rotation(stream) -> int:
     """Rotation from the old-style ``rotate`` tag (clockwise degrees), as CCW degrees; 0 if none.
 
     Current FFmpeg keeps rotation in a display matrix that it attaches to every decoded frame
-    (``VideoFrame.rotation``), which ``decode_video`` reads; this tag is the fallback.
+    (``VideoFrame.rotation``), which the decoding pass reads; this tag is the fallback.
     """
     tag = (stream.metadata or {}).get("rotate")
     try:
@@ -173,114 +217,213 @@ def _norm_rotation(deg: float) -> int:
     return r - 360 if r > 180 else r
 
 
-def _demux(path: str) -> tuple[VideoInfo, np.ndarray, np.ndarray, object]:
-    """First pass: packet timestamps of the first video stream, without decoding.
+def _declared_end(container, stream) -> float | None:
+    """Where the header says the stream ends, in seconds on the stream's clock (None: it says nothing)."""
+    tb = stream.time_base
+    if stream.duration and tb:
+        return float((stream.duration + (stream.start_time or 0)) * tb)
+    if container.duration and len(container.streams) == 1:
+        start = container.start_time or 0
+        return (container.duration + start) / 1e6  # AV_TIME_BASE
+    return None
 
-    Returns:
-        ``(info, times, pts, time_base)``: frame start times in seconds from the first frame
-        (sorted, ``(F,)``), the matching raw pts (``(F,)`` int64, or empty when the container
-        has no timestamps) and the stream time base.
+
+class _Timeline:
+    """Places decoded frames on one increasing timeline (seconds), stitching discontinuities.
+
+    Args:
+        time_base: the stream's time base (seconds per tick), or None.
+        rate: the stream's average frame rate (frames/s), for frames without timestamps.
+        discontinuous: the format allows timestamp discontinuities (forward jumps count too).
     """
-    av = _av()
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        tb = stream.time_base
-        pts_list: list[int] = []
-        durations: list[int] = []
-        missing_pts = False
-        n_packets = 0
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:  # the flush packet at the end, or an AVI "repeat frame"
-                    n_packets += packet.dts is not None
-                    continue
-                n_packets += 1
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    missing_pts = True
-                    ts = len(pts_list)
-                pts_list.append(ts)
-                durations.append(packet.duration or 0)
-        except av.FFmpegError as exc:
-            raise DataError(f"{path}: corrupt or truncated ({_reason(exc)} after {len(pts_list)} frames)") from exc
-        if not pts_list:
-            raise DataError(f"{path}: no video frames in the stream")
-        declared = stream.frames or 0
-        # mp4/mov index every sample and AVI headers count them: fewer packets means a cut file
-        if declared and n_packets < declared:
-            raise DataError(f"{path}: truncated ({n_packets} of {declared} frames present)")
-        order = np.argsort(np.asarray(pts_list, dtype=np.int64), kind="stable")
-        pts = np.asarray(pts_list, dtype=np.int64)[order]
-        # duplicated pts (broken muxers) would make two frames share one time: keep the first
-        keep = np.concatenate([[True], np.diff(pts) > 0])
-        pts = pts[keep]
-        rate = float(stream.average_rate or stream.guessed_rate or 25)
-        if missing_pts or tb is None:
-            times = np.arange(len(pts), dtype=np.float64) / rate
-            pts = np.zeros(0, dtype=np.int64)
-            last_dur = 1.0 / rate
+
+    def __init__(self, time_base: float | None, rate: float, discontinuous: bool) -> None:
+        self.tb = time_base
+        self.step = 1.0 / rate
+        self.discontinuous = discontinuous
+        self.offset = 0.0
+        self.last: float | None = None
+        self.end: float | None = None  # end of the last frame, or of a held "drop frame"
+        self.jumps = 0
+        self._faulty_pts = self._faulty_dts = 0
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+
+    def best_effort(self, pts: int | None, dts: int | None) -> int | None:
+        """A frame's timestamp as libavcodec's ``best_effort_timestamp`` (guess_correct_pts): the
+        reordered pts unless pts went backwards more often than the decoding timestamps (packed
+        B-frames in AVI: the pts the demuxer guessed are out of order, the dts are right)."""
+        if dts is not None:
+            self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
+            self._last_dts = dts
+        elif pts is not None:
+            self._last_dts = pts
+        if pts is not None:
+            self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
+            self._last_pts = pts
+        elif dts is not None:
+            self._last_pts = dts
+        if pts is not None and (dts is None or self._faulty_pts <= self._faulty_dts):
+            return pts
+        return dts
+
+    def raw(self, ts: int | None) -> float | None:
+        return None if ts is None or self.tb is None else ts * self.tb
+
+    def place(self, ts: int | None, duration: int | None) -> float:
+        """Time of the next frame in output order from its pts (time-base ticks) and duration."""
+        r = self.raw(ts)
+        if r is None:
+            t = 0.0 if self.last is None else self.last + self.step
         else:
-            times = (pts - pts[0]).astype(np.float64) * float(tb)
-            last = durations[int(order[-1])] if durations else 0
-            last_dur = last * float(tb) if last else (float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / rate)
-        duration = float(times[-1] + last_dur)
-        declared_s = float(stream.duration * tb) if (stream.duration and tb) else None
-        if declared_s is None and len(container.streams) == 1 and container.duration:
-            declared_s = container.duration / 1e6  # AV_TIME_BASE
-        slack = max(TRUNCATION_SLACK_FRAMES * duration / len(times), TRUNCATION_SLACK_FRACTION * (declared_s or 0))
-        if declared_s is not None and declared_s - duration > slack:
-            raise DataError(f"{path}: truncated (frames end at {duration:.2f}s of a declared {declared_s:.2f}s)")
-        rotation = _stream_rotation(stream)
-        w, h = stream.codec_context.width, stream.codec_context.height
-        if rotation in (90, -90):
-            w, h = h, w
-        info = VideoInfo(
-            path=path, container=container.format.name, codec=stream.codec_context.name,
-            width=w, height=h, rotation=rotation, fps=len(times) / duration if duration > 0 else rate,
-            duration=duration, num_frames=len(times),
-        )
-        return info, times, pts, tb
-    finally:
-        container.close()
+            t = r + self.offset
+            if self.last is not None and (t <= self.last or (self.discontinuous
+                                                              and t - self.last > DISCONTINUITY_SECONDS)):
+                # back in time (a restarted clock, a repeated pts) or a jump: continue one frame on
+                self.offset += self.last + self.step - t
+                t = self.last + self.step
+                self.jumps += 1
+            elif self.last is not None:
+                self.step = t - self.last
+        d = self.raw(duration) if duration else None
+        if d:
+            self.step = d
+        self.last = t
+        self.end = max(self.end or t, t + (d or self.step))
+        return t
+
+    def hold(self, ts: int | None, duration: int | None) -> None:
+        """A zero-size packet (AVI drop frame): the previous frame stays on screen through it."""
+        r = self.raw(ts)
+        if r is None or self.last is None:
+            return
+        t = r + self.offset
+        if t > self.last and not (self.discontinuous and t - self.last > DISCONTINUITY_SECONDS):
+            self.end = max(self.end or t, t + (self.raw(duration) if duration else self.step))
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Describe a video: one demux pass plus the first decoded frame (for its rotation).
+class _Pass:
+    """One decoding pass over a file's video stream: every frame, in presentation order.
+
+    After :meth:`run`, the header facts (``container``, ``codec``, ``width``, ``height``,
+    ``stream_index``, ``declared_end``, ``sar``, ``tag_rotation``) and what was decoded
+    (``times`` on the stitched timeline, ``timeline``, ``first_frame``, ``failed_packets``,
+    ``demux_error``) are attributes.
 
     Args:
         path: the video file.
-
-    Returns:
-        Its ``VideoInfo`` (``width``/``height`` as displayed).
-
-    Raises:
-        DataError: the file is missing, empty, not a video, truncated or undecodable.
+        threads: FFmpeg decoding threads.
     """
-    av = _av()
-    path = os.fspath(path)
-    info = _demux(path)[0]
-    container = _open(path)
-    try:
-        frame = next(container.decode(container.streams.video[0]), None)
-    except av.FFmpegError as exc:
-        raise DataError(f"{path}: first frame undecodable ({_reason(exc)})") from exc
-    finally:
-        container.close()
-    if frame is None:
-        raise DataError(f"{path}: no frame could be decoded")
-    _set_rotation(info, frame)
-    return info
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        self.path = path
+        self.threads = threads
+        self.times: list[float] = []
+        self.first_frame = None
+        self.failed_packets = 0
+        self.demux_error: BaseException | None = None
+        self.timeline: _Timeline | None = None
+        self.declared_end: float | None = None
+        self.stream_start = 0.0
+
+    def run(self, on_frame: Callable[[int, float, object], None]) -> "_Pass":
+        """Decode, calling ``on_frame(index, time, frame)`` for each frame shown (times on the
+        stitched timeline, not yet shifted to start at 0)."""
+        av = _av()
+        container, stream = _open(self.path)
+        try:
+            cc = stream.codec_context
+            cc.thread_type = "AUTO"
+            cc.thread_count = self.threads
+            tb = float(stream.time_base) if stream.time_base else None
+            self.container, self.codec, self.stream_index = container.format.name, cc.name, int(stream.index)
+            self.width, self.height = int(cc.width or 0), int(cc.height or 0)
+            self.declared_end = _declared_end(container, stream)
+            self.stream_start = float((stream.start_time or 0) * (tb or 0.0))
+            self.sar = _pixel_aspect(stream)
+            self.tag_rotation = _stream_rotation(stream)
+            rate = float(stream.average_rate or stream.guessed_rate or 25) or 25.0
+            self.timeline = tl = _Timeline(tb, rate, bool(container.format.flags & av.format.Flags.ts_discont.value))
+
+            def emit(frames) -> None:
+                for frame in frames:
+                    if self.first_frame is None:
+                        self.first_frame = frame
+                    t = tl.place(tl.best_effort(frame.pts, frame.dts), frame.duration)
+                    on_frame(len(self.times), t, frame)
+                    self.times.append(t)
+
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.FFmpegError as exc:  # the file ends mid-packet, or its structure breaks
+                    self.demux_error = exc
+                    break
+                if packet.size == 0:
+                    # the flush packet at the end, or an AVI "drop frame" chunk: the decoder must
+                    # not see an empty packet before the end (to it, that means end of stream)
+                    tl.hold(packet.pts if packet.pts is not None else packet.dts, packet.duration)
+                    continue
+                try:
+                    emit(cc.decode(packet))
+                except av.FFmpegError:
+                    self.failed_packets += 1  # FFmpeg skips a packet it cannot decode; so do we
+            try:
+                emit(cc.decode(None))
+            except av.FFmpegError:
+                self.failed_packets += 1
+        finally:
+            container.close()
+        return self
+
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last; DataError unless the file is whole."""
+        path, tl = self.path, self.timeline
+        if not self.times:
+            why = f" ({_reason(self.demux_error)})" if self.demux_error is not None else ""
+            raise DataError(f"{path}: no frame could be decoded{why}")
+        start = self.times[0]
+        end = tl.end if tl.end is not None else self.times[-1] + tl.step
+        duration = float(end - start)
+        declared = self.declared_end
+        if declared is not None and not (tl.discontinuous and tl.jumps):
+            slack = max(TRUNCATION_SLACK_FRAMES * duration / len(self.times), TRUNCATION_SLACK_FRACTION * declared)
+            if declared - end > slack:
+                cause = f"; {_reason(self.demux_error)}" if self.demux_error is not None else ""
+                raise DataError(f"{path}: truncated (frames end at {duration:.2f}s of a declared "
+                                f"{declared - start:.2f}s{cause})")
+        elif self.demux_error is not None:
+            raise DataError(f"{path}: corrupt or truncated ({_reason(self.demux_error)} after "
+                            f"{len(self.times)} frames)")
+        return duration
+
+    def rotation(self) -> int:
+        """CCW degrees: the display matrix of the decoded frames, else the old ``rotate`` tag."""
+        return _norm_rotation(getattr(self.first_frame, "rotation", 0) or 0) or self.tag_rotation
+
+    def info(self, duration: float) -> VideoInfo:
+        rotation = self.rotation()
+        w = self.width or self.first_frame.width
+        h = self.height or self.first_frame.height
+        if rotation in (90, -90):
+            w, h = h, w
+        n = len(self.times)
+        return VideoInfo(path=self.path, container=self.container, codec=self.codec, width=w, height=h,
+                         rotation=rotation, fps=n / duration if duration > 0 else float(n), duration=duration,
+                         num_frames=n, stream_index=self.stream_index, discontinuities=self.timeline.jumps)
 
 
-def _set_rotation(info: VideoInfo, frame) -> None:
-    """Take the rotation from a decoded frame's display matrix when it has one."""
-    r = _norm_rotation(getattr(frame, "rotation", 0) or 0)
-    if r == 0 or r == info.rotation:
-        return
-    w, h = frame.width, frame.height
-    info.rotation = r
-    info.width, info.height = (h, w) if r in (90, -90) else (w, h)
+def _targets(duration: float, num_frames: int | None, fps: float | None) -> np.ndarray | None:
+    """Sampling times for a clip of ``duration`` seconds (None: every frame)."""
+    if num_frames is None and fps is None:
+        return None
+    if num_frames is not None:
+        return (np.arange(num_frames) + 0.5) * (duration / num_frames)
+    count = max(1, int(math.ceil(duration * fps - 1e-9)))
+    return np.arange(count) / fps
 
 
 def sample_indices(times: np.ndarray, duration: float, num_frames: int | None = None,
@@ -300,23 +443,30 @@ def sample_indices(times: np.ndarray, duration: float, num_frames: int | None = 
     Raises:
         ValueError: both or a non-positive ``num_frames``/``fps`` given.
     """
+    _check_sampling(num_frames, fps)
     n = len(times)
-    if num_frames is not None and fps is not None:
-        raise ValueError("give num_frames or fps, not both")
-    if num_frames is None and fps is None:
+    targets = _targets(duration, num_frames, fps)
+    if targets is None:
         return np.arange(n, dtype=np.int64)
-    if num_frames is not None:
-        if num_frames <= 0:
-            raise ValueError(f"num_frames must be positive, got {num_frames}")
-        targets = (np.arange(num_frames) + 0.5) * (duration / num_frames)
-    else:
-        if not fps or fps <= 0 or not math.isfinite(fps):
-            raise ValueError(f"fps must be positive, got {fps}")
-        count = max(1, int(math.ceil(duration * fps - 1e-9)))
-        targets = np.arange(count) / fps
     # the frame on screen at t is the last one that started at or before t
     idx = np.searchsorted(times, targets + 1e-9, side="right") - 1
-    return np.unique(np.clip(idx, 0, n - 1))
+    return np.unique(np.clip(idx, 0, n - 1)).astype(np.int64)
+
+
+def _check_sampling(num_frames: int | None, fps: float | None) -> None:
+    if num_frames is not None and fps is not None:
+        raise ValueError("give num_frames or fps, not both")
+    if num_frames is not None and num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if fps is not None and (not fps or fps <= 0 or not math.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps}")
+
+
+def _pixel_aspect(stream) -> float | None:
+    if stream.codec_context.name == "gif":
+        return None  # browsers ignore a GIF's pixel-aspect byte, so its authors never see it
+    sar = stream.sample_aspect_ratio
+    return float(sar) if sar else None
 
 
 def _to_rgb(frame, rotation: int, size: int | None, interpolation: str, sar: float | None) -> np.ndarray:
@@ -341,6 +491,22 @@ def _to_rgb(frame, rotation: int, size: int | None, interpolation: str, sar: flo
     return np.ascontiguousarray(rgb)
 
 
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe a video as FFmpeg plays it: one decoding pass, no frame converted.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        Its ``VideoInfo`` (``width``/``height`` as displayed).
+
+    Raises:
+        DataError: the file is missing, empty, not a video, truncated or undecodable.
+    """
+    p = _Pass(os.fspath(path)).run(lambda i, t, f: None)
+    return p.info(p.duration())
+
+
 def motion_images(before: np.ndarray, after: np.ndarray, gain: float) -> np.ndarray:
     """Motion images: ``after - before`` times ``gain``, around mid-grey.
 
@@ -358,6 +524,57 @@ def motion_images(before: np.ndarray, after: np.ndarray, gain: float) -> np.ndar
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+class _Picker:
+    """Converts, during the first pass, the frames that sampling for the header's duration picks.
+
+    A frame is known to be on screen at a target time only once the next frame arrives, so the
+    last ``2 + radius`` frames are held (as decoded frames, not converted).
+
+    Args:
+        p: the pass (its header facts are read at the first frame).
+        num_frames, fps: the sampling.
+        radius: neighbours converted with each chosen frame (1 for motion images).
+        convert: ``convert(index, frame)``.
+    """
+
+    def __init__(self, p: _Pass, num_frames: int | None, fps: float | None, radius: int,
+                 convert: Callable[[int, object], None]) -> None:
+        self.p, self.num_frames, self.fps, self.radius, self.convert = p, num_frames, fps, radius, convert
+        self.every = num_frames is None and fps is None
+        self.window: deque = deque(maxlen=2 + radius)
+        self.targets: deque | None = None
+
+    def __call__(self, i: int, t: float, frame) -> None:
+        if self.every:
+            self.convert(i, frame)
+            return
+        if not self.window:
+            declared, start = self.p.declared_end, self.p.stream_start
+            if declared is not None and declared > start:
+                self.targets = deque((_targets(declared - start, self.num_frames, self.fps) + t).tolist())
+        self.window.append((i, t, frame))
+        if len(self.window) >= 2:
+            self._decide(len(self.window) - 2, t)
+
+    def finish(self) -> None:
+        """The last frame stays on screen to the end."""
+        if self.window and not self.every:
+            self._decide(len(self.window) - 1, None)
+
+    def _decide(self, k: int, until: float | None) -> None:
+        targets = self.targets
+        if not targets:
+            return
+        start = self.window[k][1]
+        hit = False
+        while targets and (until is None or targets[0] < until - 1e-9):
+            hit = hit or targets[0] + 1e-9 >= start
+            targets.popleft()
+        if hit:
+            for j in range(max(0, k - self.radius), min(len(self.window), k + self.radius + 1)):
+                self.convert(self.window[j][0], self.window[j][2])
+
+
 def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None,
                  size: int | None = None, threads: int = 1, interpolation: str = "BICUBIC",
                  motion_gain: float | None = None) -> DecodedVideo:
@@ -372,7 +589,7 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
         threads: FFmpeg decoding threads for this video (0: FFmpeg decides). 1 suits worker
             processes that already run in parallel.
         interpolation: swscale filter for the resize (``"BICUBIC"``, ``"BILINEAR"``, ``"AREA"``).
-        motion_gain: also make each sampled frame's motion image with this gain (decodes the
+        motion_gain: also make each sampled frame's motion image with this gain (converts the
             neighbours of the sampled frames too); None: no motion images.
 
     Returns:
@@ -385,67 +602,80 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
     """
     if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
         raise ValueError(f"motion_gain must be positive, got {motion_gain}")
-    av = _av()
+    _check_sampling(num_frames, fps)
     path = os.fspath(path)
-    info, times, pts, _ = _demux(path)
-    chosen = sample_indices(times, info.duration, num_frames, fps)
-    last = len(times) - 1
-    wanted = set(chosen.tolist())
-    if motion_gain is not None:
-        wanted |= set(np.clip(chosen - 1, 0, last).tolist()) | set(np.clip(chosen + 1, 0, last).tolist())
-    by_pts = len(pts) > 0
-    index_of_pts = {int(pts[i]): i for i in wanted} if by_pts else {}
+    radius = 1 if motion_gain is not None else 0
+    converted: dict[int, np.ndarray] = {}
+    p = _Pass(path, threads)
 
-    container = _open(path)
-    decoded: dict[int, np.ndarray] = {}
-    rotation_known = False
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = threads
-        sar_frac = stream.sample_aspect_ratio
-        sar = float(sar_frac) if sar_frac else None
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                if not rotation_known:
-                    _set_rotation(info, frame)
-                    rotation_known = True
-                if by_pts and frame.pts is not None:
-                    # the first frame with a wanted timestamp counts (duplicated pts are rare)
-                    i = index_of_pts.pop(frame.pts, None)
-                else:
-                    i = index if index in wanted else None
-                if i is not None and i not in decoded:
-                    decoded[i] = _to_rgb(frame, info.rotation, size, interpolation, sar)
-                index += 1
-        except av.FFmpegError as exc:
-            raise DataError(f"{path}: corrupt or truncated ({_reason(exc)} at frame {index})") from exc
-    finally:
-        container.close()
-    kept = [i for i in chosen.tolist() if i in decoded]
-    if not kept:
-        raise DataError(f"{path}: no frame could be decoded ({info.num_frames} frames demuxed)")
-    frames_arr = np.stack([decoded[i] for i in kept])
-    stamps_arr = times[np.asarray(kept)].astype(np.float64)
+    def convert(i: int, frame) -> None:
+        if i not in converted:
+            converted[i] = _to_rgb(frame, p.rotation(), size, interpolation, p.sar)
+
+    picker = _Picker(p, num_frames, fps, radius, convert)
+    p.run(picker)
+    picker.finish()
+    duration = p.duration()
+    times = np.asarray(p.times, dtype=np.float64) - p.times[0]
+    chosen = sample_indices(times, duration, num_frames, fps)
+    last = len(times) - 1
+    needed = set(chosen.tolist())
+    if radius:
+        needed |= set(np.clip(chosen - 1, 0, last).tolist()) | set(np.clip(chosen + 1, 0, last).tolist())
+    missing = needed - converted.keys()
+    if missing:
+        # the header's duration chose other frames (or it declared none): convert exactly these
+        again = _Pass(path, threads).run(lambda i, t, frame: convert(i, frame) if i in missing else None)
+        if len(again.times) != len(p.times):
+            raise DataError(f"{path}: decodes differently each time ({len(p.times)} frames, then "
+                            f"{len(again.times)})")
+    frames_arr = np.stack([converted[i] for i in chosen.tolist()])
     motion = None
     if motion_gain is not None:
-        # a neighbour that did not decode is replaced by the frame itself (half the difference)
-        before = np.stack([decoded.get(max(i - 1, 0), decoded[i]) for i in kept])
-        after = np.stack([decoded.get(min(i + 1, last), decoded[i]) for i in kept])
+        before = np.stack([converted[max(i - 1, 0)] for i in chosen.tolist()])
+        after = np.stack([converted[min(i + 1, last)] for i in chosen.tolist()])
         motion = motion_images(before, after, motion_gain)
-    return DecodedVideo(frames=frames_arr, timestamps=stamps_arr, info=info, motion=motion)
+    return DecodedVideo(frames=frames_arr, timestamps=times[chosen], info=p.info(duration), motion=motion)
 
 
 def worker_init() -> None:
-    """Initialiser of decoding worker processes: Ctrl-C is the parent's to handle.
+    """Initialiser of decoding worker processes.
 
-    The parent stops the pool and commits finished videos; workers that also caught SIGINT
-    would die mid-task and print a traceback each.
+    Ctrl-C is the parent's to handle (it stops the pool and commits finished videos; workers that
+    also caught SIGINT would die mid-task and print a traceback each). And a worker dies with its
+    parent: after a ``kill -9`` of ``hanet extract`` nothing would ever send it work again, yet a
+    worker blocked on its task queue would wait forever.
     """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    import threading
+    import time
+
+    parent = os.getppid()
+    try:  # Linux: the kernel delivers SIGKILL when the parent exits
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere (and as a backstop): poll for re-parenting
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hanet-parent-watch", daemon=True).start()
 
 
 def decode_for_extraction(path: str, num_frames: int | None = None, fps: float | None = None,
@@ -466,3 +696,4 @@ def decode_for_extraction(path: str, num_frames: int | None = None, fps: float |
         return exc
     except Exception as exc:  # noqa: BLE001 - reported per file, never fatal to the run
         return DataError(f"{path}: {type(exc).__name__}: {exc}")
+

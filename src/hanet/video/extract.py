@@ -45,7 +45,6 @@ import collections
 import copy
 import concurrent.futures as cf
 import glob
-import json
 import math
 import multiprocessing
 import os
@@ -59,6 +58,7 @@ import numpy as np
 import torch
 
 from hanet.errors import DataError
+from hanet.io import WriteError, atomic_write_json
 from hanet.video import decode as vdecode
 from hanet.video.backbones import Backbone, get_backbone
 from hanet.video.store import FeatureWriter
@@ -497,7 +497,11 @@ def extract_features(
     # agrees on which video owns a name
     checked: list[tuple[VideoEntry, Failure | None]] = []
     seen: dict[str, str] = {}
-    for e in list_videos(videos, names, root):
+    listed = list_videos(videos, names, root)
+    if not listed:
+        raise DataError(f"{', '.join(map(os.fspath, videos))}: no video files found (looked for "
+                        f"{', '.join(sorted(vdecode.VIDEO_EXTENSIONS)[:12])}...; a list file names them explicitly)")
+    for e in listed:
         try:
             key = name_to_key(e.name)
         except DataError as exc:
@@ -544,24 +548,32 @@ def extract_features(
         _run(todo, store, net, report, num_frames=num_frames, fps=fps, batch_size=batch_size,
              num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
              precision=precision, decode_threads=decode_threads, sampling=sampling, motion_gain=motion_gain)
-    finally:
+    except BaseException:
+        # Commit what was finished (also on Ctrl-C), but never let a second failure (the same
+        # full disk, say) hide the first: the journal keeps the videos for the next run either way.
         torch.set_num_threads(saved_threads)
-        store.close()  # also on KeyboardInterrupt: what was finished is kept
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001
+            store._release()
         report.seconds = time.perf_counter() - t0
-        _write_failures(report)
+        _write_failures(report, quiet=True)
+        raise
+    torch.set_num_threads(saved_threads)
+    store.close()
+    report.seconds = time.perf_counter() - t0
+    _write_failures(report)
     return report
 
 
-def _write_failures(report: ExtractReport) -> None:
+def _write_failures(report: ExtractReport, quiet: bool = False) -> None:
     if report.failures_path is None:
         return
-    folder = os.path.dirname(os.path.abspath(report.failures_path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = report.failures_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(report.to_dict(), fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, report.failures_path)
+    try:
+        atomic_write_json(report.failures_path, report.to_dict())
+    except WriteError:
+        if not quiet:
+            raise
 
 
 def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import io
 import os
 import shutil
 from typing import Sequence
@@ -43,7 +44,7 @@ import h5py
 import numpy as np
 
 from hanet.errors import DataError
-from hanet.io import atomic_write, fsync_file
+from hanet.io import WriteError, atomic_write, ensure_dir, write_failure
 
 H5_LIBVER = ("v110", "v110")
 META_KEYS_MUST_MATCH = ("backbone", "feature_dim", "image_size", "sampling", "dtype", "weights")
@@ -99,10 +100,15 @@ class FeatureWriter:
         self.meta = dict(meta)
         self.journal = self.out_path + JOURNAL_SUFFIX
         self._seq = 0
-        folder = os.path.dirname(self.out_path)
-        os.makedirs(folder, exist_ok=True)
+        if os.path.isdir(self.out_path):
+            raise DataError(f"{out_path}: is a folder; give the path of the HDF5 file to write (e.g. "
+                            f"{os.path.join(out_path, 'features.hdf5')})")
+        ensure_dir(os.path.dirname(self.out_path), "output folder")
         # one writer per file: two runs on one output would each commit over the other's work
-        self._lock = open(self.out_path + ".lock", "w")
+        try:
+            self._lock = open(self.out_path + ".lock", "w")
+        except OSError as exc:
+            raise write_failure(self.out_path + ".lock", exc) from None
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -152,17 +158,36 @@ class FeatureWriter:
             features: ``(frames, dim)`` array, stored as the store's dtype.
             attrs: dataset attributes (timestamps, source...).
         """
-        os.makedirs(self.journal, exist_ok=True)
+        ensure_dir(self.journal, "journal folder")
         self._seq += 1
         final = os.path.join(self.journal, f"{os.getpid()}-{self._seq:08d}.h5")
         tmp = final + ".tmp"
-        with h5py.File(tmp, "w", libver=H5_LIBVER) as f:
+        # The entry is built in memory and written with plain file I/O: HDF5 that meets a full
+        # disk mid-write leaves its library state broken (errors at every later close, and a
+        # crash at exit), while a failed os.write is just an error.
+        image = io.BytesIO()
+        with h5py.File(image, "w", libver=H5_LIBVER) as f:
             d = f.create_dataset(key, data=features.astype(str(self.meta.get("dtype", "float32")), copy=False))
             for k, v in attrs.items():
                 d.attrs[k] = v
-        fsync_file(tmp)
-        os.replace(tmp, final)  # a journal entry exists whole or not at all
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(image.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)  # a journal entry exists whole or not at all
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise self._kept(write_failure(final, exc)) from None
         self.keys.add(key)
+
+    def _kept(self, err: WriteError) -> WriteError:
+        """The error, plus what is safe: finished videos stay in the file or its journal."""
+        waiting = len(self._journal_parts())
+        kept = f"{waiting} of them wait in {self.journal} to be committed" if waiting else "all in the file"
+        return WriteError(f"{err}; the videos finished before it are kept ({kept}): free some space and run "
+                          f"the same command again to resume")
 
     def _swap_in(self, fill) -> None:
         """Copy the file (if any) to a temp, let ``fill(h5file)`` add to it, then replace."""
@@ -176,7 +201,17 @@ class FeatureWriter:
                 _write_meta(f, self.meta)
                 fill(f)
 
-        atomic_write(self.out_path, write)
+        # HDF5 must not meet a full disk (see add): the copy and the journal must fit first
+        journal = sum(os.path.getsize(p) for p in self._journal_parts())
+        need = (os.path.getsize(self.out_path) if os.path.exists(self.out_path) else 0) + journal + journal // 8 + (64 << 10)
+        free = shutil.disk_usage(os.path.dirname(self.out_path)).free
+        if free < need:
+            raise self._kept(WriteError(f"{self.out_path}: cannot commit (no space left on device: the commit needs "
+                                        f"{need / 2 ** 20:.1f} MiB, {free / 2 ** 20:.1f} MiB free)"))
+        try:
+            atomic_write(self.out_path, write)
+        except WriteError as exc:
+            raise self._kept(exc) from None
 
     def commit(self) -> int:
         """Move journalled videos into the file (atomic replace); returns how many."""

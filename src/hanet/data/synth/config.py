@@ -36,6 +36,10 @@ WORLD_VERSION = 2
 SPLITS: tuple[str, ...] = ("trn", "val", "tst", "tst_novel")
 
 
+#: The largest world one ``hanet synth`` makes (its plan, all annotations, lives in memory).
+MAX_VIDEOS = 1_000_000
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Everything that decides what a synthetic world looks like (the seed aside).
@@ -299,6 +303,10 @@ class SynthConfig:
                     raise bad(f.name, "must be a probability in [0, 1]")
         if self.num_videos < 4:
             raise bad("num_videos", "must be at least 4")
+        if self.num_videos > MAX_VIDEOS:
+            # the plan of the whole world is made in memory before the first clip is written
+            raise bad("num_videos", f"must be at most {MAX_VIDEOS:,} (a larger world is planned in memory for "
+                      f"hours before anything is written; make several worlds with different --seed)")
         if not (isinstance(self.progressive_bias, (int, float)) and 0 < self.progressive_bias <= 100):
             raise bad("progressive_bias", "must be in (0, 100]")
         for name in ("width", "height"):

@@ -36,6 +36,7 @@ import numpy as np
 
 from hanet.data.synth.config import SPLITS, WORLD_VERSION, SynthConfig
 from hanet.errors import DataError
+from hanet.io import atomic_save_npy, atomic_write_bytes, ensure_dir
 
 MANIFEST_FILE = "manifest.json"
 CAPTIONS_FILE = "ref_captions.json"
@@ -149,16 +150,12 @@ def world_status(out_dir: str | Path, config: SynthConfig, seed: int) -> tuple[b
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _save_names(path: Path, names: Sequence[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
     # A fixed-width unicode array, as in the released MSR-VTT/VATEX files.
-    np.save(tmp, np.array(list(names), dtype=str if names else "<U1"))
-    os.replace(tmp, path)
+    atomic_save_npy(path, np.array(list(names), dtype=str if names else "<U1"))
 
 
 def _clear_own_files(out_dir: Path) -> None:
@@ -247,9 +244,9 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
             return SynthReport(out, seed, config, True, sizes, manifest.get("held_out", []),
                                config.num_frames, time.perf_counter() - start,
                                bytes=sum(manifest["files"].values()))
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out, "world folder")
     _clear_own_files(out)
-    (out / VIDEO_DIR).mkdir(exist_ok=True)
+    ensure_dir(out / VIDEO_DIR, "video folder")
 
     plan = plan_world(config, seed)
     captions = {v.name: make_captions(v.annotation, config,

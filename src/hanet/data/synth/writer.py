@@ -11,11 +11,12 @@ video), so the colours written do not depend on the FFmpeg build's swscale.
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from hanet.io import atomic_write
 
 
 def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
@@ -72,8 +73,19 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 23,
     if H % 2 or W % 2:
         raise ValueError(f"yuv420p needs even frame sizes, got {W}x{H}")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with av.open(str(tmp), mode="w", format="mp4") as container:
+
+    def write(tmp: str) -> None:
+        _encode(tmp, frames, fps, crf, preset)
+
+    atomic_write(path, write)
+    return path.stat().st_size
+
+
+def _encode(tmp: str, frames: np.ndarray, fps: float, crf: int, preset: str) -> None:
+    import av
+
+    F, H, W, _ = frames.shape
+    with av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width = W
         stream.height = H
@@ -87,8 +99,6 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 23,
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
-    return path.stat().st_size
 
 
 def read_mp4(path: str | Path) -> np.ndarray:
