@@ -19,5 +19,18 @@ if [ "${1:-}" = "--test" ]; then
       || echo "setup: could not install chromium; browser tests will be skipped" >&2
   fi
 fi
+if [ "${1:-}" = "--test" ] && [ ! -f .hanet-cache/opencv-samples/tree.avi ] && command -v apt-get >/dev/null 2>&1; then
+  # Real video files nobody here made (OpenCV's samples, Debian's opencv-doc): the decoder tests
+  # read them when present and say they skipped otherwise.
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1 && dpkg-deb -x opencv-doc_*.deb x); then
+    mkdir -p .hanet-cache/opencv-samples
+    cp "$tmp"/x/usr/share/doc/opencv-doc/examples/data/{tree,Megamind,Megamind_bugy,vtest}.avi .hanet-cache/opencv-samples/ \
+      || echo "setup: opencv-doc has no sample videos; their tests will be skipped" >&2
+  else
+    echo "setup: could not download opencv-doc; its sample-video tests will be skipped" >&2
+  fi
+  rm -rf "$tmp"
+fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 echo "setup: ready (.venv, extras: $extras)"

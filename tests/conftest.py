@@ -9,12 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-REFERENCE = Path(__file__).parent / "data" / "reference" / "hanet-small"
+from hanet.parity import DEFAULT_REFERENCE as REFERENCE  # shipped inside the package (hanet parity's default)
+
+#: A second reference set: the official model built after torch.manual_seed(3), with true
+#: initial and after-step states (copied from the project's shared reference folder).
+REFERENCE_SEED3 = Path(__file__).parent / "data" / "reference" / "hanet-small-seed3"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def reference_seed3_dir() -> Path:
+    return REFERENCE_SEED3
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +37,14 @@ def ref_config():
     from hanet.config import HANetConfig
 
     return HANetConfig.from_official(json.loads((REFERENCE / "model_config.json").read_text()), name="reference")
+
+
+@pytest.fixture(scope="session")
+def nlp():
+    """One spaCy pipeline per test session."""
+    from hanet.text.nlp import load_nlp
+
+    return load_nlp()
 
 
 @pytest.fixture(autouse=True)

@@ -40,7 +40,12 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path, reference_dir, small_c
     assert _train(data, tmp_path / "a", small_config, "--epochs", "2", "--max-steps", "30") == 0
     assert _train(data, tmp_path / "b", small_config, "--epochs", "2", "--max-steps", "12") == 0
     ck = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    assert ck["step"] == 12 and ck["train_state"]["epoch_step"] == 12
+    assert ck["step"] == 12 and ck["train_state"]["epoch_step"] == 12 and ck["threads"] == torch.get_num_threads()
+    # a run killed after its checkpoint has logged steps it will redo: they are not kept twice
+    log = tmp_path / "b" / "metrics.jsonl"
+    with open(log, "a") as f:
+        f.write("".join(json.dumps({"kind": "train", "epoch": 0, "step": s, "loss": 9.0}) + "\n" for s in (13, 14)))
+        f.write('{"kind": "train", "step": 15, "lo')  # and a line the kill cut
     assert _train(data, tmp_path / "b", small_config, "--epochs", "2", "--max-steps", "30", "--resume") == 0
     a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
     assert len(a) == 30 and a == b  # bit-identical losses, dropout included

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -73,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HanetError as exc:  # bad input: a clear message, no traceback
         print(f"hanet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hanet ... | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a file system refusal the command did not foresee: still no traceback
         from hanet.io import os_error_reason
 

@@ -1,31 +1,41 @@
 """``hanet parity``: check this implementation against numbers the official code produced.
 
-The reference directory is laid out like ``tests/data/reference/hanet-small``:
+A reference directory holds (as the one shipped with the package, :data:`DEFAULT_REFERENCE`;
+its ``README.md`` documents every key):
 
-* ``reference_outputs.npz``: the official outputs (keys documented in its README);
+* ``reference_outputs.npz``: the official outputs;
 * ``data/``: the dataset they were computed from, in the released format;
 * the official ``model.json`` as the npz string ``config_json`` or the file ``model_config.json``;
-* optionally ``supplement.npz``: the true initial state and the state after one Adam step
-  (see below).
+* optionally ``supplement.npz``: true initial and after-one-step states (see below);
+* optionally ``reference.json``: ``{"seed": N}``, the seed the official model was built with.
 
 Each group of numbers is compared and reported on one line with its max abs difference;
 the command fails if any difference exceeds the tolerance (1e-5) or a metric differs at all.
 
-About the initial state: the reference generator stored state-dict *references*, so the npz's
-``init_state`` and ``after_step_state`` hold the final ``eval_state`` values. The true initial
-state is the official model built after ``torch.manual_seed(0)``; :class:`~hanet.model.HANet`
-with ``seed=0`` reproduces it draw for draw, and the npz's training loss and gradients (which
-were stored correctly) confirm it. ``supplement.npz`` holds the official init and after-step
-states computed afresh, so the after-step comparison has a true target.
+The initial state: a reference records the official model's state right after construction
+(``init_state``). The first recording of the shipped set stored state-dict *references*, so its
+``init_state`` and ``after_step_state`` hold the final ``eval_state`` values; its
+``supplement.npz`` holds the true states, computed afresh. Where a set has no true initial state,
+the model is built as the official one after ``torch.manual_seed(seed)`` (:class:`HANet`'s
+``seed`` replays that draw for draw) with the seed the npz records (key ``seed``) or ``--seed``,
+and the run says which; the loss and gradients then confirm or refute it.
+
+One Adam step: the first step moves each weight by ``lr * g / (|g| + eps)``, which is ``+-lr``
+wherever ``|g| >> eps`` and flips sign with ``g``. Where the official gradient is near zero
+(a bias feeding BatchNorm or a softmax, whose true gradient is 0), two correct implementations
+disagree there by float noise, and the step by up to ``2 * lr``. So the step is judged exactly
+where the official gradient is clearly non-zero (:func:`adam_step_threshold`) and only bounded
+(a move of at most ``lr``) elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -34,6 +44,9 @@ from hanet.config import HANetConfig
 from hanet.errors import HanetError
 
 TOLERANCE = 1e-5
+#: The reference set shipped inside the package (so ``hanet parity`` works from a wheel).
+DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference" / "hanet-small"
+ADAM_EPS = 1e-8  # torch's and the official code's default
 
 
 @dataclass
@@ -87,176 +100,331 @@ def load_reference_config(ref_dir: Path, npz: Any) -> HANetConfig:
     return HANetConfig.from_official(json.loads(text), name="reference")
 
 
-def run_parity(ref_dir: str | Path, tolerance: float = TOLERANCE, report: Callable[[str], None] = print) -> list[Check]:
-    """Run every comparison and return the checks (also reported line by line)."""
-    from hanet.data.batch import TrainBatch
+# ---------------------------------------------------------------------- the Adam step rule
+def adam_step_threshold(grad_diff: float, lr: float, tolerance: float, eps: float = ADAM_EPS) -> float:
+    """The official gradient magnitude above which a first Adam step is compared exactly.
+
+    With gradients that disagree by at most ``grad_diff``, the two steps
+    ``lr * g / (|g| + eps)`` differ by about ``lr * eps * grad_diff / (|g| + eps)^2``; that stays
+    within half the tolerance once ``|g| >= sqrt(2 * lr * eps * grad_diff / tolerance)``, and the
+    estimate holds once ``|g|`` is well above the disagreement itself (ten times).
+    """
+    return max(10.0 * grad_diff, math.sqrt(2.0 * lr * eps * max(grad_diff, 0.0) / tolerance), 10.0 * eps)
+
+
+@dataclass
+class StepComparison:
+    """The first Adam step, compared where it is determined and bounded elsewhere.
+
+    Attributes:
+        judged_diff: max |ours - official| after the step where the official gradient is above
+            the threshold (and over every BatchNorm buffer).
+        free_excess: how far beyond ``lr`` (relative 1e-3 slack) the largest move went where it
+            is not determined (0 when every such move is within it).
+        judged, free: element counts of the two kinds.
+        largest_free_move: the largest move among the undetermined elements (ours or theirs).
+        threshold: the gradient magnitude that separates them.
+    """
+
+    judged_diff: float
+    free_excess: float
+    judged: int
+    free: int
+    largest_free_move: float
+    threshold: float
+
+
+def compare_adam_step(ours_after: dict[str, torch.Tensor], ref_after: dict[str, torch.Tensor],
+                      before: dict[str, torch.Tensor], ref_grads: dict[str, torch.Tensor], lr: float,
+                      tolerance: float, grad_diff: float) -> StepComparison:
+    """Judge a first Adam step against the official one (see the module docstring).
+
+    Args:
+        ours_after, ref_after, before: state dicts (our names) after our step, after theirs, before.
+        ref_grads: the official gradient of each parameter (our names); entries without one
+            (BatchNorm running statistics) are compared exactly.
+        lr: the learning rate.
+        tolerance: allowed difference where the step is determined.
+        grad_diff: max |our gradient - official gradient| (from the gradient check).
+    """
+    threshold = adam_step_threshold(grad_diff, lr, tolerance)
+    judged_diff = excess = largest = 0.0
+    judged = free = 0
+    for name, ours in ours_after.items():
+        o, r = ours.detach().double(), ref_after[name].detach().double()
+        g = ref_grads.get(name)
+        if g is None or not o.is_floating_point():
+            judged_diff = max(judged_diff, float((o - r).abs().max()) if o.numel() else 0.0)
+            judged += o.numel()
+            continue
+        sure = g.detach().double().abs() >= threshold
+        if sure.any():
+            judged_diff = max(judged_diff, float((o - r).abs()[sure].max()))
+        judged += int(sure.sum())
+        loose = ~sure
+        if loose.any():
+            b = before[name].detach().double()
+            move = torch.maximum((o - b).abs()[loose], (r - b).abs()[loose])
+            largest = max(largest, float(move.max()))
+            excess = max(excess, float((move - lr * (1 + 1e-3)).clamp(min=0).max()))
+        free += int(loose.sum())
+    return StepComparison(judged_diff, excess, judged, free, largest, threshold)
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class _Parity:
+    """What the phases of one parity run share."""
+
+    ref_dir: Path
+    z: Any
+    sup: Any
+    cfg: HANetConfig
+    tolerance: float
+    report: Callable[[str], None]
+    checks: list[Check] = field(default_factory=list)
+    spec: Any = None
+    grad_diff: float = 0.0
+
+    def add(self, group: str, diff: float, note: str = "", exact: bool = False) -> None:
+        ok = diff == 0 if exact else diff <= self.tolerance
+        c = Check(group, diff, ok, note)
+        self.checks.append(c)
+        self.report(c.line())
+
+    def batch(self):
+        from hanet.data.batch import TrainBatch
+
+        return TrainBatch.from_official({k[len("train_batch/"):]: self.z[k] for k in self.z.files
+                                         if k.startswith("train_batch/")})
+
+
+def _check_reader(p: _Parity) -> None:
+    """Our reader rebuilds the official training batch from ``data/``."""
     from hanet.data.dataset import PairDataset, RetrievalData, collate_pairs
     from hanet.data.formats import DatasetSpec
-    from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
-    from hanet.model import SCORE_NAMES, HANet
-    from hanet.model.official import ZERO_GRADIENT_PARAMS, from_official_state, official_name
 
-    ref_dir = Path(ref_dir)
-    npz_path = ref_dir / "reference_outputs.npz"
-    if not npz_path.is_file():
-        raise HanetError(f"{ref_dir}: no reference_outputs.npz")
-    z = np.load(npz_path, allow_pickle=False)
-    cfg = load_reference_config(ref_dir, z)
-    sup_path = ref_dir / "supplement.npz"
-    sup = np.load(sup_path, allow_pickle=False) if sup_path.is_file() else None
-    checks: list[Check] = []
+    data_dir = p.ref_dir / "data"
+    p.spec = DatasetSpec.load(data_dir) if data_dir.is_dir() else None
+    if p.spec is None or "train_pair_index" not in p.z.files:
+        p.report("skip reader: train_batch from data/ (no data/ or train_pair_index)")
+        return
+    ref_batch = {k[len("train_batch/"):]: p.z[k] for k in p.z.files if k.startswith("train_batch/")}
+    trn = RetrievalData(p.spec, "trn", p.cfg.model, with_concepts=True)
+    pairs = PairDataset(trn)
+    ours = collate_pairs([pairs[int(i)] for i in p.z["train_pair_index"]])
+    fields = [(ours.video.features, "attn_fts"), (ours.video.lengths, "attn_lens"), (ours.text.word_ids, "sent_ids"),
+              (ours.text.lengths, "sent_lens"), (ours.text.verb_masks, "verb_masks"),
+              (ours.text.noun_masks, "noun_masks"), (ours.text.node_roles, "node_roles"),
+              (ours.text.edges, "rel_edges"), (ours.concepts.verb_labels, "verb_concept_label"),
+              (ours.concepts.noun_labels, "noun_concept_label"), (ours.concepts.verb_mask, "verb_concept_mask"),
+              (ours.concepts.noun_mask, "noun_concept_mask")]
+    same_names = list(ours.video.names) == [str(n) for n in ref_batch.get("names", ours.video.names)]
+    p.add("reader: train_batch from data/", _maxdiff([(o, ref_batch[k]) for o, k in fields]) + (0 if same_names else 1),
+          f"{len(fields)} arrays + names", exact=True)
 
-    def add(group: str, diff: float, note: str = "", exact: bool = False) -> None:
-        ok = diff == 0 if exact else diff <= tolerance
-        c = Check(group, diff, ok, note)
-        checks.append(c)
-        report(c.line())
 
-    torch.use_deterministic_algorithms(False)
-    ref_batch = {k[len("train_batch/"):]: z[k] for k in z.files if k.startswith("train_batch/")}
-    batch = TrainBatch.from_official(ref_batch)
+def _initial_model(p: _Parity, seed: Optional[int]):
+    """The model in the official initial state: the true state when the reference has one."""
+    from hanet.model import HANet
+    from hanet.model.official import from_official_state
 
-    # 1. our reader rebuilds the official training batch from data/
-    data_dir = ref_dir / "data"
-    spec = DatasetSpec.load(data_dir) if data_dir.is_dir() else None
-    if spec is not None and "train_pair_index" in z.files:
-        trn = RetrievalData(spec, "trn", cfg.model, with_concepts=True)
-        pairs = PairDataset(trn)
-        ours = collate_pairs([pairs[int(i)] for i in z["train_pair_index"]])
-        fields = [(ours.video.features, "attn_fts"), (ours.video.lengths, "attn_lens"), (ours.text.word_ids, "sent_ids"),
-                  (ours.text.lengths, "sent_lens"), (ours.text.verb_masks, "verb_masks"),
-                  (ours.text.noun_masks, "noun_masks"), (ours.text.node_roles, "node_roles"),
-                  (ours.text.edges, "rel_edges"), (ours.concepts.verb_labels, "verb_concept_label"),
-                  (ours.concepts.noun_labels, "noun_concept_label"), (ours.concepts.verb_mask, "verb_concept_mask"),
-                  (ours.concepts.noun_mask, "noun_concept_mask")]
-        same_names = list(ours.video.names) == [str(n) for n in ref_batch.get("names", ours.video.names)]
-        add("reader: train_batch from data/", _maxdiff([(o, ref_batch[k]) for o, k in fields]) + (0 if same_names else 1),
-            f"{len(fields)} arrays + names", exact=True)
-    else:
-        report("skip reader: train_batch from data/ (no data/ or train_pair_index)")
-
-    # 2. initial state
-    init = _states(z, "init_state")
-    evals = _states(z, "eval_state")
-    aliased = _aliased(init, evals)
-    model = HANet(cfg.model, seed=0)
-    if sup is not None and "init_state/video_encoder/level_embeds.0.weight" in sup.files:
-        true_init = _states(sup, "init_state")
+    init, evals = _states(p.z, "init_state"), _states(p.z, "eval_state")
+    true_init = None
+    if p.sup is not None and any(k.startswith("init_state/") for k in p.sup.files):
+        true_init, where = _states(p.sup, "init_state"), "supplement.npz"
+    elif init and not _aliased(init, evals):
+        true_init, where = init, "the npz"
+    recorded = _recorded_seed(p)
+    given = seed is not None
+    if seed is None:
+        seed = recorded
+    if true_init is not None:
+        model = HANet(p.cfg.model, seed=0 if seed is None else seed)
         ref_sd = from_official_state(true_init, model)
-        add("init: HANet(seed=0) = official", _maxdiff([(v, ref_sd[k]) for k, v in model.state_dict().items()]),
-            "official model after torch.manual_seed(0) (supplement.npz)")
-    elif not aliased:
-        model.load_state_dict(from_official_state(init, model))
-        report("note init: using init_state from the npz")
-    if aliased:
-        report("note init_state/after_step_state in the npz equal eval_state (stored by reference); "
-               "using HANet(seed=0), confirmed by the loss and gradients below")
+        if seed is not None:
+            p.add(f"init: HANet(seed={seed}) = official", _maxdiff([(v, ref_sd[k]) for k, v in model.state_dict().items()]),
+                  f"the official model after torch.manual_seed({seed}) ({where})")
+        else:
+            p.report(f"note init: the true initial state from {where} (no seed recorded: the seeded "
+                     f"initialisation is not checked; pass --seed to check it)")
+        model.load_state_dict(ref_sd)
+        return model
+    how = "--seed" if given else "recorded with the reference" if seed is not None else \
+        "assumed: the reference records no seed; pass --seed"
+    seed = 0 if seed is None else seed
+    p.report(f"note init: the npz holds no true initial state (init_state equals eval_state); using "
+             f"HANet(seed={seed}) ({how}), to be confirmed by the loss and gradients below")
+    return HANet(p.cfg.model, seed=seed)
 
-    # 3. training loss and gradients (train mode: BatchNorm on batch statistics)
+
+def _recorded_seed(p: _Parity) -> Optional[int]:
+    """The seed of the official model: the npz's ``seed`` key, else ``reference.json``'s."""
+    if "seed" in p.z.files:
+        return int(p.z["seed"])
+    meta = p.ref_dir / "reference.json"
+    if meta.is_file():
+        try:
+            value = json.loads(meta.read_text()).get("seed")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise HanetError(f"{meta}: unreadable ({exc})") from None
+        return None if value is None else int(value)
+    return None
+
+
+def _check_training(p: _Parity, model) -> None:
+    """Training loss, gradients and one Adam step (train mode: BatchNorm on batch statistics)."""
+    from hanet.model.official import from_official_state, official_name
+
     model.train()
-    out = model(batch)
-    add("train: loss", _maxdiff([(out.loss, z["train/loss"])]))
+    out = model(p.batch())
+    p.add("train: loss", _maxdiff([(out.loss, p.z["train/loss"])]))
     model.zero_grad()
     out.loss.backward()
-    grads = []
-    for name, p in model.named_parameters():
+    grads, ref_grads = [], {}
+    for name, prm in model.named_parameters():
         side, off = official_name(name)
         key = f"train_grad/{side}/{off}"
-        if key in z.files:
-            grads.append((p.grad if p.grad is not None else torch.zeros_like(p), z[key]))
-    add("train: gradients", _maxdiff(grads), f"{len(grads)} tensors")
+        if key in p.z.files:
+            ref = torch.as_tensor(p.z[key]).reshape(prm.shape)
+            grads.append((prm.grad if prm.grad is not None else torch.zeros_like(prm), ref))
+            ref_grads[name] = ref
+    p.grad_diff = _maxdiff(grads)
+    p.add("train: gradients", p.grad_diff, f"{len(grads)} tensors")
 
-    # 4. one Adam step
     after = None
-    if sup is not None and any(k.startswith("after_step_state/") for k in sup.files):
-        after = _states(sup, "after_step_state")
-        src = "supplement.npz"
-    elif not aliased:
-        after = _states(z, "after_step_state")
-        src = "npz"
+    if p.sup is not None and any(k.startswith("after_step_state/") for k in p.sup.files):
+        after, src = _states(p.sup, "after_step_state"), "supplement.npz"
+    elif not _aliased(_states(p.z, "after_step_state"), _states(p.z, "eval_state")):
+        after, src = _states(p.z, "after_step_state"), "npz"
+    if not after:
+        p.report("skip train: state after one Adam step (no true after-step state available)")
+        return
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    opt.step()
-    if after is not None:
-        ref_sd = from_official_state(after, model)
-        state = model.state_dict()
-        add("train: state after one Adam step",
-            _maxdiff([(v, ref_sd[k]) for k, v in state.items() if k not in ZERO_GRADIENT_PARAMS]),
-            f"parameters + BatchNorm buffers ({src})")
-        # Zero-true-gradient biases move by float noise: check only that the move is bounded by lr.
-        moved = max(float((state[k] - before[k]).abs().max()) for k in ZERO_GRADIENT_PARAMS)
-        add("train: zero-gradient biases moved <= lr", max(0.0, moved - cfg.train.lr * (1 + 1e-3)),
-            f"{len(ZERO_GRADIENT_PARAMS)} biases before BatchNorm/softmax, largest move {moved:.2e}")
-    else:
-        report("skip train: state after one Adam step (no true after-step state available)")
+    torch.optim.Adam(model.parameters(), lr=p.cfg.train.lr, eps=ADAM_EPS).step()
+    step = compare_adam_step(model.state_dict(), from_official_state(after, model), before, ref_grads,
+                             p.cfg.train.lr, p.tolerance, p.grad_diff)
+    p.add("train: state after one Adam step", step.judged_diff,
+          f"{step.judged} values where the official gradient is >= {step.threshold:.1e}, + BatchNorm buffers ({src})")
+    p.add("train: undetermined steps moved <= lr", step.free_excess,
+          f"{step.free} values with a near-zero gradient, largest move {step.largest_free_move:.2e}")
 
-    # 5. eval-mode encoders and scores on the training batch
-    model.load_state_dict(from_official_state(evals, model))
+
+def _check_eval(p: _Parity, model) -> None:
+    """Eval-mode encoders and the seven scores on the training batch, from ``eval_state``."""
+    from hanet.model import SCORE_NAMES
+    from hanet.model.official import from_official_state
+
+    model.load_state_dict(from_official_state(_states(p.z, "eval_state"), model))
     model.eval()
+    batch = p.batch()
     with torch.no_grad():
         v = model.encode_video(batch.video.features, batch.video.lengths)
         t = model.encode_text(batch.text)
         s = model.score(v, t)
+    z = p.z
     vid = [(v.global_embeds, "vid_sent_embeds"), (v.verb_clips, "vid_verb_embeds"), (v.noun_clips, "vid_noun_embeds"),
            (v.verb_frames, "local_vid_embeds.0"), (v.noun_frames, "local_vid_embeds.1"), (v.verb_probs, "logits.0"),
            (v.noun_probs, "logits.1"), (v.top_verbs, "logits.2"), (v.top_nouns, "logits.3")]
-    add("eval: video encoder", _maxdiff([(o, z["eval_video/" + k]) for o, k in vid]), f"{len(vid)} outputs")
+    p.add("eval: video encoder", _maxdiff([(o, z["eval_video/" + k]) for o, k in vid]), f"{len(vid)} outputs")
     txt = [(t.global_embeds, "sent_embeds"), (t.verb_embeds, "verb_embeds"), (t.noun_embeds, "noun_embeds"),
            (t.verb_phrases, "local_sent_embeds.0"), (t.noun_phrases, "local_sent_embeds.1"),
            (t.verb_probs, "sent_logits.0"), (t.noun_probs, "sent_logits.1"), (t.verb_lens, "verb_lens"),
            (t.noun_lens, "noun_lens")]
     # Empty phrase slots hold -1e10 (the official fill value) in local_sent_embeds; they match exactly.
-    add("eval: text encoder", _maxdiff([(o, z["eval_text/" + k]) for o, k in txt]), f"{len(txt)} outputs")
-    add("eval: seven score matrices", _maxdiff([(getattr(s, n), z["eval_scores/" + n]) for n in SCORE_NAMES]))
+    p.add("eval: text encoder", _maxdiff([(o, z["eval_text/" + k]) for o, k in txt]), f"{len(txt)} outputs")
+    p.add("eval: seven score matrices", _maxdiff([(getattr(s, n), z["eval_scores/" + n]) for n in SCORE_NAMES]))
 
-    # 6. the test split end to end
-    if spec is not None and "tst" in spec.splits and "test/scores" in z.files:
-        tst = RetrievalData(spec, "tst", cfg.model)
-        with torch.no_grad():
-            videos = encode_videos(model, tst.video_batches(cfg.train.eval_batch_size), "cpu")
-            mats = score_matrices(model, videos, tst.caption_batches(cfg.train.eval_batch_size),
-                                  len(tst.unique_captions), "cpu", names=list(SCORE_NAMES), progress=False)
-        ref_vids = [str(x) for x in z["test/vid_names"]]
-        ref_caps = [str(x) for x in z["test/cap_names"]]
-        if ref_vids != list(tst.names) or sorted(ref_caps) != sorted(tst.unique_captions):
-            add("test: split contents", float("inf"), "videos or captions differ from the reference")
-        else:
-            col = {c: i for i, c in enumerate(tst.unique_captions)}
-            order = np.array([col[c] for c in ref_caps])
-            ours_scores = np.stack([mats[n][:, order] for n in SCORE_NAMES])
-            add("test: score matrices", _maxdiff([(ours_scores, z["test/scores"])]),
-                f"{ours_scores.shape} (captions aligned by text)")
-            fused = (ours_scores[[0, 1, 2, 5, 6]].mean(0) + ours_scores[3:5].mean(0)) / 2
-            gv, gc = tst.gt_pairs
-            inv = np.argsort(order)  # our column j sits at position inv[j] of the reference order
-            metrics = retrieval_metrics(fused, gv, inv[gc])
-            ref_m = {k[len("test/metrics/"):]: float(z[k]) for k in z.files if k.startswith("test/metrics/")}
-            diffs = {k: abs(metrics[k] - ref_m[k]) for k in ref_m}
-            bad = [k for k, d in diffs.items() if d != 0]
-            add("test: metrics (must be equal)", max(diffs.values(), default=0.0),
-                ", ".join(f"{k}={metrics[k]:.4g}" for k in ("ir1", "cr1", "rsum")) + (f"; differ: {bad}" if bad else ""),
-                exact=True)
-    else:
-        report("skip test split (no data/tst or no test/scores)")
-    return checks
+
+def _check_test_split(p: _Parity, model) -> None:
+    """The test split end to end: the seven matrices and the official metrics of their fusion."""
+    from hanet.data.dataset import RetrievalData
+    from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
+    from hanet.model import SCORE_NAMES
+    from hanet.model.scoring import ScoreOutput
+
+    z = p.z
+    if p.spec is None or "tst" not in p.spec.splits or "test/scores" not in z.files:
+        p.report("skip test split (no data/tst or no test/scores)")
+        return
+    tst = RetrievalData(p.spec, "tst", p.cfg.model)
+    bs = p.cfg.train.eval_batch_size
+    with torch.no_grad():
+        videos = encode_videos(model, tst.video_batches(bs), "cpu")
+        mats = score_matrices(model, videos, tst.caption_batches(bs), len(tst.unique_captions), "cpu",
+                              names=list(SCORE_NAMES), progress=False)
+    ref_vids = [str(x) for x in z["test/vid_names"]]
+    ref_caps = [str(x) for x in z["test/cap_names"]]
+    if ref_vids != list(tst.names) or sorted(ref_caps) != sorted(tst.unique_captions):
+        p.add("test: split contents", float("inf"), "videos or captions differ from the reference")
+        return
+    col = {c: i for i, c in enumerate(tst.unique_captions)}
+    order = np.array([col[c] for c in ref_caps])
+    ours_scores = np.stack([mats[n][:, order] for n in SCORE_NAMES])
+    p.add("test: score matrices", _maxdiff([(ours_scores, z["test/scores"])]),
+          f"{ours_scores.shape} (captions aligned by text)")
+    fused = model.fused_score(ScoreOutput(*torch.from_numpy(ours_scores))).numpy()  # the one fusion rule
+    gv, gc = tst.gt_pairs
+    inv = np.argsort(order)  # our column j sits at position inv[j] of the reference order
+    metrics = retrieval_metrics(fused, gv, inv[gc])
+    ref_m = {k[len("test/metrics/"):]: float(z[k]) for k in z.files if k.startswith("test/metrics/")}
+    diffs = {k: abs(metrics[k] - ref_m[k]) for k in ref_m}
+    bad = [k for k, d in diffs.items() if d != 0]
+    p.add("test: metrics (must be equal)", max(diffs.values(), default=0.0),
+          ", ".join(f"{k}={metrics[k]:.4g}" for k in ("ir1", "cr1", "rsum")) + (f"; differ: {bad}" if bad else ""),
+          exact=True)
+
+
+def run_parity(ref_dir: str | Path = DEFAULT_REFERENCE, tolerance: float = TOLERANCE,
+               report: Callable[[str], None] = print, seed: Optional[int] = None) -> list[Check]:
+    """Run every comparison and return the checks (also reported line by line).
+
+    Args:
+        ref_dir: the reference directory.
+        tolerance: max abs difference allowed.
+        report: receives each line.
+        seed: the official seed of the reference's initial state, when it holds no true state
+            and records none (see the module docstring).
+    """
+    ref_dir = Path(ref_dir)
+    npz_path = ref_dir / "reference_outputs.npz"
+    if not npz_path.is_file():
+        raise HanetError(f"{ref_dir}: no reference_outputs.npz")
+    z = np.load(npz_path, allow_pickle=False)
+    sup_path = ref_dir / "supplement.npz"
+    sup = np.load(sup_path, allow_pickle=False) if sup_path.is_file() else None
+    p = _Parity(ref_dir, z, sup, load_reference_config(ref_dir, z), tolerance, report)
+    torch.use_deterministic_algorithms(False)
+    _check_reader(p)
+    model = _initial_model(p, seed)
+    _check_training(p, model)
+    _check_eval(p, model)
+    _check_test_split(p, model)
+    return p.checks
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    default = Path(__file__).resolve().parents[2] / "tests" / "data" / "reference" / "hanet-small"
-    p.add_argument("--reference", default=str(default),
-                   help="reference directory (default: the copy shipped in tests/data/reference/hanet-small)")
+    p.add_argument("--reference", default=str(DEFAULT_REFERENCE),
+                   help="reference directory (default: the set shipped with hanet, reference/hanet-small)")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max abs difference allowed (default 1e-5)")
+    p.add_argument("--seed", type=int, default=None, help="the seed the official model was built with, for a "
+                   "reference that holds no true initial state and records none")
 
 
 def run(args: argparse.Namespace) -> int:
     ref = Path(args.reference)
     if not ref.is_dir():
-        raise HanetError(f"{ref}: no such reference directory")
+        hint = "" if args.reference != str(DEFAULT_REFERENCE) else \
+            " (the package's reference set is missing: reinstall hanet, or pass --reference DIR)"
+        raise HanetError(f"{ref}: no such reference directory{hint}")
+    if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
+        raise HanetError(f"--tolerance must be a positive number, got {args.tolerance}")
     print(f"parity against {ref} (tolerance {args.tolerance:g}; metrics must be equal)")
-    checks = run_parity(ref, args.tolerance)
+    checks = run_parity(ref, args.tolerance, seed=args.seed)
     failed = [c for c in checks if not c.ok]
     print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
-__all__ = ["run_parity", "Check", "TOLERANCE"]
+__all__ = ["run_parity", "Check", "TOLERANCE", "DEFAULT_REFERENCE", "adam_step_threshold", "compare_adam_step",
+           "StepComparison"]

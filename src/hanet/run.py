@@ -27,7 +27,7 @@ import torch
 from hanet import __version__
 from hanet.config import HANetConfig
 from hanet.errors import HanetError
-from hanet.io import append_line, atomic_write_json, ensure_dir
+from hanet.io import append_line, atomic_write_json, atomic_write_text, ensure_dir
 
 CHECKPOINT_FORMAT = "hanet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -96,6 +96,27 @@ class RunDir:
 
     def log(self, record: dict[str, Any]) -> None:
         append_line(self.metrics_log, json.dumps({"time": round(time.time(), 3), **record}))
+
+    def truncate_log(self, step: int, epoch: int) -> int:
+        """Drop the records a resumed run will write again: training steps after ``step`` and
+        validations of epochs from ``epoch`` on (a run killed after its last checkpoint logged
+        them once already). Returns how many were dropped."""
+        if not self.metrics_log.is_file():
+            return 0
+        lines = self.metrics_log.read_text(encoding="utf-8").splitlines()
+        keep = []
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the crash
+            later = (r.get("kind") == "train" and int(r.get("step", 0)) > step) or \
+                    (r.get("kind") == "val" and int(r.get("epoch", 0)) >= epoch)
+            if not later:
+                keep.append(line)
+        if len(keep) != len(lines):
+            atomic_write_text(self.metrics_log, "".join(line + "\n" for line in keep))
+        return len(lines) - len(keep)
 
     def read_log(self) -> list[dict[str, Any]]:
         if not self.metrics_log.is_file():

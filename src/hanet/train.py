@@ -336,7 +336,15 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
         state = TrainState(**ckpt["train_state"])
         set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) and rank < len(ckpt["rng"]) else
                       ckpt["rng"][0] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        if is_main:
+            run.truncate_log(state.step, state.epoch)  # what the killed run logged past its checkpoint
         say(f"resuming {run.path} at epoch {state.epoch}, step {state.step}")
+        then = ckpt.get("threads")
+        if then is not None and then != torch.get_num_threads() and device.type == "cpu":
+            # float sums are split per thread: another thread count rounds differently
+            say(f"note: the run was checkpointed with {then} torch threads and resumes with "
+                f"{torch.get_num_threads()}; the losses will not be bit-identical to an uninterrupted run "
+                f"(set OMP_NUM_THREADS={then} for that)")
 
     train_model: torch.nn.Module = model
     if distributed:
@@ -373,6 +381,7 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
                                "config": config.to_dict(), "variant": opts.variant, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                                "train_state": state.__dict__.copy(), "rng": rngs, "world_size": world,
+                               "threads": torch.get_num_threads(),
                                "epoch": state.epoch, "step": state.step}, path)
 
     from tqdm import tqdm

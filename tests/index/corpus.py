@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "hanet-small"
+from hanet.parity import DEFAULT_REFERENCE as REFERENCE
 RATE = 10
 # frames per video: longer than max_frames (20: subsampled), equal, shorter, very short
 LENGTHS = (30, 20, 12, 5, 2, 8, 26, 15, 9, 3, 20, 11, 7, 18, 4, 22)

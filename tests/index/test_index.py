@@ -192,10 +192,17 @@ def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser)
     assert [h.video_id for h in again.search(QUERY, k=3, mode="exhaustive")] == [h.video_id for h in top]
     rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip01"],
                      captions=corpus.captions)
-    assert rep.replaced == ["clip01"] and rep.captions_added == 2 + 2 * len(gone)
+    # clip01 keeps its captions through the replace: only the re-added videos' captions are new
+    assert rep.replaced == ["clip01"] and rep.captions_added == 2 * len(gone)
     final = SearchIndex.open(idx_dir, parser=parser)
     assert final.num_videos == len(corpus.names) and final.num_captions == 2 * len(corpus.names)
     assert final.videos.size == len(corpus.names) + len(gone) + 1  # dead rows keep their numbers
+    # a replace without --captions keeps the replaced video's captions (it used to drop them)
+    rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip02"])
+    assert rep.replaced == ["clip02"] and rep.captions_added == 0
+    kept = SearchIndex.open(idx_dir, parser=parser)
+    assert kept.num_captions == 2 * len(corpus.names)
+    assert sum(h.video_id == "clip02" for h in kept.search_captions("clip02", k=100).hits) == 2
 
 
 _CRASH_ADD = """
@@ -401,3 +408,34 @@ def test_parsing_the_commands_imports_no_heavy_module():
             "assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_index_built_from_an_authors_checkpoint(tmp_path, run_dir, corpus, index, capsys):
+    """The same weights as the authors' epoch.N.th + model.json give the same index and answers."""
+    from hanet.cli import main
+    from hanet.index import SearchIndex
+    from hanet.parity import DEFAULT_REFERENCE
+
+    assert main(["export-official", str(run_dir), str(tmp_path / "epoch.3.th")]) == 0
+    base = ["index", "build", "--features", str(corpus.features), "--out", str(tmp_path / "idx"), "--no-thumbnails",
+            "--official-checkpoint", str(tmp_path / "epoch.3.th"), "--config", str(tmp_path / "epoch.3.model.json")]
+    assert main(base) == 2
+    assert "--official-checkpoint needs --config (the authors' model.json) and --vocab" in capsys.readouterr().err
+    assert main(base + ["--vocab", str(DEFAULT_REFERENCE / "data" / "word2int.json")]) == 0
+    theirs = SearchIndex.open(tmp_path / "idx", parser=index.queries.parser)
+    a = index.search(QUERY, k=5, mode="exhaustive")
+    b = theirs.search(QUERY, k=5, mode="exhaustive")
+    assert [h.video_id for h in a] == [h.video_id for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+
+
+def test_index_commands_on_a_path_that_is_a_file(tmp_path, corpus, capsys):
+    from hanet.cli import main
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["index", "add", str(f), "--features", str(corpus.features)]) == 2
+    assert "no such index directory" in capsys.readouterr().err
+    assert main(["index", "delete", str(f), "clip00"]) == 2
+    assert "no such index directory" in capsys.readouterr().err
+    assert not (tmp_path / "afile").is_dir()

@@ -1,8 +1,11 @@
-"""Parity with the official code's golden vectors (tests/data/reference/hanet-small)."""
+"""Parity with the official code's golden vectors (the set shipped in src/hanet/reference/hanet-small)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from hanet.cli import main
@@ -21,7 +24,8 @@ def test_parity_all_groups_pass(reference_dir):
     checks = run_parity(reference_dir, report=lines.append)
     groups = {c.group for c in checks}
     # Every group the issue names is checked, not skipped.
-    for g in ("reader: train_batch from data/", "train: loss", "train: gradients", "train: state after one Adam step",
+    for g in ("reader: train_batch from data/", "init: HANet(seed=0) = official", "train: loss", "train: gradients",
+              "train: state after one Adam step", "train: undetermined steps moved <= lr",
               "eval: video encoder", "eval: text encoder", "eval: seven score matrices", "test: score matrices",
               "test: metrics (must be equal)"):
         assert g in groups, (g, lines)
@@ -81,3 +85,77 @@ def test_batch_composition_does_not_change_text_outputs(reference_npz, ref_confi
         part = model.encode_text(sub)
     torch.testing.assert_close(part.global_embeds, full.global_embeds[2:5], atol=1e-6, rtol=0)
     torch.testing.assert_close(part.verb_probs, full.verb_probs[2:5], atol=1e-6, rtol=0)
+
+
+def test_parity_on_a_second_reference_set_with_true_states(reference_seed3_dir):
+    """Built after torch.manual_seed(3) and recorded with true initial and after-step states."""
+    lines: list[str] = []
+    checks = run_parity(reference_seed3_dir, report=lines.append)
+    by_group = {c.group: c for c in checks}
+    assert by_group["init: HANet(seed=3) = official"].max_diff == 0  # seed from reference.json
+    assert not [c.line() for c in checks if not c.ok], "\n".join(lines)
+    assert "train: state after one Adam step" in by_group and "test: metrics (must be equal)" in by_group
+
+
+def test_a_wrong_seed_is_caught_not_assumed(reference_seed3_dir, tmp_path):
+    """Without a true initial state the seed must come from somewhere, and a wrong one fails."""
+    import shutil
+
+    ref = tmp_path / "ref"
+    shutil.copytree(reference_seed3_dir, ref)
+    z = dict(np.load(ref / "reference_outputs.npz"))
+    for k in list(z):  # make the initial state alias eval_state, as the first recording did
+        if k.startswith("init_state/"):
+            z[k] = z["eval_state/" + k[len("init_state/"):]]
+    np.savez(ref / "reference_outputs.npz", **z)
+    (ref / "reference.json").unlink()
+    lines: list[str] = []
+    checks = run_parity(ref, report=lines.append, seed=1)
+    assert any("HANet(seed=1) (--seed)" in line for line in lines)
+    assert not {c.group: c for c in checks}["train: loss"].ok
+    lines.clear()
+    run_parity(ref, report=lines.append)
+    assert any("assumed: the reference records no seed" in line for line in lines)
+    assert all(c.ok for c in run_parity(ref, report=lambda s: None, seed=3))
+
+
+def test_adam_step_is_judged_where_the_gradient_decides_it():
+    """Adam's first step is +-lr wherever |g| >> eps: a 1e-8 gradient whose sign float noise
+    flips moves the other way, which must not fail parity; a wrong step where the gradient is
+    clear must."""
+    from hanet.parity import adam_step_threshold, compare_adam_step
+
+    lr, tol = 1e-4, 1e-5
+    before = {"w": torch.zeros(4), "bn.running_mean": torch.zeros(2)}
+    grad = torch.tensor([0.5, -0.02, 1e-8, -3e-9])  # two clear gradients, two near-zero ones
+    ref_after = {"w": torch.tensor([-lr, lr, -lr * 0.5, lr * 0.23]), "bn.running_mean": torch.tensor([0.1, 0.2])}
+    ours_flipped = {"w": torch.tensor([-lr, lr, lr * 0.4, -lr * 0.6]), "bn.running_mean": torch.tensor([0.1, 0.2])}
+    step = compare_adam_step(ours_flipped, ref_after, before, {"w": grad}, lr, tol, grad_diff=2.5e-6)
+    assert step.judged_diff == 0 and step.free_excess == 0 and (step.judged, step.free) == (4, 2)
+    assert step.threshold == pytest.approx(adam_step_threshold(2.5e-6, lr, tol)) and 1e-8 < step.threshold < 0.02
+    wrong = dict(ours_flipped, w=torch.tensor([lr, lr, 0.0, 0.0]))  # the first step has the wrong sign
+    assert compare_adam_step(wrong, ref_after, before, {"w": grad}, lr, tol, 2.5e-6).judged_diff == pytest.approx(2 * lr)
+    runaway = dict(ours_flipped, w=torch.tensor([-lr, lr, 5 * lr, 0.0]))  # an undetermined weight moved 5 lr
+    assert compare_adam_step(runaway, ref_after, before, {"w": grad}, lr, tol, 2.5e-6).free_excess > 3 * lr
+    buffers = dict(ours_flipped, **{"bn.running_mean": torch.tensor([0.1, 0.3])})  # buffers are exact
+    assert compare_adam_step(buffers, ref_after, before, {"w": grad}, lr, tol, 2.5e-6).judged_diff == pytest.approx(0.1)
+
+
+def test_parity_runs_from_a_wheel_without_the_repository(tmp_path):
+    """The default reference ships inside the package: the wheel alone passes ``hanet parity``."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("hanet-*.whl"))
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    code = "import hanet, sys; print(hanet.__file__); from hanet.cli import main; sys.exit(main(['parity']))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.startswith(str(tmp_path / "site")), out.stdout  # the wheel's copy, not the checkout
+    assert out.returncode == 0 and "0 failed" in out.stdout, out.stdout + out.stderr

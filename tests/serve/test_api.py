@@ -204,3 +204,9 @@ def test_serve_cli_on_loopback(served_index):
     bad = subprocess.run([sys.executable, "-m", "hanet", "serve", str(Path(served_index) / "nope")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such index" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_head_is_answered_like_get(client):
+    get, head = client.get("/health"), client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(get.content))

@@ -9,13 +9,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def nlp() -> Any:
-    from hanet.text.nlp import load_nlp
-
-    return load_nlp()
-
-
-@pytest.fixture(scope="session")
 def parser(nlp: Any) -> Any:
     from hanet.text.rolegraph import RoleGraphParser
 

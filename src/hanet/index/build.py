@@ -410,8 +410,9 @@ class IndexWriter:
                 :func:`video_fields` returns them.
             thumbs: called as ``thumbs(path, row, meta)`` per video to write a strip at ``path``;
                 returns whether it did.
-            replace: ids already in the index are replaced: their old rows (and captions) are
-                deleted in the same commit that adds the new ones.
+            replace: ids already in the index are replaced: their old rows are deleted in the
+                same commit that adds the new ones. Their captions stay (a caption's encoding
+                does not depend on the video's; new captions can be added beside them).
 
         Returns:
             Thumbnail strips written.
@@ -420,7 +421,8 @@ class IndexWriter:
         clash = [i for i in ids if i in alive]
         if clash and not replace:
             raise HanetError(f"{self.dir}: already holds video(s) {', '.join(clash[:5])}")
-        dead = self._dead_rows(clash) if clash else None
+        # a replaced video keeps its captions: only its own row dies
+        dead = {"videos": self._dead_rows(clash)["videos"]} if clash else None
         if len(set(ids)) != len(ids):
             raise DataError("duplicate video ids in one add")
         shapes = field_shapes(self.config.model, "videos")

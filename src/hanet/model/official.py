@@ -52,16 +52,6 @@ _TEXT_RULES: list[tuple[str, str]] = [
 _SIDES = {"video_encoder": _VIDEO_RULES, "text_encoder": _TEXT_RULES}
 
 
-# Parameters whose gradient is zero by construction: a bias feeding BatchNorm (which removes any
-# constant shift) or an attention-logit bias feeding a softmax (shift-invariant). Their computed
-# gradients are float rounding noise, and Adam's first step (lr * g / (|g| + eps)) turns that
-# noise into moves of up to lr, so two correct implementations differ there by up to 2 * lr.
-ZERO_GRADIENT_PARAMS: frozenset[str] = frozenset({
-    "video_encoder.global_attn.bias", "video_encoder.verb_conv.bias", "video_encoder.noun_conv.bias",
-    "text_encoder.word_attn.bias", "text_encoder.verb_head.bias", "text_encoder.noun_head.bias",
-})
-
-
 def official_name(ours: str) -> tuple[str, str]:
     """Map one of our parameter/buffer names to (official side, official name).
 
@@ -244,5 +234,5 @@ def export_official(model: nn.Module, config, checkpoint_path: str, config_path:
     atomic_write_text(cfg_path, json.dumps(official_config, indent=2) + "\n")
 
 
-__all__ = ["export_official", "ZERO_GRADIENT_PARAMS", "official_name", "from_official_state", "to_official_state", "init_like_official_",
+__all__ = ["export_official", "official_name", "from_official_state", "to_official_state", "init_like_official_",
            "load_official_checkpoint"]

@@ -183,6 +183,32 @@ def _error_body(status: int, kind: str, message: str) -> dict[str, Any]:
     return {"error": {"status": status, "type": kind, "message": message}}
 
 
+class HeadAsGet:
+    """ASGI middleware: answers ``HEAD`` like ``GET`` without the body (HTTP says every GET
+    resource answers HEAD; link checkers, caches and ``curl -I`` ask it).
+
+    Args:
+        app: the ASGI application.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app(dict(scope, method="GET"), receive, headers_only)
+
+
 def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_parser: bool = True):
     """Build the FastAPI app for an index.
 
@@ -211,6 +237,7 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
 
     app = FastAPI(title="hanet search", version=__version__,
                   description="Text-to-video search with HANet (hierarchical alignment), with explanations.")
+    app.add_middleware(HeadAsGet)
     app.state.index = index
     app.state.limits = limits
     app.state.in_flight = 0

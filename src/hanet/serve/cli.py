@@ -46,7 +46,33 @@ def run(args: argparse.Namespace) -> int:
               f"(it has no authentication)", file=sys.stderr)
     app = create_app(args.index, limits)
     index = app.state.index
+    sock = listen(args.host, args.port)  # before saying "serving": a busy port is an error, not a lie
     print(f"hanet serve: {index.num_videos} videos from {args.index} on http://{args.host}:{args.port}/",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False))
+    server.run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int):
+    """A listening socket on ``host:port``; HanetError naming the address if it cannot be had."""
+    import socket
+
+    from hanet.errors import HanetError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise HanetError(f"--host {host!r}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "address already in use (another server listens there)" if exc.errno == 98 else exc.strerror
+        raise HanetError(f"cannot listen on {host}:{port}: {why}; choose another --port") from None
+    sock.set_inheritable(True)
+    return sock

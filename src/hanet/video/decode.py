@@ -325,6 +325,7 @@ class _Pass:
         self.timeline: _Timeline | None = None
         self.declared_end: float | None = None
         self.stream_start = 0.0
+        self.indexed: int | None = None  # frames the demuxer's index lists, when it lists each
 
     def run(self, on_frame: Callable[[int, float, object], None]) -> "_Pass":
         """Decode, calling ``on_frame(index, time, frame)`` for each frame shown (times on the
@@ -375,6 +376,7 @@ class _Pass:
                 emit(cc.decode(None))
             except av.FFmpegError:
                 self.failed_packets += 1
+            self.indexed = self._indexed_frames(stream.index_entries)
         finally:
             container.close()
         return self
@@ -389,7 +391,16 @@ class _Pass:
         end = tl.end if tl.end is not None else self.times[-1] + tl.step
         duration = float(end - start)
         declared = self.declared_end
-        if declared is not None and not (tl.discontinuous and tl.jumps):
+        indexed = self.indexed
+        if indexed is not None:
+            # The file lists every frame it holds (mp4 sample tables, AVI idx1): complete when the
+            # decoder showed them all. A header's duration beyond them is held pictures (AVI
+            # "drop frame" chunks are not in the index), not missing ones.
+            if len(self.times) + TRUNCATION_SLACK_FRAMES < indexed:
+                cause = f"; {_reason(self.demux_error)}" if self.demux_error is not None else ""
+                raise DataError(f"{path}: truncated ({len(self.times)} of the {indexed} frames its index lists "
+                                f"could be decoded{cause})")
+        elif declared is not None and not (tl.discontinuous and tl.jumps):
             slack = max(TRUNCATION_SLACK_FRAMES * duration / len(self.times), TRUNCATION_SLACK_FRACTION * declared)
             if declared - end > slack:
                 cause = f"; {_reason(self.demux_error)}" if self.demux_error is not None else ""
@@ -399,6 +410,16 @@ class _Pass:
             raise DataError(f"{path}: corrupt or truncated ({_reason(self.demux_error)} after "
                             f"{len(self.times)} frames)")
         return duration
+
+    def _indexed_frames(self, index) -> int | None:
+        """Frames shown per the demuxer's index (mp4 sample tables, AVI idx1), when it has one
+        entry per frame; else None (no index, or a sparse one such as Matroska's keyframe cues)."""
+        n = len(index) if index is not None else 0
+        if n < len(self.times) or n == 0:
+            return None
+        if n > len(self.times) + TRUNCATION_SLACK_FRAMES:
+            n = sum(1 for e in index if not e.is_discard)  # edit lists index the frames they discard
+        return n
 
     def rotation(self) -> int:
         """CCW degrees: the display matrix of the decoded frames, else the old ``rotate`` tag."""
