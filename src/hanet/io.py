@@ -89,8 +89,17 @@ def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     except OSError as exc:
         raise WriteError(f"{p}: cannot make the {what} ({os_error_reason(exc)})") from None
     if not os.access(p, os.W_OK | os.X_OK):
-        raise WriteError(f"{p}: the {what} is not writable (permission denied)")
+        raise WriteError(f"{p}: the {what} is not writable ({_why_not_writable(p)})")
     return p
+
+
+def _why_not_writable(p: Path) -> str:
+    try:
+        if os.statvfs(p).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):
+        pass
+    return "permission denied"
 
 
 def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
@@ -106,7 +115,7 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
         raise WriteError(f"{p}: is a folder, not a file (needed as the {what}); choose another path")
     ensure_dir(p.parent, f"folder of the {what}")
     if p.exists() and not os.access(p, os.W_OK):
-        raise WriteError(f"{p}: the {what} is not writable (permission denied)")
+        raise WriteError(f"{p}: the {what} is not writable ({_why_not_writable(p)})")
     return p
 
 

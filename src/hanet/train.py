@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from hanet.config import HANetConfig, get_preset, load_config_file
 from hanet.errors import HanetError
-from hanet.io import atomic_write, ensure_dir
+from hanet.io import WriteError, atomic_write, ensure_dir
 
 # ---------------------------------------------------------------------- sampling
 class EpochSampler(Sampler[int]):
@@ -376,13 +376,18 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
             gathered: list[Any] = [None] * world
             dist.all_gather_object(gathered, rngs)
             rngs = gathered
-        if is_main:
-            atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": tag,
-                               "config": config.to_dict(), "variant": opts.variant, "model": model.state_dict(),
-                               "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                               "train_state": state.__dict__.copy(), "rng": rngs, "world_size": world,
-                               "threads": torch.get_num_threads(),
-                               "epoch": state.epoch, "step": state.step}, path)
+        if not is_main:
+            return
+        ckpt_state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": tag,
+                      "config": config.to_dict(), "variant": opts.variant, "model": model.state_dict(),
+                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                      "train_state": state.__dict__.copy(), "rng": rngs, "world_size": world,
+                      "threads": torch.get_num_threads(), "epoch": state.epoch, "step": state.step}
+        try:
+            atomic_torch_save(ckpt_state, path)
+        except WriteError as exc:
+            raise WriteError(f"{exc}; the run's last complete checkpoint is intact: free some space and "
+                             f"continue with --resume") from None
 
     from tqdm import tqdm
 
