@@ -278,10 +278,14 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     if is_main:
         ensure_dir(run.path, "run folder")  # before any long work: a bad --out fails now
     val_split = opts.val_split
+    if val_split == "none":  # asked for: no validation, the last epoch is kept
+        val_split, explicit_none = None, True
+    else:
+        explicit_none = False
     if val_split is not None and val_split not in spec.splits:
         raise HanetError(f"--val-split {val_split!r}: the dataset {spec.source} has no such split "
                          f"(it has {', '.join(spec.splits)})")
-    if val_split is None and "val" in spec.splits:
+    if val_split is None and "val" in spec.splits and not explicit_none:
         val_split = "val"
     with_concepts = config.model.concept_bce_weight > 0 and opts.variant == "hanet"
     spec.require_files(["trn"] + ([val_split] if val_split else []), concepts=with_concepts)
@@ -302,7 +306,7 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
     val = None
     if val_split is not None:
         val = RetrievalData(spec, val_split, config.model)
-    else:
+    elif not explicit_none:
         say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
     _maybe_preload(trn, opts.preload, say)
     if val is not None:
@@ -643,7 +647,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
                    "model.video.dropout=0.1 or train.grad_clip=2 (repeatable)")
     p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
-                   "dataset has one)")
+                   "dataset has one; none: no validation, the last epoch is kept)")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],
