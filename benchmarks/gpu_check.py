@@ -202,7 +202,8 @@ def step_train(device: torch.device, s: Sizes, work: Path, official: str | None)
 def step_evaluation(device: torch.device, s: Sizes, work: Path) -> dict:
     from hanet.config import HANetConfig
     from hanet.data.batch import TrainBatch
-    from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
+    from hanet.evaluate import encode_videos, score_matrices
+    from hanet.metrics import retrieval_metrics
     from hanet.model import HANet
 
     cfg = HANetConfig.from_official(_model_json(s))

@@ -8,8 +8,8 @@ import torch
 
 from hanet.data.dataset import RetrievalData
 from hanet.data.formats import DatasetSpec
-from hanet.evaluate import (encode_videos, metrics_from_ranks, paired_recall, query_ranks, retrieval_metrics,
-                            score_matrices, sign_test_p)
+from hanet.evaluate import encode_videos, score_matrices
+from hanet.metrics import metrics_from_ranks, paired_recall, query_ranks, retrieval_metrics, sign_test_p
 from hanet.model import HANet
 
 

@@ -138,7 +138,7 @@ def test_pickled_names_are_refused_everywhere(tmp_path, ds, capsys):
 
 # ---------------------------------------------------------------------- metrics, checkpoints, interop
 def test_rsum_is_summed_in_the_authors_order():
-    from hanet.evaluate import metrics_from_ranks
+    from hanet.metrics import metrics_from_ranks
 
     # 70 captions, 10 videos: R@1/5/10 of 0, 0, 2 captions and 1, 2, 3 videos; the two orders of
     # summation differ in the last bit here

@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from hanet.errors import HanetError
 
@@ -359,6 +359,48 @@ def to_official(config: HANetConfig) -> dict[str, Any]:
         "hard_topk": m.hard_topk, "loss_direction": m.loss_direction, "num_verbs": m.num_verbs,
         "num_nouns": m.num_nouns, "attn_fusion": "embed", "simattn_sigma": m.simattn_sigma, "loss_weights": None,
     }
+
+
+def apply_overrides(config: HANetConfig, items: Sequence[str]) -> HANetConfig:
+    """Set config fields from ``section.field=value`` strings (``model.video.dropout=0.1``,
+    ``train.decay_boundaries=10,15``), each read as the field's type.
+
+    Raises:
+        HanetError: not ``KEY=VALUE``, an unknown section or field, or a value of another type.
+    """
+    for item in items:
+        if "=" not in item:
+            raise HanetError(f"--set takes KEY=VALUE (e.g. model.video.dropout=0.1), got {item!r}")
+        key, value = item.split("=", 1)
+        _set_field(config, key.split("."), value)
+    return config
+
+
+def _set_field(cfg: Any, keys: list[str], value: str) -> None:
+    obj = cfg
+    for k in keys[:-1]:
+        if not hasattr(obj, k):
+            raise HanetError(f"--set: no config section {'.'.join(keys[:-1])!r}")
+        obj = getattr(obj, k)
+    name = keys[-1]
+    flds = {f.name: f for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+    if name not in flds:
+        raise HanetError(f"--set: unknown field {'.'.join(keys)!r}")
+    cur = getattr(obj, name)
+    try:
+        if isinstance(cur, bool):
+            val: Any = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(cur, int):
+            val = int(value)
+        elif isinstance(cur, float):
+            val = float(value)
+        elif isinstance(cur, tuple):
+            val = tuple(json.loads(value) if value.startswith("[") else [int(x) for x in value.split(",")])
+        else:
+            val = value
+    except ValueError:
+        raise HanetError(f"--set {'.'.join(keys)}: cannot read {value!r} as {type(cur).__name__}") from None
+    setattr(obj, name, val)
 
 
 def is_official_config(data: Any) -> bool:

@@ -132,7 +132,7 @@ class DemoResult:
     concept_map: dict[str, float] = field(default_factory=dict)
     verb_peaks: dict[str, float] = field(default_factory=dict)
     queries: list[dict[str, Any]] = field(default_factory=list)
-    #: split -> HANet (a) against global-only (b), query by query (:func:`hanet.evaluate.paired_recall`)
+    #: split -> HANet (a) against global-only (b), query by query (:func:`hanet.metrics.paired_recall`)
     paired: dict[str, Any] = field(default_factory=dict)
     #: variant -> its tst text-to-video R@1 by kind of caption and kind of mistake
     #: (:func:`hanet.data.synth.t2v_breakdown`)
@@ -216,7 +216,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     dataset = _write_dataset_description(work, world, feats, ann)
 
     # 4. train both variants --------------------------------------------------------------------
-    from hanet.train import TrainOptions, build_config, train
+    from hanet.train import TrainOptions, configure, train
 
     runs = {}
     # The world has fewer concepts than the preset's vocabulary sizes: size the heads to what
@@ -226,11 +226,9 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
                  f"model.num_noun_concepts={max(sizes['noun'], mcfg.model.num_selected_nouns)}"]
     for variant in ("hanet", "global"):
         run_dir = work / "runs" / variant
-        args = argparse.Namespace(config=None, preset="synth", data=str(dataset), dim_fts=None, epochs=s.epochs,
-                                  batch_size=s.batch_size, lr=s.lr, max_steps=None, seed=s.seed, num_workers=0,
-                                  precision=None, early_stop=None, eval_batch_size=None, word_embeddings=None,
-                                  dim_word=None, set=overrides)
-        cfg = build_config(args)
+        cfg = configure(get_preset("synth"), dataset, overrides=overrides,
+                        train={"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
+                               "num_workers": 0})
         fp = _hash(fp_extract, fp_prepare, cfg.to_dict(), variant)
 
         def do_train(cfg=cfg, run_dir=run_dir, variant=variant) -> dict[str, Any]:
@@ -253,7 +251,10 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     t = time.time()
     res.concept_map, res.verb_peaks, timeline = _concept_quality(models["hanet"], datasets["tst"], ann, world, feats)
     plots = ensure_dir(work / "plots", "plot folder")
-    _plot_curves(runs, plots / "training_curves.png")
+    from hanet.run import RunDir
+    from hanet.train import plot_curves
+
+    plot_curves({variant: RunDir(run).read_log() for variant, run in runs.items()}, plots / "training_curves.png")
     if timeline is not None:
         _plot_timeline(timeline, plots / "concept_timeline.png")
     res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, s.queries,
@@ -268,16 +269,16 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
 
 
 def _same_extract(path: Path, s: DemoSettings) -> bool:
-    try:
-        import h5py
+    from hanet.data.features import read_meta
+    from hanet.errors import DataError
 
-        with h5py.File(path, "r") as f:
-            gain = f.attrs.get("motion_gain")
-            return (int(f.attrs.get("image_size", -1)) == s.image_size
-                    and str(f.attrs.get("sampling", "")) == f"num_frames={s.num_frames}"
-                    and (None if gain is None else float(gain)) == s.motion_gain)
-    except Exception:  # noqa: BLE001 - unreadable file: not the same
+    try:
+        meta = read_meta(str(path))
+    except DataError:  # unreadable file: not the same
         return False
+    gain = meta.get("motion_gain")
+    return (int(meta.get("image_size", -1)) == s.image_size and str(meta.get("sampling", "")) == f"num_frames={s.num_frames}"
+            and (None if gain is None else float(gain)) == s.motion_gain)
 
 
 def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) -> Path:
@@ -300,7 +301,8 @@ def _evaluate(runs: dict[str, Path], dataset: Path, world: Path, device: str):
     from hanet.data.dataset import RetrievalData
     from hanet.data.formats import DatasetSpec
     from hanet.data.synth import t2v_breakdown
-    from hanet.evaluate import evaluate_split, paired_recall
+    from hanet.evaluate import evaluate_split
+    from hanet.metrics import paired_recall
     from hanet.run import model_from_checkpoint
 
     spec = DatasetSpec.load(dataset)
@@ -345,9 +347,9 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _concept_quality(model, data, ann: Path, world: Path, feats: Path):
     """Concept mAP of video-level predictions, and where verb concepts peak in time."""
-    import h5py
     import torch
 
+    from hanet.data.features import FeatureStore
     from hanet.data.synth import load_annotations, verb_spans
     from hanet.evaluate import encode_videos
 
@@ -372,13 +374,15 @@ def _concept_quality(model, data, ann: Path, world: Path, feats: Path):
     inside, chance, inside_seq, chance_seq = [], [], [], []
     timeline = None
     fp = out.verb_frame_probs.cpu().numpy()
-    with h5py.File(feats, "r") as f:
+    store = FeatureStore([feats])
+    try:
         for i, n in enumerate(names):
             a = anns[n]
             spans = verb_spans(a, main_only=True)
-            ts = np.asarray(f[n].attrs["timestamps"])
-            fps = float(f[n].attrs["source_fps"])
-            total = int(f[n].attrs["source_frames"])
+            attrs = store.attrs(n)
+            ts = np.asarray(attrs["timestamps"])
+            fps = float(attrs["source_fps"])
+            total = int(attrs["source_frames"])
             frames = np.floor(ts * fps + 1e-6).astype(int)
             L = int(out.lengths[i])
             sequence = len({(st, en) for v in spans.values() for st, en in v}) > 1
@@ -400,38 +404,14 @@ def _concept_quality(model, data, ann: Path, world: Path, feats: Path):
                                     "probs": {lem: fp[i, :L, vocab["verb"][lem]].tolist()
                                               for lem in spans if lem in vocab["verb"]},
                                     "caption": data.captions[n][0]}
+    finally:
+        store.close()
     peaks = {"inside_span": 100 * float(np.mean(inside)) if inside else float("nan"),
              "chance": 100 * float(np.mean(chance)) if chance else float("nan"),
              "inside_span_sequences": 100 * float(np.mean(inside_seq)) if inside_seq else float("nan"),
              "chance_sequences": 100 * float(np.mean(chance_seq)) if chance_seq else float("nan"),
              "verbs": len(inside), "verbs_in_sequences": len(inside_seq)}
     return result_map, peaks, timeline
-
-
-def _plot_curves(runs: dict[str, Path], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hanet.run import RunDir
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for variant, run in runs.items():
-        log = RunDir(run).read_log()
-        tr = [(r["step"], r["loss"]) for r in log if r.get("kind") == "train"]
-        va = [(r["epoch"], r["rsum"]) for r in log if r.get("kind") == "val"]
-        if tr:
-            axes[0].plot(*zip(*tr), label=variant, lw=1)
-        if va:
-            axes[1].plot(*zip(*va), marker="o", ms=3, label=variant)
-    axes[0].set(title="training loss", xlabel="step")
-    axes[1].set(title="validation rsum", xlabel="epoch")
-    for ax in axes:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def _plot_timeline(tl: dict[str, Any], out: Path) -> None:
@@ -452,8 +432,12 @@ def _plot_timeline(tl: dict[str, Any], out: Path) -> None:
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    from hanet.io import atomic_write
+
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, names: list[str],

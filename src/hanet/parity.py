@@ -339,7 +339,8 @@ def _check_eval(p: _Parity, model) -> None:
 def _check_test_split(p: _Parity, model) -> None:
     """The test split end to end: the seven matrices and the official metrics of their fusion."""
     from hanet.data.dataset import RetrievalData
-    from hanet.evaluate import encode_videos, retrieval_metrics, score_matrices
+    from hanet.evaluate import encode_videos, score_matrices
+    from hanet.metrics import retrieval_metrics
     from hanet.model import SCORE_NAMES
     from hanet.model.scoring import ScoreOutput
 

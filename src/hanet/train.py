@@ -11,7 +11,6 @@ random generator, so on a CPU the losses after a resume equal those of an uninte
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -20,13 +19,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from hanet.config import HANetConfig, get_preset, load_config_file
+from hanet.config import HANetConfig
 from hanet.errors import HanetError
 from hanet.io import WriteError, atomic_write, ensure_dir
 
@@ -197,23 +196,90 @@ def load_word_embeddings(path: str, word2int: dict[str, int], num_words: int) ->
     return vecs, found
 
 
+# ---------------------------------------------------------------------- configuration
+def configure(config: HANetConfig, data: str | os.PathLike, *, train: Optional[dict[str, Any]] = None,
+              dim_fts: Optional[Sequence[int]] = None, dim_word: Optional[int] = None,
+              word_embeddings: Optional[str] = None, overrides: Sequence[str] = ()) -> HANetConfig:
+    """Fit a config to a dataset: feature sizes and vocabulary from its files, then the
+    schedule fields given, then ``key=value`` overrides (:func:`hanet.config.apply_overrides`).
+
+    Args:
+        config: a preset or a loaded config file (changed in place and returned).
+        data: the dataset (a release folder, path.json, dataset.json/yaml).
+        train: ``TrainConfig`` fields to set (None values are skipped).
+        dim_fts: expected feature sizes; an error if the files disagree.
+        dim_word: word embedding size.
+        word_embeddings: a GloVe file whose width sets ``dim_word`` when that is not given.
+        overrides: ``section.field=value`` strings.
+
+    Raises:
+        HanetError: files that disagree with the expectations, a bad override, or a config
+            that cannot run.
+    """
+    from hanet.config import apply_overrides
+    from hanet.data.dataset import infer_feature_dims, words_in_vocab
+    from hanet.data.formats import DatasetSpec
+
+    spec = DatasetSpec.load(data)
+    dims = infer_feature_dims(spec, "trn")
+    if dim_fts and tuple(dim_fts) != dims:
+        raise HanetError(f"--dim-fts {list(dim_fts)} disagrees with the feature files of {data}: {list(dims)}")
+    config.model.video.dim_fts = dims
+    config.model.text.num_words = words_in_vocab(spec)
+    for name, value in (train or {}).items():
+        if value is not None:
+            setattr(config.train, name, value)
+    if word_embeddings and dim_word is None:
+        dim = _embedding_file_dim(word_embeddings)
+        if dim and dim != config.model.text.dim_word:
+            print(f"note: dim_word set to {dim} to match {word_embeddings}", file=sys.stderr)
+            config.model.text.dim_word = dim
+    if dim_word is not None:
+        config.model.text.dim_word = dim_word
+    apply_overrides(config, overrides)
+    config.validate()
+    return config
+
+
+def _embedding_file_dim(path: str) -> Optional[int]:
+    p = Path(path)
+    if p.suffix in (".th", ".pt", ".pth") or not p.is_file():
+        return None
+    with open(p, encoding="utf8", errors="replace") as f:
+        for line in f:
+            parts = line.rstrip().split(" ")
+            if len(parts) > 2:
+                return len(parts) - 1
+    return None
+
+
 # ---------------------------------------------------------------------- plotting
-def plot_curves(records: list[dict[str, Any]], out: Path) -> None:
-    """Training loss per step and validation rsum per epoch, as a PNG."""
+def plot_curves(logs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]], out: Path) -> None:
+    """Training loss per step and validation rsum per epoch of one run or several, as a PNG.
+
+    Args:
+        logs: a run's ``metrics.jsonl`` records, or label -> records (one line per run, with a legend).
+        out: the PNG.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
-    vals = [(r["epoch"], r["rsum"]) for r in records if r.get("kind") == "val"]
+    runs = logs if isinstance(logs, dict) else {"": logs}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    if steps:
-        axes[0].plot(*zip(*steps), lw=1)
+    for label, records in runs.items():
+        steps = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
+        vals = [(r["epoch"], r["rsum"]) for r in records if r.get("kind") == "val"]
+        if steps:
+            axes[0].plot(*zip(*steps), lw=1, label=label or None)
+        if vals:
+            axes[1].plot(*zip(*vals), marker="o", ms=3, label=label or None)
     axes[0].set(title="training loss", xlabel="step", ylabel="loss")
-    if vals:
-        axes[1].plot(*zip(*vals), marker="o")
     axes[1].set(title="validation rsum", xlabel="epoch", ylabel="rsum")
+    if len(runs) > 1:
+        for ax in axes:
+            ax.legend()
     fig.tight_layout()
     try:
         atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
@@ -247,218 +313,300 @@ def _dist_env() -> tuple[int, int, int]:
     return rank, world, local
 
 
-def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
-    """Train (or resume) a run. Returns a summary (best metric, epochs, steps, seconds)."""
-    from hanet.data.dataset import PairDataset, RetrievalData, collate_pairs
-    from hanet.data.formats import DatasetSpec
-    from hanet.evaluate import resolve_device
-    from hanet.model import HANet
-    from hanet.io import atomic_torch_save
-    from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunDir, RunInfo, load_checkpoint
+@dataclass
+class _Process:
+    """Where this process trains: its rank among ``world`` processes and its device."""
 
-    rank, world, local_rank = _dist_env()
-    distributed = world > 1
-    device = resolve_device(opts.device)
-    if distributed:
-        import torch.distributed as dist
+    rank: int
+    world: int
+    device: torch.device
 
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-    say = (lambda *a, **k: print(*a, **k, file=sys.stderr)) if is_main else (lambda *a, **k: None)
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
 
-    config.validate()
-    run = RunDir(opts.out)
-    tc = config.train
-    spec = DatasetSpec.load(opts.data)
-    if run.exists() and not opts.resume:
-        raise HanetError(f"{run.path}: already holds a run; pass --resume to continue it or choose another --out")
-    if is_main:
-        ensure_dir(run.path, "run folder")  # before any long work: a bad --out fails now
-    val_split = opts.val_split
-    if val_split == "none":  # asked for: no validation, the last epoch is kept
-        val_split, explicit_none = None, True
-    else:
-        explicit_none = False
-    if val_split is not None and val_split not in spec.splits:
-        raise HanetError(f"--val-split {val_split!r}: the dataset {spec.source} has no such split "
-                         f"(it has {', '.join(spec.splits)})")
-    if val_split is None and "val" in spec.splits and not explicit_none:
-        val_split = "val"
-    with_concepts = config.model.concept_bce_weight > 0 and opts.variant == "hanet"
-    spec.require_files(["trn"] + ([val_split] if val_split else []), concepts=with_concepts)
-    ckpt = None
-    if opts.resume:
-        if not run.last.is_file():
-            raise HanetError(f"{run.path}: nothing to resume (no {run.last})")
-        info = run.read_info()
-        if info.config.model != config.model:
-            raise HanetError(f"{run.path}: --resume with a different model config than the run's; "
-                             f"drop the overrides or start a new run")
-        config = info.config if config.train == info.config.train else config
-        tc = config.train
-        ckpt = load_checkpoint(run.last)
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
-    # Data first: every data problem is reported before any long work starts.
-    trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
-    val = None
-    if val_split is not None:
-        val = RetrievalData(spec, val_split, config.model)
-    elif not explicit_none:
-        say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
-    _maybe_preload(trn, opts.preload, say)
-    if val is not None:
-        _maybe_preload(val, opts.preload, say)
+    def say(self, *a: Any) -> None:
+        if self.is_main:
+            print(*a, file=sys.stderr)
 
-    if is_main and not opts.resume:
-        run.write_info(RunInfo(config, opts.variant, str(Path(opts.data).resolve()), time.time()))
+    @classmethod
+    def start(cls, device_name: str) -> "_Process":
+        """Read torchrun's environment, pick the device, join the process group if several."""
+        from hanet.devices import resolve_device
 
-    torch.manual_seed(tc.seed)
-    np.random.seed(tc.seed % 2**32)
-    random.seed(tc.seed)
-    model = HANet(config.model, variant=opts.variant, seed=tc.seed)
-    if opts.word_embeddings and ckpt is None:
-        vecs, found = load_word_embeddings(opts.word_embeddings, trn.word2int, config.model.text.num_words)
-        if vecs.shape[1] != config.model.text.dim_word:
-            raise HanetError(f"{opts.word_embeddings}: {vecs.shape[1]}-d vectors but dim_word is "
-                             f"{config.model.text.dim_word}")
+        rank, world, local_rank = _dist_env()
+        device = resolve_device(device_name)
+        if world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                device = torch.device("cuda", local_rank)
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, device)
+
+    def finish(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One training run, phase by phase: :meth:`prepare` checks the run folder and the data (every
+    problem before any long work), :meth:`build` makes the model, optimiser and data loader in
+    the official order of random draws (restoring a checkpoint on ``--resume``), :meth:`fit`
+    runs the epochs.
+
+    Args:
+        config: model and schedule.
+        opts: what the command line gives beyond the config.
+    """
+
+    def __init__(self, config: HANetConfig, opts: TrainOptions) -> None:
+        from hanet.run import RunDir
+
+        self.config, self.opts = config, opts
+        self.proc = _Process.start(opts.device)
+        self.run = RunDir(opts.out)
+        self.state = TrainState()
+        self.ckpt: Optional[dict[str, Any]] = None
+
+    @property
+    def tc(self):
+        return self.config.train
+
+    # ------------------------------------------------------------------ phases
+    def prepare(self) -> None:
+        """The run folder, the splits and the data, checked and loaded."""
+        from hanet.data.dataset import RetrievalData
+        from hanet.data.formats import DatasetSpec
+        from hanet.run import RunInfo, load_checkpoint
+
+        config, opts, run, say = self.config, self.opts, self.run, self.proc.say
+        config.validate()
+        spec = DatasetSpec.load(opts.data)
+        if run.exists() and not opts.resume:
+            raise HanetError(f"{run.path}: already holds a run; pass --resume to continue it or choose another --out")
+        if self.proc.is_main:
+            ensure_dir(run.path, "run folder")  # before any long work: a bad --out fails now
+        explicit_none = opts.val_split == "none"  # asked for: no validation, the last epoch is kept
+        val_split = None if explicit_none else opts.val_split
+        if val_split is not None and val_split not in spec.splits:
+            raise HanetError(f"--val-split {val_split!r}: the dataset {spec.source} has no such split "
+                             f"(it has {', '.join(spec.splits)})")
+        if val_split is None and "val" in spec.splits and not explicit_none:
+            val_split = "val"
+        with_concepts = config.model.concept_bce_weight > 0 and opts.variant == "hanet"
+        spec.require_files(["trn"] + ([val_split] if val_split else []), concepts=with_concepts)
+        if opts.resume:
+            if not run.last.is_file():
+                raise HanetError(f"{run.path}: nothing to resume (no {run.last})")
+            info = run.read_info()
+            if info.config.model != config.model:
+                raise HanetError(f"{run.path}: --resume with a different model config than the run's; "
+                                 f"drop the overrides or start a new run")
+            self.config = config = info.config if config.train == info.config.train else config
+            self.ckpt = load_checkpoint(run.last)
+
+        # Data first: every data problem is reported before any long work starts.
+        self.trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
+        self.val = RetrievalData(spec, val_split, config.model) if val_split is not None else None
+        if val_split is None and not explicit_none:
+            say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
+        _maybe_preload(self.trn, opts.preload, say)
+        if self.val is not None:
+            _maybe_preload(self.val, opts.preload, say)
+        if self.proc.is_main and not opts.resume:
+            run.write_info(RunInfo(config, opts.variant, str(Path(opts.data).resolve()), time.time()))
+
+    def build(self) -> None:
+        """Model, optimiser, scaler and loader; the checkpoint's state on resume.
+
+        The order of the random draws is the official one (seeds, then the model's
+        initialisation), so ``seed=s`` gives the official model built after ``manual_seed(s)``.
+        """
+        from hanet.data.dataset import PairDataset, collate_pairs
+        from hanet.model import HANet
+
+        tc, opts, device = self.tc, self.opts, self.proc.device
+        torch.manual_seed(tc.seed)
+        np.random.seed(tc.seed % 2**32)
+        random.seed(tc.seed)
+        model = HANet(self.config.model, variant=opts.variant, seed=tc.seed)
+        if opts.word_embeddings and self.ckpt is None:
+            self._init_word_embeddings(model)
+        self.model = model.to(device)
+        self.opt = make_optimizer(model, tc.lr)
+        use_scaler = tc.precision == "fp16" and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        if self.ckpt is not None:
+            self._restore(use_scaler)
+        self.train_model: torch.nn.Module = model
+        if self.proc.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=opts.variant != "hanet")
+        pairs = PairDataset(self.trn)
+        self.sampler = EpochSampler(len(pairs), tc.batch_size, tc.seed, self.proc.rank, self.proc.world)
+        loader_gen = torch.Generator().manual_seed(tc.seed)  # keeps DataLoader off the global RNG
+        workers = tc.num_workers if not getattr(self.trn, "preloaded", False) else 0
+        self.make_loader = lambda: DataLoader(
+            pairs, batch_sampler=BatchOf(self.sampler), collate_fn=collate_pairs, num_workers=workers,
+            pin_memory=device.type == "cuda", persistent_workers=False, generator=loader_gen,
+            prefetch_factor=4 if workers > 0 else None)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+    def _init_word_embeddings(self, model) -> None:
+        opts, cfg = self.opts, self.config.model
+        vecs, found = load_word_embeddings(opts.word_embeddings, self.trn.word2int, cfg.text.num_words)
+        if vecs.shape[1] != cfg.text.dim_word:
+            raise HanetError(f"{opts.word_embeddings}: {vecs.shape[1]}-d vectors but dim_word is {cfg.text.dim_word}")
         with torch.no_grad():
             model.text_encoder.word_embed.weight[found] = vecs[found]
-        say(f"word embeddings: {int(found.sum())}/{len(found)} words initialised from {opts.word_embeddings}")
-    model.to(device)
-    opt = make_optimizer(model, tc.lr)
-    use_scaler = tc.precision == "fp16" and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    state = TrainState()
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        self.proc.say(f"word embeddings: {int(found.sum())}/{len(found)} words initialised from {opts.word_embeddings}")
+
+    def _restore(self, use_scaler: bool) -> None:
+        ckpt, rank, say = self.ckpt, self.proc.rank, self.proc.say
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
         if "scaler" in ckpt and use_scaler:
-            scaler.load_state_dict(ckpt["scaler"])
-        state = TrainState(**ckpt["train_state"])
-        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) and rank < len(ckpt["rng"]) else
-                      ckpt["rng"][0] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-        if is_main:
-            run.truncate_log(state.step, state.epoch)  # what the killed run logged past its checkpoint
-        say(f"resuming {run.path} at epoch {state.epoch}, step {state.step}")
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["train_state"])
+        rngs = ckpt["rng"]
+        set_rng_state(rngs[rank] if isinstance(rngs, list) and rank < len(rngs) else
+                      rngs[0] if isinstance(rngs, list) else rngs)
+        if self.proc.is_main:
+            self.run.truncate_log(self.state.step, self.state.epoch)  # what the killed run logged past its checkpoint
+        say(f"resuming {self.run.path} at epoch {self.state.epoch}, step {self.state.step}")
         then = ckpt.get("threads")
-        if then is not None and then != torch.get_num_threads() and device.type == "cpu":
+        if then is not None and then != torch.get_num_threads() and self.proc.device.type == "cpu":
             # float sums are split per thread: another thread count rounds differently
             say(f"note: the run was checkpointed with {then} torch threads and resumes with "
                 f"{torch.get_num_threads()}; the losses will not be bit-identical to an uninterrupted run "
                 f"(set OMP_NUM_THREADS={then} for that)")
 
-    train_model: torch.nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+    def save(self, path: Path, tag: str) -> None:
+        """A checkpoint of everything (every rank's RNG gathered), written atomically by rank 0."""
+        from hanet.io import atomic_torch_save
+        from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
-        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                          find_unused_parameters=opts.variant != "hanet")
-
-    pairs = PairDataset(trn)
-    sampler = EpochSampler(len(pairs), tc.batch_size, tc.seed, rank, world)
-    loader_gen = torch.Generator().manual_seed(tc.seed)  # keeps DataLoader off the global RNG
-    num_workers = tc.num_workers if not getattr(trn, "preloaded", False) else 0
-
-    def make_loader() -> DataLoader:
-        return DataLoader(pairs, batch_sampler=BatchOf(sampler), collate_fn=collate_pairs, num_workers=num_workers,
-                          pin_memory=device.type == "cuda", persistent_workers=False, generator=loader_gen,
-                          prefetch_factor=4 if num_workers > 0 else None)
-
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
-    if tc.precision not in ("fp32", "bf16", "fp16"):
-        raise HanetError(f"--precision must be fp32, bf16 or fp16, not {tc.precision!r}")
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-
-    def save(path: Path, tag: str) -> None:
         rngs: Any = rng_state()
-        if distributed:
+        if self.proc.distributed:
             import torch.distributed as dist
 
-            gathered: list[Any] = [None] * world
+            gathered: list[Any] = [None] * self.proc.world
             dist.all_gather_object(gathered, rngs)
             rngs = gathered
-        if not is_main:
+        if not self.proc.is_main:
             return
-        ckpt_state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": tag,
-                      "config": config.to_dict(), "variant": opts.variant, "model": model.state_dict(),
-                      "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                      "train_state": state.__dict__.copy(), "rng": rngs, "world_size": world,
-                      "threads": torch.get_num_threads(), "epoch": state.epoch, "step": state.step}
+        state = self.state
+        ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": tag,
+                "config": self.config.to_dict(), "variant": self.opts.variant, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+                "train_state": state.__dict__.copy(), "rng": rngs, "world_size": self.proc.world,
+                "threads": torch.get_num_threads(), "epoch": state.epoch, "step": state.step}
         try:
-            atomic_torch_save(ckpt_state, path)
+            atomic_torch_save(ckpt, path)
         except WriteError as exc:
             raise WriteError(f"{exc}; the run's last complete checkpoint is intact: free some space and "
                              f"continue with --resume") from None
 
-    from tqdm import tqdm
+    def fit(self) -> dict[str, Any]:
+        """Epochs until the last, early stop or ``max_steps``; returns the summary."""
+        tc, state = self.tc, self.state
+        t_start = time.time()
+        while state.epoch < tc.epochs:
+            if self._train_epoch():  # stopped by max_steps in mid-epoch
+                self.save(self.run.last, "max_steps")
+                self.proc.say(f"stopped at step {state.step} (--max-steps); resume with --resume")
+                break
+            if self._end_epoch() or (tc.max_steps and state.step >= tc.max_steps):
+                break
+        seconds = time.time() - t_start
+        self.proc.finish()
+        self.proc.say(f"done: best validation rsum {state.best_metric:.2f} at epoch {state.best_epoch}; "
+                      f"{state.step} steps in {seconds:.0f} s; run in {self.run.path}")
+        return {"best_rsum": state.best_metric, "best_epoch": state.best_epoch, "epochs": state.epoch,
+                "steps": state.step, "seconds": seconds}
 
-    t_start = time.time()
-    stop = False
-    max_steps = tc.max_steps
-    while state.epoch < tc.epochs and not stop:
-        model.train()
+    def _train_epoch(self) -> bool:
+        """The rest of the current epoch; True when ``max_steps`` stopped it before its end."""
+        from tqdm import tqdm
+
+        tc, opts, state, device = self.tc, self.opts, self.state, self.proc.device
+        self.model.train()
         # Step decay by epoch (official MultiStepLR); set from the epoch, so a resumed run
         # trains at the same rate as an uninterrupted one.
         lr = tc.lr_at(state.epoch)
-        for group in opt.param_groups:
+        for group in self.opt.param_groups:
             group["lr"] = lr
-        sampler.set_epoch(state.epoch, state.epoch_step)
-        loader = make_loader()
-        bar = tqdm(total=sampler.batches_per_epoch(), initial=state.epoch_step, disable=not (opts.progress and is_main),
+        self.sampler.set_epoch(state.epoch, state.epoch_step)
+        per_epoch = self.sampler.batches_per_epoch()
+        bar = tqdm(total=per_epoch, initial=state.epoch_step, disable=not (opts.progress and self.proc.is_main),
                    desc=f"epoch {state.epoch}", unit="batch", leave=False)
         run_loss, run_n = 0.0, 0
-        for batch in loader:
-            batch = batch.to(device, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                out = train_model(batch)
-            scaler.scale(out.loss).backward()
-            if tc.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            loss = float(out.loss.detach())
-            if not math.isfinite(loss):
-                raise HanetError(f"loss became {loss} at step {state.step} (epoch {state.epoch}); "
-                                 f"try --precision fp32 or a lower --lr")
-            state.step += 1
-            state.epoch_step += 1
-            run_loss += loss
-            run_n += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if state.step % opts.log_every == 0 or state.epoch_step == sampler.batches_per_epoch():
-                parts = torch.tensor([run_loss / run_n, float(out.fusion_loss.detach()),
-                                      float(out.concept_loss.detach()), float(out.bce_loss.detach())],
-                                     dtype=torch.float64)
-                if distributed:  # log the mean over ranks, not rank 0's share alone
-                    import torch.distributed as dist
+        try:
+            for batch in self.make_loader():
+                out = self._step(batch.to(device, non_blocking=True))
+                loss = float(out.loss.detach())
+                if not math.isfinite(loss):
+                    raise HanetError(f"loss became {loss} at step {state.step} (epoch {state.epoch}); "
+                                     f"try --precision fp32 or a lower --lr")
+                state.step += 1
+                state.epoch_step += 1
+                run_loss, run_n = run_loss + loss, run_n + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if state.step % opts.log_every == 0 or state.epoch_step == per_epoch:
+                    self._log_losses(lr, run_loss / run_n, out)
+                    run_loss, run_n = 0.0, 0
+                if opts.save_every and state.step % opts.save_every == 0:
+                    self.save(self.run.last, "step")
+                if tc.max_steps and state.step >= tc.max_steps:
+                    return state.epoch_step < per_epoch
+        finally:
+            bar.close()
+        return False
 
-                    parts = parts.to(device)
-                    dist.all_reduce(parts)
-                    parts = parts.cpu() / world
-                if is_main:
-                    run.log({"kind": "train", "epoch": state.epoch, "step": state.step, "lr": lr,
-                             "loss": float(parts[0]),
-                             "fusion_loss": float(parts[1]), "concept_loss": float(parts[2]),
-                             "bce_loss": float(parts[3])})
-                run_loss, run_n = 0.0, 0
-            if opts.save_every and state.step % opts.save_every == 0:
-                save(run.last, "step")
-            if max_steps and state.step >= max_steps:
-                stop = True
-                break
-        bar.close()
-        if stop and state.epoch_step < sampler.batches_per_epoch():
-            save(run.last, "max_steps")
-            say(f"stopped at step {state.step} (--max-steps); resume with --resume")
-            break
-        # End of epoch: validate on rank 0 and share the verdict.
-        rsum = _validate(model, val, device, tc.eval_batch_size, is_main, distributed, say, state, run)
+    def _step(self, batch):
+        opt, scaler, tc = self.opt, self.scaler, self.tc
+        opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            out = self.train_model(batch)
+        scaler.scale(out.loss).backward()
+        if tc.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        return out
+
+    def _log_losses(self, lr: float, mean_loss: float, out) -> None:
+        parts = torch.tensor([mean_loss, float(out.fusion_loss.detach()), float(out.concept_loss.detach()),
+                              float(out.bce_loss.detach())], dtype=torch.float64)
+        if self.proc.distributed:  # log the mean over ranks, not rank 0's share alone
+            import torch.distributed as dist
+
+            parts = parts.to(self.proc.device)
+            dist.all_reduce(parts)
+            parts = parts.cpu() / self.proc.world
+        if self.proc.is_main:
+            self.run.log({"kind": "train", "epoch": self.state.epoch, "step": self.state.step, "lr": lr,
+                          "loss": float(parts[0]), "fusion_loss": float(parts[1]), "concept_loss": float(parts[2]),
+                          "bce_loss": float(parts[3])})
+
+    def _end_epoch(self) -> bool:
+        """Validate on rank 0, share the verdict, checkpoint; True to stop early."""
+        state, val, tc = self.state, self.val, self.tc
+        rsum = _validate(self.model, val, self.proc, tc.eval_batch_size, state, self.run)
         improved = rsum > state.best_metric if val is not None else True
         if improved:
             state.best_metric, state.best_epoch, state.no_improve = (rsum if val is not None else 0.0), state.epoch, 0
@@ -467,42 +615,40 @@ def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
         state.epoch += 1
         state.epoch_step = 0
         if improved:
-            save(run.best, "best")
-        save(run.last, "epoch")
-        if is_main:
-            plot_curves(run.read_log(), run.path / "curves.png")
+            self.save(self.run.best, "best")
+        self.save(self.run.last, "epoch")
+        if self.proc.is_main:
+            plot_curves(self.run.read_log(), self.run.path / "curves.png")
         # Official rule: stop once more than `early_stop` epochs in a row have not improved.
         if val is not None and state.no_improve > tc.early_stop:
-            say(f"early stop: {state.no_improve} epochs without a better validation rsum")
-            break
-    seconds = time.time() - t_start
-    if distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
-    summary = {"best_rsum": state.best_metric, "best_epoch": state.best_epoch, "epochs": state.epoch,
-               "steps": state.step, "seconds": seconds}
-    say(f"done: best validation rsum {state.best_metric:.2f} at epoch {state.best_epoch}; "
-        f"{state.step} steps in {seconds:.0f} s; run in {run.path}")
-    return summary
+            self.proc.say(f"early stop: {state.no_improve} epochs without a better validation rsum")
+            return True
+        return False
 
 
-def _validate(model, val, device, batch_size, is_main, distributed, say, state, run) -> float:
+def train(config: HANetConfig, opts: TrainOptions) -> dict[str, Any]:
+    """Train (or resume) a run. Returns a summary (best metric, epochs, steps, seconds)."""
+    trainer = Trainer(config, opts)
+    trainer.prepare()
+    trainer.build()
+    return trainer.fit()
+
+
+def _validate(model, val, proc: _Process, batch_size: int, state: TrainState, run) -> float:
     from hanet.evaluate import evaluate_split
 
     rsum = 0.0
-    if val is not None and is_main:
-        res = evaluate_split(model, val, device=device, batch_size=batch_size, per_score=False, progress=False)
+    if val is not None and proc.is_main:
+        res = evaluate_split(model, val, device=proc.device, batch_size=batch_size, per_score=False, progress=False)
         m = res.metrics["fused"]
         rsum = m["rsum"]
         run.log({"kind": "val", "epoch": state.epoch, "step": state.step, **m})
-        say(f"epoch {state.epoch}: val rsum {rsum:.2f} (t2v R@1 {m['ir1']:.1f}, v2t R@1 {m['cr1']:.1f}) "
-            f"[{res.seconds:.1f} s]")
-    if distributed:
+        proc.say(f"epoch {state.epoch}: val rsum {rsum:.2f} (t2v R@1 {m['ir1']:.1f}, v2t R@1 {m['cr1']:.1f}) "
+                 f"[{res.seconds:.1f} s]")
+    if proc.distributed:
         import torch.distributed as dist
 
-        t = torch.tensor([rsum], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+        t = torch.tensor([rsum], dtype=torch.float64, device=proc.device if proc.device.type == "cuda" else "cpu")
         dist.broadcast(t, 0)
         rsum = float(t.item())
     model.train()
@@ -535,133 +681,4 @@ def _maybe_preload(data, mode: str, say) -> None:
     say(f"preloaded {n} videos of split {data.split} ({size / 2**20:.0f} MiB)")
 
 
-# ---------------------------------------------------------------------- CLI
-def _parse_set(items: list[str]) -> list[tuple[list[str], str]]:
-    out = []
-    for it in items:
-        if "=" not in it:
-            raise HanetError(f"--set takes KEY=VALUE (e.g. model.video.dropout=0.1), got {it!r}")
-        k, v = it.split("=", 1)
-        out.append((k.split("."), v))
-    return out
-
-
-def build_config(args: argparse.Namespace) -> HANetConfig:
-    """Preset (or a config JSON) + dataset-derived sizes + command-line overrides."""
-    import json
-
-    from hanet.data.dataset import infer_feature_dims, words_in_vocab
-    from hanet.data.formats import DatasetSpec
-
-    if args.config:
-        cfg = load_config_file(args.config)  # ours, or the authors' model.json
-    else:
-        cfg = get_preset(args.preset)
-    spec = DatasetSpec.load(args.data)
-    dims = infer_feature_dims(spec, "trn")
-    if args.dim_fts and tuple(args.dim_fts) != dims:
-        raise HanetError(f"--dim-fts {args.dim_fts} disagrees with the feature files of {args.data}: {list(dims)}")
-    cfg.model.video.dim_fts = dims
-    cfg.model.text.num_words = words_in_vocab(spec)
-    for name in ("epochs", "batch_size", "lr", "max_steps", "seed", "num_workers", "precision", "early_stop",
-                 "eval_batch_size"):
-        v = getattr(args, name, None)
-        if v is not None:
-            setattr(cfg.train, name, v)
-    if args.word_embeddings and args.dim_word is None:
-        dim = _embedding_file_dim(args.word_embeddings)
-        if dim and dim != cfg.model.text.dim_word:
-            print(f"note: dim_word set to {dim} to match {args.word_embeddings}", file=sys.stderr)
-            cfg.model.text.dim_word = dim
-    if args.dim_word is not None:
-        cfg.model.text.dim_word = args.dim_word
-    for keys, value in _parse_set(args.set or []):
-        _set_field(cfg, keys, value)
-    cfg.validate()
-    return cfg
-
-
-def _embedding_file_dim(path: str) -> Optional[int]:
-    p = Path(path)
-    if p.suffix in (".th", ".pt", ".pth") or not p.is_file():
-        return None
-    with open(p, encoding="utf8", errors="replace") as f:
-        for line in f:
-            parts = line.rstrip().split(" ")
-            if len(parts) > 2:
-                return len(parts) - 1
-    return None
-
-
-def _set_field(cfg: Any, keys: list[str], value: str) -> None:
-    import dataclasses
-    import json
-
-    obj = cfg
-    for k in keys[:-1]:
-        if not hasattr(obj, k):
-            raise HanetError(f"--set: no config section {'.'.join(keys[:-1])!r}")
-        obj = getattr(obj, k)
-    name = keys[-1]
-    flds = {f.name: f for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
-    if name not in flds:
-        raise HanetError(f"--set: unknown field {'.'.join(keys)!r}")
-    cur = getattr(obj, name)
-    try:
-        if isinstance(cur, bool):
-            val: Any = value.lower() in ("1", "true", "yes", "on")
-        elif isinstance(cur, int):
-            val = int(value)
-        elif isinstance(cur, float):
-            val = float(value)
-        elif isinstance(cur, tuple):
-            val = tuple(json.loads(value) if value.startswith("[") else [int(x) for x in value.split(",")])
-        else:
-            val = value
-    except ValueError:
-        raise HanetError(f"--set {'.'.join(keys)}: cannot read {value!r} as {type(cur).__name__}") from None
-    setattr(obj, name, val)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset: a release-layout folder, path.json or dataset.json/yaml")
-    p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
-    p.add_argument("--preset", default="msrvtt", help="msrvtt (default), vatex or synth")
-    p.add_argument("--config", help="a config JSON (HANetConfig.to_dict) instead of a preset")
-    p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
-                   help="hanet (full model) or global (video-sentence score only; an ablation)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch size (split across torchrun ranks)")
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resumable)")
-    p.add_argument("--early-stop", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--dim-fts", type=int, nargs="+", help="expected feature sizes (checked against the files)")
-    p.add_argument("--dim-word", type=int, help="word embedding size")
-    p.add_argument("--word-embeddings", help="GloVe text file, or the official word_embeds.*.th, to initialise words")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
-                   "model.video.dropout=0.1 or train.grad_clip=2 (repeatable)")
-    p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
-                   "dataset has one; none: no validation, the last epoch is kept)")
-    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],
-                   help="read all features into memory first (auto: when they fit in 2 GiB)")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = build_config(args)
-    opts = TrainOptions(data=args.data, out=args.out, variant=args.variant, resume=args.resume, device=args.device,
-                        word_embeddings=args.word_embeddings, val_split=args.val_split, save_every=args.save_every,
-                        log_every=args.log_every, preload=args.preload, progress=not args.no_progress)
-    train(cfg, opts)
-    return 0
-
-
-__all__ = ["train", "TrainOptions", "EpochSampler", "build_config", "load_word_embeddings", "plot_curves"]
+__all__ = ["train", "Trainer", "TrainOptions", "EpochSampler", "configure", "load_word_embeddings", "plot_curves"]

@@ -5,7 +5,7 @@
   two seeds give two different models (for the model-mismatch tests).
 * :func:`make_corpus` writes H.264 clips with PyAV whose frame ``j`` is the gray level
   ``frame_level(j)`` (so a thumbnail tile can be checked), and an HDF5 feature file through
-  ``hanet.video.store.FeatureWriter`` (the writer ``hanet extract`` uses) with random 64-d
+  ``hanet.data.features.FeatureWriter`` (the writer ``hanet extract`` uses) with random 64-d
   features, per-video timestamps and source paths; some videos have features but no file.
 """
 
@@ -87,7 +87,7 @@ class Corpus:
 
 def make_corpus(root: Path, lengths: tuple[int, ...] = LENGTHS, with_files: int = WITH_FILES,
                 prefix: str = "clip", seed: int = 0) -> Corpus:
-    from hanet.video.store import FeatureWriter
+    from hanet.data.features import FeatureWriter
 
     root.mkdir(parents=True, exist_ok=True)
     videos = root / "videos"

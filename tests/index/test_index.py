@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from hanet.cli import main as hanet_main
-from hanet.errors import HanetError
+from hanet.errors import HanetError, UnknownVideoError
 from hanet.index import IndexFormatError, QueryError, SearchIndex, add_videos, build_index, delete_videos
-from hanet.index.search import video_outputs
+from hanet.index.scorer import video_outputs
 from hanet.index.store import VIDEO_FLOAT_FIELDS, read_manifest
 
 from .corpus import RATE, frame_level, make_corpus
@@ -180,7 +180,7 @@ def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser)
     for mode in ("two-stage", "exhaustive"):
         ids = [h.video_id for h in idx.search(QUERY, k=len(corpus.names), mode=mode, candidates=5)]
         assert not set(gone) & set(ids)
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownVideoError):
         idx.row(gone[0])
     # their captions went with them
     caps = idx.search_captions("clip00" if "clip00" not in gone else "clip01", k=100)
@@ -308,7 +308,7 @@ def test_video_to_text(index, corpus):
                                                                                        mode="exhaustive").hits]
     assert all(h.caption in caps[h.video_id] for h in res.hits)
     assert res.hits[0].score >= res.hits[-1].score
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownVideoError):
         index.search_captions("nope")
 
 
@@ -386,7 +386,7 @@ def test_cli(tmp_path, run_dir, corpus, capsys):
 
 
 def test_features_of_another_dimension_are_refused(tmp_path, built, corpus):
-    from hanet.video.store import FeatureWriter
+    from hanet.data.features import FeatureWriter
 
     bad = tmp_path / "bad.h5"
     store = FeatureWriter(str(bad), {"hanet_features": 1, "feature_dim": 32})

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from hanet.model.losses import contrastive_hinge
-from hanet.model.scoring import cosine_sim, jaccard_sim, phrase_alignment, phrase_scores, slot_mask
+from hanet.model.scoring import (SCORE_NAMES, ScoreOutput, cosine_sim, fuse, fusion_weights, jaccard_sim,
+                                 phrase_attention, slot_mask)
+
+
+def phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None, **precomputed):
+    return phrase_attention(frames, phrases, phrase_valid, sigma, frame_valid, **precomputed).score
 
 
 def naive_phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None):
@@ -114,14 +119,32 @@ def test_hinge_hardest_negative():
     assert contrastive_hinge(s, 0.2, max_violation=False) == pytest.approx((allneg.sum() + allneg2.sum()) / 6, abs=1e-6)
 
 
-def test_phrase_alignment_agrees_with_scores():
+def test_phrase_attention_keeps_what_the_score_averages():
+    """The weights and similarities explanations (and time spans) read are the score's own."""
     g = torch.Generator().manual_seed(4)
     frames = torch.randn(3, 6, 8, generator=g)
     valid = torch.arange(6)[None] < torch.tensor([6, 4, 2])[:, None]
     phrases = torch.randn(2, 3, 8, generator=g)
-    weights, sims = phrase_alignment(frames, phrases, 4.0, valid)
-    assert weights.shape == (3, 2, 3, 6)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 3))
-    assert float(weights[2, :, :, 2:].abs().max()) == 0.0  # padded frames get no attention
-    pv = torch.ones(2, 3, dtype=torch.bool)
-    torch.testing.assert_close(sims.mean(-1), phrase_scores(frames, phrases, pv, 4.0, valid), atol=1e-6, rtol=0)
+    pv = torch.tensor([[True, True, False], [True, False, False]])
+    pa = phrase_attention(frames, phrases, pv, 4.0, valid)
+    assert pa.weights.shape == (3, 6, 3) and pa.caption.tolist() == [0, 0, 1] and pa.slot.tolist() == [0, 1, 0]
+    torch.testing.assert_close(pa.weights.sum(1), torch.ones(3, 3))
+    assert float(pa.weights[2, 2:].abs().max()) == 0.0  # padded frames get no attention
+    ref = naive_phrase_scores(frames, phrases, pv, 4.0, valid)
+    torch.testing.assert_close(pa.score.double(), ref, atol=2e-6, rtol=0)
+    mine = pa.of(1, 0)
+    assert set(mine) == {0, 1}
+    single = naive_phrase_scores(frames[1:2], phrases[:1, :1], torch.ones(1, 1, dtype=torch.bool), 4.0, valid[1:2])
+    assert mine[0][1] == pytest.approx(float(single[0, 0]), abs=2e-6)
+    # given norms and Gram matrices (as an index stores them) give the same result
+    norms = (frames.pow(2).sum(-1) + 1e-18).sqrt()
+    grams = torch.bmm(frames, frames.transpose(1, 2))
+    torch.testing.assert_close(phrase_scores(frames, phrases, pv, 4.0, valid, frame_norm=norms, gram=grams), pa.score)
+
+
+def test_fusion_is_the_weighted_sum_of_the_seven():
+    g = torch.Generator().manual_seed(5)
+    s = ScoreOutput(*torch.rand(7, 4, 5, generator=g))
+    for variant in ("hanet", "global"):
+        w = fusion_weights(variant)
+        torch.testing.assert_close(fuse(s, variant), sum(w[n] * getattr(s, n) for n in SCORE_NAMES), atol=1e-6, rtol=0)

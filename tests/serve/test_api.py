@@ -210,3 +210,16 @@ def test_head_is_answered_like_get(client):
     get, head = client.get("/health"), client.head("/health")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(get.content))
+
+
+def test_a_bug_is_a_500_not_an_unknown_video(app, client, monkeypatch):
+    """Only UnknownVideoError means 404; a KeyError raised by a bug is an internal error."""
+    index = app.state.index
+    assert client.get("/videos/nope").status_code == 404
+
+    def broken(video_id):
+        return {}["missing key"]
+
+    monkeypatch.setattr(index, "video", broken)
+    r = client.get("/videos/clip00")
+    assert r.status_code == 500

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from hanet.data.features import FeatureStore, feature_key
 from hanet.errors import DataError
 
 SPLITS = ("trn", "val", "tst")
@@ -361,135 +362,6 @@ def _duplicates(items: Iterable[str]) -> list[str]:
             dup.append(x)
         seen.add(x)
     return dup
-
-
-#: Frame features beyond this magnitude are refused: CNN features are O(1)-O(100), and values
-#: near float32's range overflow in the model's dot products (every score NaN).
-MAX_FEATURE_MAGNITUDE = 1e6
-
-
-def feature_key(name: str) -> str:
-    """HDF5 dataset key of a video name: VATEX names contain '/', stored as '_'."""
-    return name.replace("/", "_")
-
-
-class FeatureStore:
-    """Frame features of one split, from one or more HDF5 files concatenated on the last axis.
-
-    Files are opened lazily, once per process, so a store can be sent to DataLoader workers.
-
-    Args:
-        files: HDF5 files with one (frames, dim) dataset per video.
-    """
-
-    def __init__(self, files: list[Path]) -> None:
-        if not files:
-            raise DataError("no feature files given")
-        for f in files:
-            if not Path(f).is_file():
-                raise DataError(f"{f}: feature file not found")
-        self.files = [Path(f) for f in files]
-        self._handles: Optional[list[Any]] = None
-        self._pid: Optional[int] = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files, "_handles": None, "_pid": None, "_dims": None}
-
-    _dims: Optional[list[int]] = None
-
-    def _open(self) -> list[Any]:
-        if self._handles is None or self._pid != os.getpid():
-            import h5py
-
-            handles = []
-            for f in self.files:
-                try:
-                    handles.append(h5py.File(f, "r"))
-                except Exception as exc:  # noqa: BLE001
-                    raise DataError(f"{f}: not a readable HDF5 feature file ({exc})") from None
-            self._handles, self._pid = handles, os.getpid()
-        return self._handles
-
-    def dims(self) -> list[int]:
-        """Feature size of each file (from its first dataset; :meth:`shape_problems` checks the rest)."""
-        if self._dims is not None:
-            return list(self._dims)
-        out = []
-        for f, h in zip(self.files, self._open()):
-            key = next(iter(h.keys()), None)
-            if key is None:
-                raise DataError(f"{f}: the feature file holds no videos")
-            shape = h[key].shape
-            if len(shape) != 2:
-                raise DataError(f"{f}: dataset {key!r} has shape {shape}; expected (frames, dim)")
-            out.append(int(shape[1]))
-        self._dims = out
-        return list(out)
-
-    def shape_problems(self, names: Iterable[str], limit: int = 20) -> list[str]:
-        """Videos whose stored features cannot be read as (frames, the file's width), from the
-        HDF5 metadata alone (no feature is read): other widths, other ranks, no frames.
-
-        Args:
-            names: the videos to check (those absent are :meth:`missing`'s business).
-            limit: at most this many problems are described (a count of the rest follows).
-        """
-        dims = self.dims()
-        bad: list[str] = []
-        count = 0
-        for f, h, dim in zip(self.files, self._open(), dims):
-            for n in names:
-                d = h.get(feature_key(n))
-                if d is None:
-                    continue
-                shape = getattr(d, "shape", None)
-                if shape is None or len(shape) != 2 or shape[0] == 0 or shape[1] != dim:
-                    count += 1
-                    if len(bad) < limit:
-                        want = f"(frames > 0, {dim}) as the file's first video"
-                        bad.append(f"{f}: video {n!r} has features of shape {shape}; expected {want}")
-        if count > len(bad):
-            bad.append(f"... and {count - len(bad)} more")
-        return bad
-
-    def missing(self, names: Iterable[str]) -> list[tuple[str, Path]]:
-        """(name, file) for every video absent from a file."""
-        out = []
-        for f, h in zip(self.files, self._open()):
-            keys = set(h.keys())
-            out.extend((n, f) for n in names if feature_key(n) not in keys)
-        return out
-
-    def get(self, name: str) -> np.ndarray:
-        """(frames, sum of dims) float32 features of a video; DataError if absent, empty or NaN."""
-        parts = []
-        key = feature_key(name)
-        for f, h, dim in zip(self.files, self._open(), self.dims()):
-            if key not in h:
-                raise DataError(f"{f}: no features for video {name!r}")
-            arr = np.asarray(h[key][...], dtype=np.float32)
-            if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != dim:
-                raise DataError(f"{f}: features of {name!r} have shape {arr.shape}; expected (frames > 0, {dim}) "
-                                f"as the file's first video")
-            parts.append(arr)
-        if len({p.shape[0] for p in parts}) > 1:
-            raise DataError(f"video {name!r} has different frame counts in {', '.join(map(str, self.files))}: "
-                            f"{[p.shape[0] for p in parts]} (files are concatenated per frame)")
-        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        if not np.isfinite(out).all():
-            raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: "
-                            f"features of {name!r} contain NaN or inf")
-        if np.abs(out).max() > MAX_FEATURE_MAGNITUDE:
-            # float32 products of such values overflow to inf and every score becomes NaN
-            raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: features of {name!r} reach "
-                            f"{np.abs(out).max():.3g}; values beyond {MAX_FEATURE_MAGNITUDE:.0e} are not features "
-                            f"(a corrupt or mis-scaled file)")
-        return out
-
-    def close(self) -> None:
-        for h in self._handles or []:
-            h.close()
-        self._handles = None
 
 
 def pad_or_subsample(features: np.ndarray, max_frames: int) -> tuple[np.ndarray, int]:

@@ -36,7 +36,8 @@ import torch
 from hanet.errors import DataError, HanetError
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors
-from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, VOCAB_FILE,
+from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, TEXT_FLOAT_FIELDS,
+                               TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
                                model_fingerprint, read_manifest, write_manifest)
 from hanet.io import atomic_save_npy, atomic_write_text
@@ -149,9 +150,7 @@ def video_fields(out: Any) -> dict[str, np.ndarray]:
     """
     from hanet.index.scorer import precompute
 
-    f = {name: getattr(out, name).detach().cpu().numpy() for name in (
-        "global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs",
-        "lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")}
+    f = {name: getattr(out, name).detach().cpu().numpy() for name in VIDEO_FLOAT_FIELDS + VIDEO_INT_FIELDS}
     f.update(precompute(f))
     return f
 
@@ -164,9 +163,7 @@ def text_fields(out: Any) -> dict[str, np.ndarray]:
     """
     from hanet.model.scoring import slot_mask
 
-    f = {name: getattr(out, name).detach().cpu() for name in (
-        "global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases", "verb_probs", "noun_probs",
-        "verb_lens", "noun_lens", "lengths")}
+    f = {name: getattr(out, name).detach().cpu() for name in TEXT_FLOAT_FIELDS + TEXT_INT_FIELDS}
     vmask, nmask = slot_mask(f["verb_lens"]), slot_mask(f["noun_lens"])
     for name, m in (("verb_embeds", vmask), ("verb_phrases", vmask), ("noun_embeds", nmask), ("noun_phrases", nmask)):
         f[name] = f[name].masked_fill(~m.unsqueeze(-1), 0.0)
@@ -187,57 +184,14 @@ class _StageVectors:
         return {k: np.concatenate(v) for k, v in self.parts.items()}
 
 
-class _VideoSource:
-    """Features and per-video attributes of one or more feature files (kept open while adding)."""
-
-    def __init__(self, store: Any, attrs_file: Path, sampling: Optional[str]) -> None:
-        import h5py
-
-        self.store = store
-        self.sampling = sampling
-        try:
-            self._h5 = h5py.File(attrs_file, "r")
-        except OSError as exc:
-            raise DataError(f"{attrs_file}: not a readable HDF5 feature file ({exc})") from None
-
-    def names(self) -> list[str]:
-        return list(self._h5.keys())
-
-    def attrs(self, name: str) -> dict[str, Any]:
-        from hanet.data.formats import feature_key
-
-        d = self._h5.get(feature_key(name))
-        if d is None:
-            return {}
-        out = {}
-        for k, v in d.attrs.items():
-            if isinstance(v, bytes):
-                v = v.decode("utf-8", "replace")
-            elif isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, np.generic):
-                v = v.item()
-            out[k] = v
-        return out
-
-    def close(self) -> None:
-        self._h5.close()
-        self.store.close()
-
-
-def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike) -> _VideoSource:
-    from hanet.data.formats import FeatureStore
+def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike):
+    """The feature file(s) to index, with the sampling their videos were extracted at (if recorded)."""
+    from hanet.data.features import FeatureStore
 
     files = [Path(features)] if isinstance(features, (str, os.PathLike)) else [Path(f) for f in features]
     store = FeatureStore(files)
-    sampling = None
-    try:
-        from hanet.video.store import read_meta
-
-        sampling = read_meta(str(files[0])).get("sampling")
-    except Exception:  # noqa: BLE001 - a feature file not written by hanet extract has no meta
-        sampling = None
-    return _VideoSource(store, files[0], None if sampling is None else str(sampling))
+    sampling = store.meta().get("sampling")
+    return store, None if sampling is None else str(sampling)
 
 
 def _read_names(names: Optional[Sequence[str] | str | os.PathLike]) -> Optional[list[str]]:
@@ -472,15 +426,15 @@ class IndexWriter:
 
         t0 = time.time()
         rep = report or BuildReport(str(self.dir))
-        src = _open_features(features)
+        store, sampling = _open_features(features)
         try:
-            dims = src.store.dims()
+            dims = store.dims()
             want_dim = self.config.model.video.dim_input
             if sum(dims) != want_dim:
-                raise DataError(f"{', '.join(map(str, src.store.files))}: {sum(dims)}-d features, but the index's model "
+                raise DataError(f"{', '.join(map(str, store.files))}: {sum(dims)}-d features, but the index's model "
                                 f"expects {want_dim}-d (config video.dim_fts)")
-            all_names = [feature_key(n) for n in (names if names is not None else src.names())]
-            missing = src.store.missing(all_names)
+            all_names = [feature_key(n) for n in (names if names is not None else store.names())]
+            missing = store.missing(all_names)
             if missing:
                 raise DataError(f"{missing[0][1]}: no features for {len(missing)} video(s), e.g. {missing[0][0]}")
             if len(set(all_names)) != len(all_names):
@@ -500,11 +454,11 @@ class IndexWriter:
                     part = chunk[s:s + batch_size]
                     feats, lens, metas = [], [], []
                     for n in part:
-                        raw = src.store.get(n)
+                        raw = store.get(n)
                         x, length = pad_or_subsample(raw, T)
                         feats.append(x)
                         lens.append(length)
-                        metas.append(_video_meta(n, src.attrs(n), raw.shape[0], T, videos_dir))
+                        metas.append(_video_meta(n, store.attrs(n), raw.shape[0], T, videos_dir))
                     with torch.no_grad():
                         out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
                     yield video_fields(out), metas
@@ -516,7 +470,7 @@ class IndexWriter:
 
                 try:
                     make_strip(Path(meta["source"]), path, meta.get("frame_times"), int(meta["length"]),
-                               sampling=src.sampling, subsample=meta.get("frame_index"))
+                               sampling=sampling, subsample=meta.get("frame_index"))
                     return True
                 except (DataError, OSError, ValueError) as exc:
                     rep.thumbnail_failures.append(f"{meta['id']}: {exc}")
@@ -528,7 +482,7 @@ class IndexWriter:
                 rep.added += chunk
                 self._say(f"index: {s + len(chunk)}/{len(todo)} videos encoded and committed")
         finally:
-            src.close()
+            store.close()
         rep.generation = int(self.manifest["generation"])
         rep.seconds += time.time() - t0
         return rep

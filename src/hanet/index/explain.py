@@ -27,8 +27,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from hanet.model.scoring import SCORE_NAMES, fusion_weights, phrase_alignment, slot_mask
-from hanet.model.video import video_padding_mask
+from hanet.index.scorer import video_outputs
+from hanet.model.scoring import SCORE_NAMES, fusion_weights
+from hanet.model.video import verb_clip_windows
 
 
 @dataclass
@@ -200,19 +201,16 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
 
     Raises:
         QueryError: a query that cannot be searched.
-        KeyError: no such video.
+        UnknownVideoError: no such video.
     """
-    from hanet.index.search import video_outputs
-
     cfg = index.config
-    sigma = cfg.simattn_sigma
     enc = index.encode(text)
     info = enc.infos[0]
     t = enc.text
     row = index.row(video_id)
     v = video_outputs(index.videos, np.array([row]), with_peaks=True)
     meta = index.videos.meta(row)
-    sc = index.model.score(v, t)
+    sc, attention = index.model.score_and_attend(v, t)  # the scoring pass itself, with what it attended to
     fused = float(index.model.fused_score(sc)[0, 0])
     w = fusion_weights(index.variant)
     contributions = [ScoreContribution(n, _LEVELS[n], float(getattr(sc, n)[0, 0]), w[n],
@@ -220,14 +218,10 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
 
     L = int(v.lengths[0])
     times = meta.get("frame_times")
-    frame_valid = video_padding_mask(v.lengths, v.num_frames)
-    half = cfg.verb_window // 2
-    vpeaks = v.verb_peaks[0].tolist()
-    fits = bool(min(vpeaks) >= half and max(vpeaks) + half < L)
+    windows, fits = verb_clip_windows(v.verb_peaks, v.lengths, cfg.verb_window, v.num_frames)
 
     def verb_clip_frames(j: int) -> list[int]:
-        p = vpeaks[j]
-        return list(range(p - half, p + half + 1)) if fits else [p]
+        return windows[0, j].tolist() if bool(fits[0]) else [int(v.verb_peaks[0, j])]
 
     def noun_clip_frames(j: int) -> list[int]:
         return sorted(set(v.noun_peaks[0, :, j].tolist()))
@@ -236,29 +230,25 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
     by_kind = {p.kind: [] for p in info.phrases}
     for p in info.phrases:
         by_kind[p.kind].append(p)
-    for kind, frames, clips, ind_ph, loc_ph, lens, top, clip_frames in (
-            ("verb", v.verb_frames, v.verb_clips, t.verb_phrases, t.verb_embeds, t.verb_lens, v.top_verbs,
-             verb_clip_frames),
-            ("noun", v.noun_frames, v.noun_clips, t.noun_phrases, t.noun_embeds, t.noun_lens, v.top_nouns,
-             noun_clip_frames)):
-        valid = slot_mask(lens)[0]
-        if not bool(valid.any()):
+    for kind, top, clip_frames in (("verb", v.top_verbs, verb_clip_frames), ("noun", v.top_nouns, noun_clip_frames)):
+        if f"ind_{kind}" not in attention:  # the global variant attends to nothing
             continue
-        fw, fs = phrase_alignment(frames, ind_ph, sigma, frame_valid)  # (1,1,P,T), (1,1,P)
-        cw, cs = phrase_alignment(clips, loc_ph, sigma)  # (1,1,P,S), (1,1,P)
+        per_frame = attention[f"ind_{kind}"].of(0, 0)  # slot -> (attention over frames, similarity)
+        per_clip = attention[kind].of(0, 0)  # slot -> (attention over clips, similarity)
         slots = {p.slot: p for p in by_kind.get(kind, [])}
-        for slot in np.flatnonzero(valid.numpy()).tolist():
+        for slot in sorted(per_frame):
             ph = slots.get(slot)
-            weights = fw[0, 0, slot, :L].tolist()
+            fweights, fsim = per_frame[slot]
+            cweights, csim = per_clip[slot]
+            weights = fweights[:L].tolist()
             order = np.argsort(-np.asarray(weights), kind="stable")[:top_frames].tolist()
-            cweights = cw[0, 0, slot].tolist()
-            corder = np.argsort(-np.asarray(cweights), kind="stable").tolist()
+            corder = np.argsort(-cweights.numpy(), kind="stable").tolist()
             clip_list = [ClipMatch(j, index.concept_name(kind, int(top[0, j])), int(top[0, j]), clip_frames(j),
                                    float(cweights[j])) for j in corder]
             phrases.append(PhraseExplanation(
-                kind, slot, ph.role if ph else "?", ph.words if ph else [], float(fs[0, 0, slot]),
+                kind, slot, ph.role if ph else "?", ph.words if ph else [], fsim,
                 [FrameWeight(f, None if not times else float(times[f]), float(weights[f])) for f in range(L)],
-                order, float(cs[0, 0, slot]), clip_list))
+                order, csim, clip_list))
 
     video_concepts: dict[str, list[ConceptScore]] = {}
     shared: dict[str, list[ConceptScore]] = {}

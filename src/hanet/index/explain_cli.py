@@ -20,13 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hanet.errors import HanetError
     from hanet.index.search import SearchIndex
 
     index = SearchIndex.open(args.index)
-    try:
-        exp = index.explain(args.query, args.video)
-    except KeyError:
-        raise HanetError(f"{args.index}: no video {args.video!r}") from None
+    exp = index.explain(args.query, args.video)
     print(json.dumps(exp.to_dict(), indent=2) if args.json else exp.format())
     return 0

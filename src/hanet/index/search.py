@@ -35,14 +35,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from hanet.errors import HanetError
+from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
-from hanet.index.scorer import StoredVideos, score_stored
-from hanet.index.scorer import fused as fused_score
+from hanet.index.scorer import StoredVideos, text_outputs, video_outputs
 from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
                                read_manifest)
-from hanet.model.scoring import SCORE_NAMES, ScoreOutput
+from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
 
 MODES = ("two-stage", "exhaustive")
 DEFAULT_CANDIDATES = 500
@@ -52,9 +51,6 @@ PAIR_BUDGET = 2_000_000
 """(video, query) pairs scored at once in exhaustive mode (bounds the temporaries)."""
 MAX_CHUNK = 4096
 """Videos (or captions) read from the memory maps at once in exhaustive mode."""
-_VIDEO_FLOATS = ("global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames", "verb_probs", "noun_probs")
-_TEXT_FLOATS = ("global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases", "verb_probs",
-                "noun_probs")
 
 
 @dataclass
@@ -160,43 +156,6 @@ class CaptionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _to_float(a: np.ndarray) -> torch.Tensor:
-    # torch's float16 -> float32 conversion is vectorised (numpy's is several times slower).
-    return torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)
-
-
-def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
-    """Stored encodings of videos as a :class:`~hanet.model.video.VideoEncoderOutput` (float32).
-
-    Args:
-        coll: the videos.
-        rows: (n,) rows.
-        with_peaks: also load the selected concepts and their frames (explanations).
-    """
-    from hanet.model.video import VideoEncoderOutput
-
-    peaks = ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
-    a = coll.gather_many(_VIDEO_FLOATS + ("lengths",) + (peaks if with_peaks else ()), rows)
-    f = {name: _to_float(a[name]) for name in _VIDEO_FLOATS}
-    lengths = torch.from_numpy(a["lengths"].astype(np.int64))
-    if with_peaks:
-        ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in peaks}
-    else:
-        empty = torch.zeros(len(rows), 0, dtype=torch.int64)
-        ints = {"top_verbs": empty, "top_nouns": empty, "verb_peaks": empty, "noun_peaks": empty}
-    return VideoEncoderOutput(lengths=lengths, verb_frame_probs=None, noun_frame_probs=None, **f, **ints)
-
-
-def text_outputs(coll: Collection, rows: np.ndarray):
-    """Stored caption encodings as a :class:`~hanet.model.text.TextEncoderOutput` (float32)."""
-    from hanet.model.text import TextEncoderOutput
-
-    a = coll.gather_many(_TEXT_FLOATS + ("verb_lens", "noun_lens", "lengths"), rows)
-    f = {name: _to_float(a[name]) for name in _TEXT_FLOATS}
-    ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in ("verb_lens", "noun_lens", "lengths")}
-    return TextEncoderOutput(word_attn=torch.zeros(len(rows), 1), **f, **ints)
 
 
 def _merge_topk(best_rows: np.ndarray, best_scores: np.ndarray, rows: np.ndarray, scores: np.ndarray,
@@ -326,7 +285,7 @@ class SearchIndex:
         return int(self.manifest["generation"])
 
     def score_names(self) -> tuple[str, ...]:
-        return ("sent",) if self.variant == "global" else SCORE_NAMES
+        return variant_scores(self.variant)
 
     def concept_name(self, kind: str, cid: int) -> str:
         if self.concepts and kind in self.concepts and 0 <= cid < len(self.concepts[kind]):
@@ -337,10 +296,10 @@ class SearchIndex:
         """The row of a live video.
 
         Raises:
-            KeyError: no such video.
+            UnknownVideoError: no such video.
         """
         if not isinstance(video_id, str) or video_id not in self.videos.row_of:
-            raise KeyError(video_id)
+            raise UnknownVideoError(video_id, self.path)
         return self.videos.row_of[video_id]
 
     # ------------------------------------------------------------------ scoring
@@ -364,13 +323,13 @@ class SearchIndex:
             text: :class:`~hanet.model.text.TextEncoderOutput` of Q queries.
 
         Returns:
-            :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices (equal to
-            ``model.score`` on the stored encodings; see :mod:`hanet.index.scorer`).
+            :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices: ``model.score`` on the
+            stored encodings, with their precomputed norms (see :mod:`hanet.index.scorer`).
         """
-        return score_stored(self._stored(rows), text, self.config.simattn_sigma, self.variant)
+        return self._score(self._stored(rows), text)
 
     def _fused_rows(self, rows: np.ndarray, text: Any) -> np.ndarray:
-        return fused_score(self.score_rows(rows, text), self.variant).numpy()
+        return fuse(self.score_rows(rows, text), self.variant).numpy()
 
     def _check(self, k: int, mode: str, candidates: Optional[int]) -> int:
         if mode not in MODES:
@@ -494,7 +453,7 @@ class SearchIndex:
 
         Raises:
             HanetError: no captions are indexed.
-            KeyError: no such video.
+            UnknownVideoError: no such video.
         """
         c = self._check(k, mode, candidates)
         caps = self.captions
@@ -534,7 +493,7 @@ class SearchIndex:
         """Metadata of a video: id, frames, frame times, duration, whether a thumbnail and the file exist.
 
         Raises:
-            KeyError: no such video.
+            UnknownVideoError: no such video.
         """
         row = self.row(video_id)
         m = dict(self.videos.meta(row))
@@ -547,11 +506,11 @@ class SearchIndex:
                 "source_name": Path(src).name if src else None}
 
     def thumbnail(self, video_id: str) -> Optional[Path]:
-        """The thumbnail strip of a video, or None (KeyError for an unknown video)."""
+        """The thumbnail strip of a video, or None (UnknownVideoError for an unknown video)."""
         return self.videos.thumbnail(self.row(video_id))
 
     def source(self, video_id: str) -> Optional[Path]:
-        """The video file recorded at build time, if it still exists (KeyError for an unknown video)."""
+        """The video file recorded at build time, if it still exists (UnknownVideoError for an unknown video)."""
         src = self.videos.meta(self.row(video_id)).get("source")
         return Path(src) if src and Path(src).is_file() else None
 
@@ -561,7 +520,7 @@ class SearchIndex:
 
         Raises:
             QueryError: a bad query.
-            KeyError: no such video.
+            UnknownVideoError: no such video.
         """
         from hanet.index.explain import explain
 
@@ -569,4 +528,4 @@ class SearchIndex:
 
 
 __all__ = ["MODES", "DEFAULT_CANDIDATES", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "Ranking", "SearchIndex",
-           "QueryError", "video_outputs", "text_outputs"]
+           "QueryError"]

@@ -36,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise HanetError("-k must be >= 1")
     index = SearchIndex.open(args.index, run=args.run)
     if args.video is not None:
-        try:
-            res = index.search_captions(args.video, args.k, args.mode, args.candidates)
-        except KeyError:
-            raise HanetError(f"{args.index}: no video {args.video!r}") from None
+        res = index.search_captions(args.video, args.k, args.mode, args.candidates)
         if args.json:
             print(json.dumps(res.to_dict(), indent=2))
             return 0

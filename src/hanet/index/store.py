@@ -576,11 +576,6 @@ def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return removed
 
 
-def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for s in range(0, len(items), size):
-        yield items[s:s + size]
-
-
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
            "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
            "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",

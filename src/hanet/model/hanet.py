@@ -23,7 +23,7 @@ from hanet.config import ModelConfig
 from hanet.data.batch import ConceptTargets, TextBatch, TrainBatch
 from hanet.errors import HanetError
 from hanet.model.losses import contrastive_hinge, masked_concept_bce
-from hanet.model.scoring import ScoreOutput, compute_scores, cosine_sim
+from hanet.model.scoring import ScoreOutput, compute_scores, cosine_sim, fuse, score_and_attend, variant_scores
 from hanet.model.text import TextEncoder, TextEncoderOutput
 from hanet.model.video import VideoEncoder, VideoEncoderOutput
 
@@ -94,13 +94,21 @@ class HANet(nn.Module):
 
     # ---------------------------------------------------------------- scoring
     def score(self, video: VideoEncoderOutput, text: TextEncoderOutput) -> ScoreOutput:
-        """The seven (videos x captions) scores; the ``global`` variant fills only ``sent``."""
-        only = ("sent",) if self.variant == "global" else None
-        return compute_scores(video, text, self.config.simattn_sigma, only=only)
+        """The seven (videos x captions) scores; the ``global`` variant fills only ``sent``.
+
+        Args:
+            video: Nv videos' encodings (or an index's stored ones, :class:`hanet.index.scorer.StoredVideos`).
+            text: Nc captions' encodings.
+        """
+        return compute_scores(video, text, self.config.simattn_sigma, only=variant_scores(self.variant))
+
+    def score_and_attend(self, video: VideoEncoderOutput, text: TextEncoderOutput):
+        """:meth:`score` plus the phrase attentions behind it (explanations and time spans)."""
+        return score_and_attend(video, text, self.config.simattn_sigma, only=variant_scores(self.variant))
 
     def fused_score(self, scores: ScoreOutput) -> torch.Tensor:
-        """(Nv, Nc) the ranking score: the official fusion, or ``sent`` for the global variant."""
-        return scores.sent if self.variant == "global" else scores.fused
+        """(Nv, Nc) the ranking score (:func:`hanet.model.scoring.fuse`)."""
+        return fuse(scores, self.variant)
 
     # ---------------------------------------------------------------- training
     def loss(self, video: VideoEncoderOutput, text: TextEncoderOutput,

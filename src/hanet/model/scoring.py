@@ -18,7 +18,7 @@ slots, the majority, are never scored.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -33,7 +33,9 @@ CONCEPT_SCORES: tuple[str, ...] = ("concept_verb", "concept_noun")
 
 
 def fusion_weights(variant: str = "hanet") -> dict[str, float]:
-    """Weight of each of the seven scores in the ranking score.
+    """Weight of each of the seven scores in the ranking score (:func:`fuse`), for explanations
+    and for bounds on the first stage of search: :func:`fuse` equals the weighted sum of the
+    seven scores (tested), though it is computed the official way for parity of rounding.
 
     :attr:`ScoreOutput.fused` is (mean of the five embedding scores + mean of the two concept
     scores) / 2: 0.1 for each embedding score, 0.25 for each concept score. The ``global``
@@ -134,12 +136,44 @@ def slot_mask(slot_lens: torch.Tensor) -> torch.Tensor:
     return torch.arange(slot_lens.shape[1], device=slot_lens.device).unsqueeze(0) < count.unsqueeze(1)
 
 
-def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: torch.Tensor,
-                  sigma: float, frame_valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Phrase-to-frame attention score of every (video, caption) pair.
+@dataclass
+class PhraseAttention:
+    """Phrase-to-frame attention of every (video, valid phrase) pair: the heart of the local and
+    individual scores, and what explanations and time spans read (n = valid phrases of the block).
 
-    Only valid phrases are scored (captions fill few of their slots), and their similarities
-    are averaged per caption with an index-add, so the cost follows the number of real phrases.
+    Attributes:
+        score: (Nv, Nc) mean over each caption's valid phrases of their similarity; 0 for a
+            caption without valid phrases.
+        weights: (Nv, F, n) attention of each phrase over the frames (or clips), summing to 1
+            over F (padded frames get 0).
+        sims: (Nv, n) cosine of each phrase with its attention-weighted frames.
+        caption: (n,) the caption of each valid phrase.
+        slot: (n,) its slot within that caption.
+    """
+
+    score: torch.Tensor
+    weights: torch.Tensor
+    sims: torch.Tensor
+    caption: torch.Tensor
+    slot: torch.Tensor
+
+    def of(self, video: int, caption: int) -> dict[int, tuple[torch.Tensor, float]]:
+        """slot -> ((F,) attention, similarity) of one pair's phrases."""
+        cols = (self.caption == caption).nonzero().flatten().tolist()
+        return {int(self.slot[j]): (self.weights[video, :, j], float(self.sims[video, j])) for j in cols}
+
+
+def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: torch.Tensor, sigma: float,
+                     frame_valid: Optional[torch.Tensor] = None, frame_norm: Optional[torch.Tensor] = None,
+                     gram: Optional[torch.Tensor] = None) -> PhraseAttention:
+    """Attention of every valid phrase over the frames of every video, and the phrase score.
+
+    The official rule: frame-phrase cosine, negatives set to 0, L2-normalised over frames,
+    softmax with temperature ``sigma``, the attention-weighted sum of the *unnormalised* frame
+    embeddings, cosine with the phrase; averaged over the caption's valid phrases. Only valid
+    phrases are scored (captions fill few of their slots), and the norm of each attended
+    vector comes from the videos' (F, F) Gram matrices, so the cost follows the number of real
+    phrases and no (Nv, n, d) tensor is built.
 
     Args:
         frames: (Nv, F, d) frame or clip embeddings.
@@ -147,10 +181,11 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
         phrase_valid: (Nc, P) bool, the phrases that count (others are ignored).
         sigma: softmax temperature over frames.
         frame_valid: (Nv, F) bool real frames, or None when every frame is real (local clips).
+        frame_norm: (Nv, F) sqrt(|frame|^2 + 1e-18), when the caller has it (an index stores it).
+        gram: (Nv, F, F) frames @ frames^T, likewise.
 
     Returns:
-        (Nv, Nc) mean over each caption's valid phrases of cos(sum_f a_f v_f, p); 0 for a
-        caption without valid phrases.
+        :class:`PhraseAttention`.
     """
     Nv, F, d = frames.shape
     Nc, P, _ = phrases.shape
@@ -159,7 +194,8 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     flat_p = phrases.reshape(Nc * P, d).index_select(0, index)  # (n, d)
     owner = torch.div(index, P, rounding_mode="floor")  # caption of each valid phrase
     dots = torch.matmul(frames, flat_p.t())  # (Nv, F, n) raw frame-phrase dot products
-    frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
+    if frame_norm is None:
+        frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
     phrase_norm = (flat_p.pow(2).sum(-1) + 1e-18).sqrt()  # (n,)
     cos = dots / (frame_norm.unsqueeze(2) * phrase_norm)
     pad = None
@@ -173,7 +209,8 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     weights = torch.softmax(sigma * attn, dim=1)  # (Nv, F, n)
 
     numer = (weights * dots).sum(1)  # (Nv, n): <attended, p>
-    gram = torch.bmm(frames, frames.transpose(1, 2))  # (Nv, F, F)
+    if gram is None:
+        gram = torch.bmm(frames, frames.transpose(1, 2))  # (Nv, F, F)
     sq_norm = (weights * torch.bmm(gram, weights)).sum(1)  # (Nv, n): |attended|^2
     # |x| clamped at 1e-10 as the official l2norm does (clamping the square keeps sqrt's
     # gradient finite at 0).
@@ -182,79 +219,85 @@ def phrase_scores(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: tor
     sims = numer / (attended_norm * p_l2)  # (Nv, n)
     total = sims.new_zeros(Nv, Nc).index_add(1, owner, sims)
     count = phrase_valid.sum(1).clamp_min(1).to(sims.dtype)
-    return total / count
+    return PhraseAttention(total / count, weights, sims, owner, index - owner * P)
 
 
-def phrase_alignment(frames: torch.Tensor, phrases: torch.Tensor, sigma: float,
-                     frame_valid: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-phrase attention over frames and per-phrase similarity, for explanations.
-
-    Same computation as :func:`phrase_scores` but keeps what it averages away; it builds
-    (Nv, Nc, P, F) weights, so use it on the few pairs being explained.
-
-    Args:
-        frames: (Nv, F, d) frame or clip embeddings.
-        phrases: (Nc, P, d) phrase embeddings.
-        sigma: softmax temperature.
-        frame_valid: (Nv, F) bool real frames, or None.
-
-    Returns:
-        (weights (Nv, Nc, P, F) summing to 1 over F, sims (Nv, Nc, P) cosine of each phrase with
-        its attended frames).
-    """
-    Nv, F, d = frames.shape
-    Nc, P, _ = phrases.shape
-    dots = torch.einsum("vfd,cpd->vcpf", frames, phrases)
-    frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
-    phrase_norm = (phrases.pow(2).sum(-1) + 1e-18).sqrt()  # (Nc, P)
-    cos = dots / (frame_norm[:, None, None, :] * phrase_norm[None, :, :, None])
-    pad = None if frame_valid is None else ~frame_valid[:, None, None, :]
-    if pad is not None:
-        cos = cos.masked_fill(pad, 0.0)
-    attn = cos.clamp_min(0.0)
-    attn = attn / attn.norm(dim=-1, keepdim=True).clamp_min(1e-10)
-    if pad is not None:
-        attn = attn.masked_fill(pad, -1e18)
-    weights = torch.softmax(sigma * attn, dim=-1)
-    attended = torch.einsum("vcpf,vfd->vcpd", weights, frames)
-    sims = torch.nn.functional.normalize(attended, dim=-1, eps=1e-10).mul(
-        torch.nn.functional.normalize(phrases, dim=-1, eps=1e-10).unsqueeze(0)).sum(-1)
-    return weights, sims
+#: The four phrase-attention scores: (video frames or clips, caption phrases, phrase lengths, per frame?)
+PHRASE_SCORES: dict[str, tuple[str, str, str, bool]] = {
+    "verb": ("verb_clips", "verb_embeds", "verb_lens", False),
+    "noun": ("noun_clips", "noun_embeds", "noun_lens", False),
+    "ind_verb": ("verb_frames", "verb_phrases", "verb_lens", True),
+    "ind_noun": ("noun_frames", "noun_phrases", "noun_lens", True),
+}
+# the per-video precomputed norms and Gram matrices an index stores for each frame/clip field
+_PRECOMPUTED = {"verb_clips": ("verb_clip_norms", "verb_clip_grams"), "noun_clips": ("noun_clip_norms", "noun_clip_grams"),
+                "verb_frames": ("verb_frame_norms", "verb_frame_grams"),
+                "noun_frames": ("noun_frame_norms", "noun_frame_grams")}
 
 
-def compute_scores(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: float,
-                   only: Optional[tuple[str, ...]] = None) -> ScoreOutput:
-    """The seven scores of every (video, caption) pair of a block.
+def variant_scores(variant: str) -> tuple[str, ...]:
+    """The scores a model variant has: all seven, or ``sent`` alone for ``global``."""
+    return ("sent",) if variant == "global" else SCORE_NAMES
+
+
+def fuse(scores: ScoreOutput, variant: str = "hanet") -> torch.Tensor:
+    """(Nv, Nc) the ranking score: the official fusion (:attr:`ScoreOutput.fused`), or ``sent``
+    for the global variant. Evaluation, search and explanations all rank by this."""
+    return scores.sent if variant == "global" else scores.fused
+
+
+def score_and_attend(video, text: TextEncoderOutput, sigma: float, only: Optional[Sequence[str]] = None
+                     ) -> tuple[ScoreOutput, dict[str, PhraseAttention]]:
+    """The seven scores of every (video, caption) pair of a block, and the phrase attentions
+    behind the four phrase scores.
 
     Args:
-        video: encoder outputs of Nv videos.
+        video: encoder outputs of Nv videos (:class:`VideoEncoderOutput`, or an index's stored
+            videos: anything with the same fields; ``*_norms`` / ``*_grams`` are used if present).
         text: encoder outputs of Nc captions.
         sigma: attention temperature (config ``simattn_sigma``).
         only: names of the scores to compute (others are returned as zeros); None for all.
 
     Returns:
-        :class:`ScoreOutput` of (Nv, Nc) matrices.
+        (:class:`ScoreOutput` of (Nv, Nc) matrices, score name -> :class:`PhraseAttention` for the
+        phrase scores computed).
     """
     want = set(SCORE_NAMES if only is None else only)
     Nv, Nc = video.global_embeds.shape[0], text.global_embeds.shape[0]
     zeros = video.global_embeds.new_zeros(Nv, Nc)
-    out: dict[str, torch.Tensor] = {}
-    verb_valid = slot_mask(text.verb_lens)
-    noun_valid = slot_mask(text.noun_lens)
-    frame_valid = video_padding_mask(video.lengths, video.num_frames)
-    out["sent"] = cosine_sim(video.global_embeds, text.global_embeds) if "sent" in want else zeros
-    out["verb"] = (phrase_scores(video.verb_clips, text.verb_embeds, verb_valid, sigma)
-                   if "verb" in want else zeros)
-    out["noun"] = (phrase_scores(video.noun_clips, text.noun_embeds, noun_valid, sigma)
-                   if "noun" in want else zeros)
-    out["concept_verb"] = jaccard_sim(video.verb_probs, text.verb_probs) if "concept_verb" in want else zeros
-    out["concept_noun"] = jaccard_sim(video.noun_probs, text.noun_probs) if "concept_noun" in want else zeros
-    out["ind_verb"] = (phrase_scores(video.verb_frames, text.verb_phrases, verb_valid, sigma, frame_valid)
-                       if "ind_verb" in want else zeros)
-    out["ind_noun"] = (phrase_scores(video.noun_frames, text.noun_phrases, noun_valid, sigma, frame_valid)
-                       if "ind_noun" in want else zeros)
-    return ScoreOutput(**out)
+    out: dict[str, torch.Tensor] = {n: zeros for n in SCORE_NAMES}
+    attention: dict[str, PhraseAttention] = {}
+    if "sent" in want:
+        out["sent"] = cosine_sim(video.global_embeds, text.global_embeds)
+    if "concept_verb" in want:
+        out["concept_verb"] = jaccard_sim(video.verb_probs, text.verb_probs)
+    if "concept_noun" in want:
+        out["concept_noun"] = jaccard_sim(video.noun_probs, text.noun_probs)
+    if want & PHRASE_SCORES.keys():
+        frame_valid = video_padding_mask(video.lengths, video.verb_frames.shape[1])
+        valid = {lens: slot_mask(getattr(text, lens)) for lens in ("verb_lens", "noun_lens")}
+        for name, (vfield, tfield, lens, per_frame) in PHRASE_SCORES.items():
+            if name not in want:
+                continue
+            norm_name, gram_name = _PRECOMPUTED[vfield]
+            pa = phrase_attention(getattr(video, vfield), getattr(text, tfield), valid[lens], sigma,
+                                  frame_valid if per_frame else None, getattr(video, norm_name, None),
+                                  getattr(video, gram_name, None))
+            out[name] = pa.score
+            attention[name] = pa
+    return ScoreOutput(**out), attention
 
 
-__all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "fusion_weights", "ScoreOutput", "cosine_sim", "jaccard_sim",
-           "slot_mask", "phrase_scores", "phrase_alignment", "compute_scores"]
+def compute_scores(video, text: TextEncoderOutput, sigma: float,
+                   only: Optional[Sequence[str]] = None) -> ScoreOutput:
+    """The seven scores of every (video, caption) pair of a block (see :func:`score_and_attend`).
+
+    Returns:
+        :class:`ScoreOutput` of (Nv, Nc) matrices.
+    """
+    return score_and_attend(video, text, sigma, only)[0]
+
+
+__all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "PHRASE_SCORES", "fusion_weights", "variant_scores",
+           "fuse", "ScoreOutput", "PhraseAttention", "cosine_sim", "jaccard_sim", "slot_mask", "phrase_attention",
+           "score_and_attend", "compute_scores"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable
 
 import torch
 from torch import nn
@@ -60,8 +59,6 @@ class TextEncoderOutput:
         """The outputs of a subset of the captions (word-level fields keep their width)."""
         return TextEncoderOutput(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "TextEncoderOutput":
-        return TextEncoderOutput(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
 
 class GCNLayer(nn.Module):

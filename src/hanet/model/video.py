@@ -13,7 +13,7 @@ so there is no per-video Python loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,10 +72,6 @@ class VideoEncoderOutput:
         return VideoEncoderOutput(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
                                      for f in fields(self)})
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "VideoEncoderOutput":
-        """Apply ``fn`` to every tensor (e.g. ``lambda t: t.cpu()``)."""
-        return VideoEncoderOutput(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
-                                     for f in fields(self)})
 
     def without_frame_probs(self) -> "VideoEncoderOutput":
         """Drop the (B, T, C) per-frame concept probabilities (only explanations need them)."""
@@ -267,10 +263,7 @@ class VideoEncoder(nn.Module):
         """
         sel = frame_probs.gather(2, top.unsqueeze(1).expand(-1, frame_probs.shape[1], -1))  # (B, T, Sv)
         peaks = sel.masked_fill(~valid.unsqueeze(2), -1.0).argmax(dim=1)  # (B, Sv), first max
-        half = self.config.verb_window // 2
-        fits = (peaks.min(dim=1).values >= half) & (peaks.max(dim=1).values + half < lengths)  # (B,)
-        offsets = torch.arange(-half, half + 1, device=peaks.device)
-        window = (peaks.unsqueeze(2) + offsets).clamp(0, gated.shape[1] - 1)  # (B, Sv, W)
+        window, fits = verb_clip_windows(peaks, lengths, self.config.verb_window, gated.shape[1])
         window_mean = _gather_frames(gated, window).mean(dim=2)
         single = _gather_frames(gated, peaks)
         return torch.where(fits.view(-1, 1, 1), window_mean, single), peaks
@@ -316,9 +309,34 @@ def _check_video_inputs(features: torch.Tensor, lengths: torch.Tensor, dim_input
         raise ShapeError(f"video features contain NaN or inf (batch rows {bad[:10]})")
 
 
+def verb_clip_windows(peaks: torch.Tensor, lengths: torch.Tensor, window: int,
+                      num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames each verb clip averages (the one place the rule lives; explanations read it).
+
+    Official rule, kept for parity: a window of ``window`` frames centred on each selected
+    concept's peak, used only if *every* selected concept's window fits inside the video;
+    otherwise every verb clip of that video is its single peak frame.
+
+    Args:
+        peaks: (B, Sv) the frame where each selected verb concept peaks.
+        lengths: (B,) real frames.
+        window: frames per clip (odd).
+        num_frames: T, the padded frame count (indices are clamped to it).
+
+    Returns:
+        ``(frames (B, Sv, window) int64, fits (B,) bool)``: where ``fits`` is False the clip is
+        ``peaks`` alone.
+    """
+    half = window // 2
+    fits = (peaks.min(dim=1).values >= half) & (peaks.max(dim=1).values + half < lengths)  # (B,)
+    offsets = torch.arange(-half, half + 1, device=peaks.device)
+    return (peaks.unsqueeze(2) + offsets).clamp(0, num_frames - 1), fits
+
+
 def video_padding_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
     """(B, T) bool, True at real frames."""
     return torch.arange(num_frames, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-__all__ = ["VideoEncoder", "VideoEncoderOutput", "SqueezeExcite", "mil_topk_mean", "video_padding_mask"]
+__all__ = ["VideoEncoder", "VideoEncoderOutput", "SqueezeExcite", "mil_topk_mean", "verb_clip_windows",
+           "video_padding_mask"]

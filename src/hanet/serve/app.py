@@ -41,7 +41,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hanet import __version__
-from hanet.errors import HanetError
+from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.query import QueryError
 from hanet.index.search import DEFAULT_CANDIDATES, SearchIndex
 
@@ -280,8 +280,8 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
             return await anyio.to_thread.run_sync(fn, limiter=limiter)
         except QueryError as exc:
             raise ApiError(400, "bad_query", str(exc)) from None
-        except KeyError as exc:
-            raise ApiError(404, "unknown_video", f"no video {exc.args[0]!r} in the index") from None
+        except UnknownVideoError as exc:  # not KeyError: a bug's KeyError must stay a 500
+            raise ApiError(404, "unknown_video", f"no video {exc.video_id!r} in the index") from None
         except HanetError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         finally:

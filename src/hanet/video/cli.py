@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from hanet.video import extract as ex
-    from hanet.video.store import merge_files
+    from hanet.data.features import merge_files
 
     if args.merge:
         shards = list(args.inputs) or ex.find_shards(args.out)

@@ -3,7 +3,7 @@
 Pipeline: worker processes decode and sample frames (``hanet.video.decode``; the resize to the
 network's input happens there, inside FFmpeg), the main process gathers frames of several videos
 into fixed-size batches for the backbone, and each finished video is journalled at once
-(``hanet.video.store``), so decoding, inference and writing overlap and a crash loses nothing
+(``hanet.data.features``), so decoding, inference and writing overlap and a crash loses nothing
 that was finished. A video that cannot be read is recorded as a failure with its reason and the
 run goes on; even a decoder crash (segfault in FFmpeg) only fails that video.
 
@@ -61,7 +61,7 @@ from hanet.errors import DataError
 from hanet.io import WriteError, atomic_write_json
 from hanet.video import decode as vdecode
 from hanet.video.backbones import Backbone, get_backbone
-from hanet.video.store import FeatureWriter
+from hanet.data.features import FeatureWriter, feature_key
 
 DEFAULT_NUM_FRAMES = 20  # HANet's max_frames_in_video: more frames are subsampled by the reader
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv", ".tsv"})
@@ -139,7 +139,7 @@ def name_to_key(name: str) -> str:
     Raises:
         DataError: an empty name, or one that is only dots.
     """
-    key = name.replace("/", "_")
+    key = feature_key(name)
     if not key or set(key) <= {"."}:
         raise DataError(f"invalid video name {name!r}")
     return key

@@ -1,4 +1,7 @@
-"""The HDF5 feature file, written crash-safely, and the merge of shard files.
+"""The HDF5 feature file: its layout, its reader, its crash-safe writer and the merge of shards.
+
+One module for the one file format that ``hanet extract`` writes and training, evaluation and
+indexing read (the MSR-VTT/VATEX releases' layout, with hanet's attributes added).
 
 Layout (what ``hanet``'s data reader and the MSR-VTT/VATEX releases use)::
 
@@ -17,18 +20,6 @@ written. A commit copies the file, appends the journal, swaps the copy in and th
 journal entries it holds; a run that dies at any point leaves the old file plus a journal that
 the next run commits before it starts. The copy makes a commit cost O(file size), so commits are
 spaced in time (``checkpoint_seconds``).
-
-Signatures::
-
-    H5_LIBVER = ('v110', 'v110')          # readable by HDF5 >= 1.10; allows large attributes
-    class FeatureWriter:
-        def __init__(self, out_path: str, meta: dict[str, object])
-        keys: set[str]                     # videos in the file or journal
-        def add(self, key: str, features: np.ndarray, attrs: dict[str, object]) -> None
-        def commit(self) -> int            # journal -> file; returns videos moved
-        def close(self) -> None            # final commit
-    read_meta(path: str) -> dict[str, object]
-    merge_files(inputs: Sequence[str], out_path: str) -> list[str]
 """
 
 from __future__ import annotations
@@ -38,13 +29,168 @@ import glob
 import io
 import os
 import shutil
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
 
 import h5py
 import numpy as np
 
 from hanet.errors import DataError
-from hanet.io import WriteError, atomic_write, ensure_dir, write_failure
+from hanet.io import WriteError, atomic_write, atomic_write_bytes, ensure_dir, write_failure
+
+#: Frame features beyond this magnitude are refused: CNN features are O(1)-O(100), and values
+#: near float32's range overflow in the model's dot products (every score NaN).
+MAX_FEATURE_MAGNITUDE = 1e6
+
+
+def feature_key(name: str) -> str:
+    """HDF5 dataset key of a video name: VATEX names contain '/', stored as '_'."""
+    return name.replace("/", "_")
+
+
+class FeatureStore:
+    """Frame features of one split, from one or more HDF5 files concatenated on the last axis.
+
+    Files are opened lazily, once per process, so a store can be sent to DataLoader workers.
+
+    Args:
+        files: HDF5 files with one (frames, dim) dataset per video.
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        if not files:
+            raise DataError("no feature files given")
+        for f in files:
+            if not Path(f).is_file():
+                raise DataError(f"{f}: feature file not found")
+        self.files = [Path(f) for f in files]
+        self._handles: Optional[list[Any]] = None
+        self._pid: Optional[int] = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": self.files, "_handles": None, "_pid": None, "_dims": None}
+
+    _dims: Optional[list[int]] = None
+
+    def _open(self) -> list[Any]:
+        if self._handles is None or self._pid != os.getpid():
+            import h5py
+
+            handles = []
+            for f in self.files:
+                try:
+                    handles.append(h5py.File(f, "r"))
+                except Exception as exc:  # noqa: BLE001
+                    raise DataError(f"{f}: not a readable HDF5 feature file ({exc})") from None
+            self._handles, self._pid = handles, os.getpid()
+        return self._handles
+
+    def dims(self) -> list[int]:
+        """Feature size of each file (from its first dataset; :meth:`shape_problems` checks the rest)."""
+        if self._dims is not None:
+            return list(self._dims)
+        out = []
+        for f, h in zip(self.files, self._open()):
+            key = next(iter(h.keys()), None)
+            if key is None:
+                raise DataError(f"{f}: the feature file holds no videos")
+            shape = h[key].shape
+            if len(shape) != 2:
+                raise DataError(f"{f}: dataset {key!r} has shape {shape}; expected (frames, dim)")
+            out.append(int(shape[1]))
+        self._dims = out
+        return list(out)
+
+    def shape_problems(self, names: Iterable[str], limit: int = 20) -> list[str]:
+        """Videos whose stored features cannot be read as (frames, the file's width), from the
+        HDF5 metadata alone (no feature is read): other widths, other ranks, no frames.
+
+        Args:
+            names: the videos to check (those absent are :meth:`missing`'s business).
+            limit: at most this many problems are described (a count of the rest follows).
+        """
+        dims = self.dims()
+        bad: list[str] = []
+        count = 0
+        for f, h, dim in zip(self.files, self._open(), dims):
+            for n in names:
+                d = h.get(feature_key(n))
+                if d is None:
+                    continue
+                shape = getattr(d, "shape", None)
+                if shape is None or len(shape) != 2 or shape[0] == 0 or shape[1] != dim:
+                    count += 1
+                    if len(bad) < limit:
+                        want = f"(frames > 0, {dim}) as the file's first video"
+                        bad.append(f"{f}: video {n!r} has features of shape {shape}; expected {want}")
+        if count > len(bad):
+            bad.append(f"... and {count - len(bad)} more")
+        return bad
+
+    def missing(self, names: Iterable[str]) -> list[tuple[str, Path]]:
+        """(name, file) for every video absent from a file."""
+        out = []
+        for f, h in zip(self.files, self._open()):
+            keys = set(h.keys())
+            out.extend((n, f) for n in names if feature_key(n) not in keys)
+        return out
+
+    def get(self, name: str) -> np.ndarray:
+        """(frames, sum of dims) float32 features of a video; DataError if absent, empty or NaN."""
+        parts = []
+        key = feature_key(name)
+        for f, h, dim in zip(self.files, self._open(), self.dims()):
+            if key not in h:
+                raise DataError(f"{f}: no features for video {name!r}")
+            arr = np.asarray(h[key][...], dtype=np.float32)
+            if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != dim:
+                raise DataError(f"{f}: features of {name!r} have shape {arr.shape}; expected (frames > 0, {dim}) "
+                                f"as the file's first video")
+            parts.append(arr)
+        if len({p.shape[0] for p in parts}) > 1:
+            raise DataError(f"video {name!r} has different frame counts in {', '.join(map(str, self.files))}: "
+                            f"{[p.shape[0] for p in parts]} (files are concatenated per frame)")
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        if not np.isfinite(out).all():
+            raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: "
+                            f"features of {name!r} contain NaN or inf")
+        if np.abs(out).max() > MAX_FEATURE_MAGNITUDE:
+            # float32 products of such values overflow to inf and every score becomes NaN
+            raise DataError(f"{self.files[0] if len(self.files) == 1 else self.files}: features of {name!r} reach "
+                            f"{np.abs(out).max():.3g}; values beyond {MAX_FEATURE_MAGNITUDE:.0e} are not features "
+                            f"(a corrupt or mis-scaled file)")
+        return out
+
+    def names(self) -> list[str]:
+        """The dataset keys of the first file (its videos)."""
+        return list(self._open()[0].keys())
+
+    def attrs(self, name: str) -> dict[str, Any]:
+        """Per-video attributes of the first file (timestamps, source...; {} if none), as Python values."""
+        d = self._open()[0].get(feature_key(name))
+        if d is None:
+            return {}
+        out = {}
+        for k, v in d.attrs.items():
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            elif isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, np.generic):
+                v = v.item()
+            out[k] = v
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        """File-level attributes of the first file ({} for a file not written by ``hanet extract``)."""
+        return {k: _decode_attr(v) for k, v in self._open()[0].attrs.items()}
+
+    def close(self) -> None:
+        for h in self._handles or []:
+            h.close()
+        self._handles = None
+
+
 
 H5_LIBVER = ("v110", "v110")
 META_KEYS_MUST_MATCH = ("backbone", "feature_dim", "image_size", "sampling", "dtype", "weights")
@@ -161,7 +307,6 @@ class FeatureWriter:
         ensure_dir(self.journal, "journal folder")
         self._seq += 1
         final = os.path.join(self.journal, f"{os.getpid()}-{self._seq:08d}.h5")
-        tmp = final + ".tmp"
         # The entry is built in memory and written with plain file I/O: HDF5 that meets a full
         # disk mid-write leaves its library state broken (errors at every later close, and a
         # crash at exit), while a failed os.write is just an error.
@@ -171,15 +316,9 @@ class FeatureWriter:
             for k, v in attrs.items():
                 d.attrs[k] = v
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(image.getbuffer())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)  # a journal entry exists whole or not at all
-        except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise self._kept(write_failure(final, exc)) from None
+            atomic_write_bytes(final, image.getbuffer())  # a journal entry exists whole or not at all
+        except WriteError as exc:
+            raise self._kept(exc) from None
         self.keys.add(key)
 
     def _kept(self, err: WriteError) -> WriteError:
@@ -235,7 +374,8 @@ class FeatureWriter:
         self._swap_in(fill)
         for part in parts:
             os.unlink(part)
-        for stale in glob.glob(os.path.join(glob.escape(self.journal), "*.tmp")):
+        journal = glob.escape(self.journal)
+        for stale in glob.glob(os.path.join(journal, "*.tmp")) + glob.glob(os.path.join(journal, ".*.tmp")):
             os.unlink(stale)  # half-written entries of a killed run
         try:
             os.rmdir(self.journal)
@@ -307,3 +447,7 @@ def merge_files(inputs: Sequence[str], out_path: str) -> list[str]:
 
     atomic_write(out_abs, write)
     return sorted(origin)
+
+
+__all__ = ["H5_LIBVER", "MAX_FEATURE_MAGNITUDE", "feature_key", "FeatureStore", "FeatureWriter", "read_meta",
+           "merge_files"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hanet.errors import DataError
-from hanet.video.store import FeatureWriter, merge_files, read_meta
+from hanet.data.features import FeatureWriter, merge_files, read_meta
 
 META = {"hanet_features": 1, "backbone": "b", "feature_dim": 4, "image_size": 64, "sampling": "fps=1",
         "dtype": "float32", "weights": "w"}

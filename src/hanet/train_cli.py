@@ -1,0 +1,70 @@
+"""``hanet train``: the command line of :mod:`hanet.train` (arguments in, a run directory out).
+
+    hanet train --data DATASET --preset msrvtt --out RUN_DIR
+    hanet train --data DATASET --config model.json --out RUN_DIR     # the authors' config, or ours
+    torchrun --nproc_per_node 4 -m hanet train --data DATASET --preset msrvtt --out RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hanet.config import HANetConfig, get_preset, load_config_file
+from hanet.train import TrainOptions, configure, train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset: a release-layout folder, path.json or dataset.json/yaml")
+    p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
+    p.add_argument("--preset", default="msrvtt", help="msrvtt (default), vatex or synth")
+    p.add_argument("--config", help="a config JSON (HANetConfig.to_dict) instead of a preset")
+    p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
+                   help="hanet (full model) or global (video-sentence score only; an ablation)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size (split across torchrun ranks)")
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resumable)")
+    p.add_argument("--early-stop", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--dim-fts", type=int, nargs="+", help="expected feature sizes (checked against the files)")
+    p.add_argument("--dim-word", type=int, help="word embedding size")
+    p.add_argument("--word-embeddings", help="GloVe text file, or the official word_embeds.*.th, to initialise words")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
+                   "model.video.dropout=0.1 or train.grad_clip=2 (repeatable)")
+    p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
+                   "dataset has one; none: no validation, the last epoch is kept)")
+    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],
+                   help="read all features into memory first (auto: when they fit in 2 GiB)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def build_config(args: argparse.Namespace) -> HANetConfig:
+    """Preset (or a config file: ours or the authors' model.json) fitted to ``--data`` with the
+    command line's settings."""
+    base = load_config_file(args.config) if args.config else get_preset(args.preset)
+    schedule = {name: getattr(args, name, None) for name in ("epochs", "batch_size", "lr", "max_steps", "seed",
+                                                             "num_workers", "precision", "early_stop",
+                                                             "eval_batch_size")}
+    return configure(base, args.data, train=schedule, dim_fts=args.dim_fts, dim_word=args.dim_word,
+                     word_embeddings=args.word_embeddings, overrides=args.set or [])
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    opts = TrainOptions(data=args.data, out=args.out, variant=args.variant, resume=args.resume, device=args.device,
+                        word_embeddings=args.word_embeddings, val_split=args.val_split, save_every=args.save_every,
+                        log_every=args.log_every, preload=args.preload, progress=not args.no_progress)
+    train(cfg, opts)
+    return 0
+
+
+
+
+__all__ = ["add_arguments", "run", "build_config"]
