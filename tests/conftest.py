@@ -39,6 +39,51 @@ def ref_config():
     return HANetConfig.from_official(json.loads((REFERENCE / "model_config.json").read_text()), name="reference")
 
 
+@pytest.fixture()
+def tiny_model(ref_config):
+    """A seeded HANet of the reference's small config (official initialisation, seed 0)."""
+    from hanet.model import HANet
+
+    return HANet(ref_config.model, seed=0)
+
+
+@pytest.fixture(scope="session")
+def make_train_batch():
+    """``make_train_batch(cfg, batch, frames, words=12, seed=0)``: a random TrainBatch for a config."""
+    return _random_train_batch
+
+
+def _random_train_batch(cfg, batch: int, frames: int, words: int = 12, seed: int = 0):
+    """A well-formed random TrainBatch for a model config (phrases, graph, concept targets)."""
+    from hanet.data.batch import ConceptTargets, TextBatch, TrainBatch, VideoBatch
+
+    g = torch.Generator().manual_seed(seed)
+    m = cfg.model
+    lengths = torch.randint(max(1, frames // 2), frames + 1, (batch,), generator=g)
+    feats = torch.randn(batch, frames, m.video.dim_input, generator=g) * (torch.arange(frames)[None, :, None]
+                                                                           < lengths[:, None, None])
+    wl = torch.randint(3, words + 1, (batch,), generator=g)
+    ids = torch.randint(3, m.text.num_words, (batch, words), generator=g)
+    vm = torch.zeros(batch, m.num_verbs, words, dtype=torch.bool)
+    nm = torch.zeros(batch, m.num_nouns, words, dtype=torch.bool)
+    vm[:, 0, 1] = True
+    nm[:, 0, 0] = True
+    nm[:, 1, 2] = True
+    roles = torch.zeros(batch, m.num_verbs + m.num_nouns, dtype=torch.int64)
+    roles[:, m.num_verbs] = 2
+    roles[:, m.num_verbs + 1] = 1
+    n = 1 + m.num_verbs + m.num_nouns
+    edges = torch.zeros(batch, n, n)
+    edges[:, 1, 0] = 1.0
+    edges[:, 1 + m.num_verbs, 1] = edges[:, 2 + m.num_verbs, 1] = 1.0
+    edges[:, 1, 1 + m.num_verbs] = edges[:, 1, 2 + m.num_verbs] = 0.5
+    vl = (torch.rand(batch, m.num_verb_concepts, generator=g) < 0.05).float()
+    nl = (torch.rand(batch, m.num_noun_concepts, generator=g) < 0.05).float()
+    return TrainBatch(VideoBatch(feats, lengths, [f"v{i}" for i in range(batch)]),
+                      TextBatch(ids, wl, vm, nm, roles, edges, [f"c{i}" for i in range(batch)]),
+                      ConceptTargets(vl, nl, torch.ones_like(vl), torch.ones_like(nl)))
+
+
 @pytest.fixture(scope="session")
 def nlp():
     """One spaCy pipeline per test session."""

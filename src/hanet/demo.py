@@ -116,6 +116,21 @@ class StageBook:
         self.state["stages"][stage] = {"fingerprint": fingerprint, "done": True, "seconds": round(seconds, 2), **info}
         atomic_write_json(self.path, self.state)
 
+    def run(self, name: str, fingerprint: str, fn: Callable[[], dict[str, Any] | None], outputs: list[Path],
+            say: Callable[[str], None]) -> float:
+        """Run a stage unless it is done with this fingerprint and its outputs exist; its seconds."""
+        if self.done(name, fingerprint) and all(p.exists() for p in outputs):
+            say(f"[{name}] up to date, skipped")
+            return 0.0
+        self.invalidate(name)
+        say(f"[{name}] running")
+        t = time.time()
+        info = fn() or {}
+        seconds = time.time() - t
+        self.mark(name, fingerprint, seconds, **info)
+        say(f"[{name}] done in {seconds:.0f} s")
+        return seconds
+
     def invalidate(self, stage: str) -> None:
         from hanet.io import atomic_write_json
 
@@ -153,17 +168,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     times: dict[str, float] = {}
 
     def stage(name: str, fingerprint: str, fn: Callable[[], dict[str, Any] | None], outputs: list[Path]) -> None:
-        if book.done(name, fingerprint) and all(p.exists() for p in outputs):
-            say(f"[{name}] up to date, skipped")
-            times[name] = 0.0
-            return
-        book.invalidate(name)
-        say(f"[{name}] running")
-        t = time.time()
-        info = fn() or {}
-        times[name] = time.time() - t
-        book.mark(name, fingerprint, times[name], **info)
-        say(f"[{name}] done in {times[name]:.0f} s")
+        times[name] = book.run(name, fingerprint, fn, outputs, say)
 
     # 1. the world ---------------------------------------------------------------------------
     from hanet.data.synth import SynthConfig, generate
@@ -216,30 +221,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     dataset = _write_dataset_description(work, world, feats, ann)
 
     # 4. train both variants --------------------------------------------------------------------
-    from hanet.train import TrainOptions, configure, train
-
-    runs = {}
-    # The world has fewer concepts than the preset's vocabulary sizes: size the heads to what
-    # prepare found, so no classifier is left for concepts that never occur.
-    sizes = {k: json.loads((ann / f"{k}_concepts.json").read_text())["size"] for k in ("verb", "noun")}
-    overrides = [f"model.num_verb_concepts={max(sizes['verb'], mcfg.model.num_selected_verbs)}",
-                 f"model.num_noun_concepts={max(sizes['noun'], mcfg.model.num_selected_nouns)}"]
-    for variant in ("hanet", "global"):
-        run_dir = work / "runs" / variant
-        cfg = configure(get_preset("synth"), dataset, overrides=overrides,
-                        train={"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
-                               "num_workers": 0})
-        fp = _hash(fp_extract, fp_prepare, cfg.to_dict(), variant)
-
-        def do_train(cfg=cfg, run_dir=run_dir, variant=variant) -> dict[str, Any]:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # half-finished or stale: never trusted
-            summary = train(cfg, TrainOptions(data=str(dataset), out=str(run_dir), variant=variant,
-                                              device=s.device, progress=progress, log_every=25))
-            return {"best_rsum": summary["best_rsum"], "epochs": summary["epochs"]}
-
-        stage(f"train-{variant}", fp, do_train, [run_dir / "checkpoints" / "best.pt"])
-        runs[variant] = run_dir
+    runs = _train_variants(stage, work, dataset, ann, s, (fp_extract, fp_prepare), progress=progress)
 
     # 5. evaluate --------------------------------------------------------------------------
     t = time.time()
@@ -266,6 +248,37 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     res.seconds = time.time() - t_all
     _write_report(work, res, s)
     return res
+
+
+def _train_variants(stage: Callable, work: Path, dataset: Path, ann: Path, s: DemoSettings,
+                    upstream: tuple[str, ...], progress: bool) -> dict[str, Path]:
+    """HANet and its global-only variant, one stage each; variant -> run folder."""
+    from hanet.config import get_preset
+    from hanet.train import TrainOptions, configure, train
+
+    mcfg = get_preset("synth")
+    runs = {}
+    # The world has fewer concepts than the preset's vocabulary sizes: size the heads to what
+    # prepare found, so no classifier is left for concepts that never occur.
+    sizes = {k: json.loads((ann / f"{k}_concepts.json").read_text())["size"] for k in ("verb", "noun")}
+    overrides = [f"model.num_verb_concepts={max(sizes['verb'], mcfg.model.num_selected_verbs)}",
+                 f"model.num_noun_concepts={max(sizes['noun'], mcfg.model.num_selected_nouns)}"]
+    for variant in ("hanet", "global"):
+        run_dir = work / "runs" / variant
+        cfg = configure(get_preset("synth"), dataset, overrides=overrides,
+                        train={"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
+                               "num_workers": 0})
+
+        def do_train(cfg=cfg, run_dir=run_dir, variant=variant) -> dict[str, Any]:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # half-finished or stale: never trusted
+            summary = train(cfg, TrainOptions(data=str(dataset), out=str(run_dir), variant=variant,
+                                              device=s.device, progress=progress, log_every=25))
+            return {"best_rsum": summary["best_rsum"], "epochs": summary["epochs"]}
+
+        stage(f"train-{variant}", _hash(*upstream, cfg.to_dict(), variant), do_train, [run_dir / "checkpoints" / "best.pt"])
+        runs[variant] = run_dir
+    return runs
 
 
 def _same_extract(path: Path, s: DemoSettings) -> bool:

@@ -223,6 +223,27 @@ def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:
     atomic_write(path, write)
 
 
+def commit_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move a fully written folder into place, durably: its files and subfolders fsynced, then
+    one rename (a folder appears whole or not at all), then its parent fsynced.
+
+    Raises:
+        WriteError: a write or the rename failed (the temporary folder is left for the caller).
+    """
+    tmp, final = Path(tmp), Path(final)
+    try:
+        for p in sorted(tmp.rglob("*"), key=lambda q: -len(q.parts)):  # files before their folders
+            if p.is_file():
+                fsync_file(p)
+            else:
+                fsync_dir(p)
+        fsync_dir(tmp)
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise write_failure(final, exc) from None
+    fsync_dir(final.parent)
+
+
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line to a log file, flushed; WriteError if it cannot be written."""
     try:
@@ -234,4 +255,4 @@ def append_line(path: str | os.PathLike, line: str) -> None:
 
 __all__ = ["WriteError", "ensure_dir", "check_output_file", "write_failure", "os_error_reason", "fsync_dir", "fsync_file", "atomic_write",
            "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "atomic_save_npy",
-           "append_line"]
+           "commit_dir", "append_line"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hanet.parity import DEFAULT_REFERENCE as REFERENCE
 RATE = 10
@@ -109,3 +110,23 @@ def make_corpus(root: Path, lengths: tuple[int, ...] = LENGTHS, with_files: int 
     caps = {n: [" ".join(rng.choice(words, size=int(rng.integers(4, 9)))) for _ in range(2)] for n in names}
     (root / "captions.json").write_text(json.dumps(caps))
     return Corpus(root / "feats.hdf5", videos, root / "captions.json", names, dict(zip(names, lengths)))
+
+
+#: A query of corpus words (the corpus captions are random words of the reference vocabulary).
+QUERY = "w3 w17 w42 w8 w55"
+
+
+def padded(corpus, names, T):
+    from hanet.data.formats import FeatureStore, pad_or_subsample
+
+    store = FeatureStore([corpus.features])
+    items = [pad_or_subsample(store.get(n), T) for n in names]
+    store.close()
+    return torch.from_numpy(np.stack([x for x, _ in items])), torch.tensor([n for _, n in items])
+
+
+def arrays(index, names):
+    from hanet.index.store import VIDEO_FLOAT_FIELDS
+
+    rows = np.array([index.row(n) for n in names])
+    return {f: index.videos.gather(f, rows) for f in VIDEO_FLOAT_FIELDS + ("lengths", "top_verbs", "noun_peaks")}

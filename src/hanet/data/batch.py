@@ -36,10 +36,10 @@ class TextBatch:
     Attributes:
         word_ids: (B, L) int64 word ids padded with ``<eos>``; L is the batch's longest caption.
         lengths: (B,) int64 words per caption.
-        verb_masks: (B, Nv, L) bool words of each verb slot.
-        noun_masks: (B, Nn, L) bool words of each noun (argument) slot.
-        node_roles: (B, Nv + Nn) int64 role ids of the slots.
-        edges: (B, 1 + Nv + Nn, 1 + Nv + Nn) float32 row-normalised role-graph adjacency.
+        verb_masks: (B, Pv, L) bool words of each verb slot.
+        noun_masks: (B, Pn, L) bool words of each noun (argument) slot.
+        node_roles: (B, Pv + Pn) int64 role ids of the slots.
+        edges: (B, 1 + Pv + Pn, 1 + Pv + Pn) float32 row-normalised role-graph adjacency.
         captions: the B caption strings.
     """
 

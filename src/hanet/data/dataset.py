@@ -32,15 +32,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EncodedCaption:
-    """One caption as arrays (W = max_words_in_sent, Nv/Nn = verb/noun slots).
+    """One caption as arrays (W = max_words_in_sent, Pv/Pn = verb/noun slots).
 
     Attributes:
         word_ids: (W,) int64, padded with ``<eos>``.
         length: number of words (after truncation to W).
-        verb_mask: (Nv, W) bool.
-        noun_mask: (Nn, W) bool.
-        roles: (Nv + Nn,) int64 role ids (0 for empty slots, as the official reader leaves them).
-        edges: (1 + Nv + Nn, 1 + Nv + Nn) float32, row-normalised; node 0 is the sentence.
+        verb_mask: (Pv, W) bool.
+        noun_mask: (Pn, W) bool.
+        roles: (Pv + Pn,) int64 role ids (0 for empty slots, as the official reader leaves them).
+        edges: (1 + Pv + Pn, 1 + Pv + Pn) float32, row-normalised; node 0 is the sentence.
     """
 
     word_ids: np.ndarray

@@ -5,18 +5,6 @@ the official video encoder lets padding into SE pooling, the k=5 verb convolutio
 concept BatchNorm's input, so a short video's embeddings depend on how far it is padded. A fixed
 padding makes a video's stored encodings independent of which videos were indexed with it (and
 of the batch size), so adding videos later never changes the scores of those already indexed.
-
-Public API:
-    @dataclass BuildReport
-    build_index(run_dir, features, out_dir, *, checkpoint=None, videos_dir=None, captions=None,
-                rolegraphs=None, names=None, batch_size=64, segment_size=20000, thumbnails=True,
-                vocab=None, concepts=None, progress=False) -> BuildReport
-    add_videos(index_dir, features, *, run_dir=None, checkpoint=None, videos_dir=None, captions=None,
-               rolegraphs=None, names=None, replace=False, batch_size=64, segment_size=20000,
-               thumbnails=True, progress=False) -> BuildReport
-    delete_videos(index_dir, ids, missing_ok=False) -> int
-    index_info(index_dir) -> dict
-    IndexWriter(index_dir)      the lower-level writer (add_encoded is what benchmarks use)
 """
 
 from __future__ import annotations

@@ -12,11 +12,6 @@ For one (query, video) pair:
 * **concepts**: the video's most probable verb and noun concepts, and the concepts that the
   query and the video share most (the terms of the soft Jaccard scores);
 * **words**: the query's words, known or not, with their weight in the sentence embedding.
-
-Public API:
-    @dataclass Explanation (+ ScoreContribution, PhraseExplanation, FrameWeight, ClipMatch,
-                            ConceptScore); Explanation.to_dict(), Explanation.format()
-    explain(index: SearchIndex, text: str, video_id: str, top_concepts=8) -> Explanation
 """
 
 from __future__ import annotations

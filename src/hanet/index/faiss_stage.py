@@ -21,13 +21,6 @@ a video left out can beat a candidate by at most 0.4 in the parts the first stag
 :meth:`FirstStage.candidates` returns the best left-out partial score so that search can say
 when its answer is provably exact. For the ``global`` variant the fused score is ``sent`` and
 the first stage alone is exact.
-
-Public API:
-    PARTS = ("global", "verbs", "nouns")
-    first_stage_vectors(global_embeds, verb_probs, noun_probs) -> dict[str, np.ndarray]
-    partial_weights(variant) -> (sent weight, concept weight); remaining_bound(variant) -> float
-    FirstStage: create(dims), load(paths, writable=False), add(vectors), save(paths),
-                partial_scores(queries), candidates(queries, c, alive)
 """
 
 from __future__ import annotations

@@ -4,14 +4,6 @@ A query is put into the canonical caption form (:func:`hanet.text.normalize.norm
 parsed into a role graph by spaCy (:class:`hanet.text.rolegraph.RoleGraphParser`, loaded once),
 turned into word ids, phrase masks and graph by the training reader's
 :class:`~hanet.data.dataset.CaptionEncoder`, and encoded by the model's text encoder.
-
-Public API:
-    QueryError(HanetError)
-    @dataclass QueryInfo: text, normalized, words, unknown, truncated, verb_phrases, noun_phrases
-    @dataclass EncodedQueries: text (TextEncoderOutput), infos (list[QueryInfo])
-    QueryEncoder(model, word2int, parser=None, max_chars=1000, cache_size=256)
-        .encode(texts, graphs=None) -> EncodedQueries
-        .encode_one(text) -> EncodedQueries   (cached)
 """
 
 from __future__ import annotations

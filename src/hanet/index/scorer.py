@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hanet.index.store import TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS
+from hanet.index.store import TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection
 
 
 PRECOMPUTED_FIELDS: dict[str, tuple[str, str]] = {

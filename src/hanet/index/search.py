@@ -9,18 +9,6 @@ exact top-k is among the candidates, and says so (``exact``) when the first stag
 proves it.
 
 Both paths rank by (fused score descending, row ascending), so ties are broken the same way.
-
-Public API:
-    MODES = ("two-stage", "exhaustive"); DEFAULT_CANDIDATES
-    @dataclass Hit, CaptionHit, SearchResult, CaptionResult (to_dict())
-    SearchIndex.open(index_dir, *, run=None, checkpoint=None, parser=None, max_query_chars=1000,
-                     threads=None) -> SearchIndex
-        .search(text, k=10, mode='two-stage', candidates=None) -> list[Hit]
-        .search_result(text, k=10, mode='two-stage', candidates=None) -> SearchResult
-        .rank_encoded(text_out, k, mode, candidates) -> Ranking(rows, scores, scored, exact)
-        .search_captions(video_id, k=10, mode='two-stage', candidates=None) -> CaptionResult
-        .explain(text, video_id) -> hanet.index.explain.Explanation
-        .video(video_id) -> dict;  .thumbnail(video_id) -> Path | None;  .source(video_id) -> Path | None
 """
 
 from __future__ import annotations

@@ -26,17 +26,6 @@ point leaves the previous manifest, which names only complete files; whatever it
 not referenced and is removed by the next writer. Readers load the manifest once and see one
 generation, whatever writers do meanwhile (segments are immutable; old FAISS and tombstone files
 are only removed after a newer manifest is in place, and a reader loads them when it opens).
-
-Public API:
-    INDEX_FORMAT, INDEX_VERSION
-    VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS
-    field_shapes(model_config, kind) -> dict[str, (row shape, dtype name)]; record_dtype(shapes)
-    model_fingerprint(model) -> str
-    read_manifest(index_dir) -> dict; write_manifest(index_dir, manifest)
-    Segment(path, kind, count)             one segment: .array(name) memory-mapped, .read(rows) by pread
-    Collection(index_dir, part, manifest)  the segments of one part (videos or captions)
-    SegmentWriter                          builds a segment in a temporary folder
-    IndexLock(index_dir)                   the writer lock
 """
 
 from __future__ import annotations
@@ -48,12 +37,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from hanet.errors import HanetError
-from hanet.io import atomic_write_text, ensure_dir, fsync_dir, fsync_file, write_failure
+from hanet.io import atomic_write_text, commit_dir, ensure_dir, write_failure
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -105,13 +94,13 @@ def field_shapes(config: Any, kind: str) -> dict[str, tuple[tuple[int, ...], str
             "verb_clip_grams": ((Sv, Sv), "float32"), "noun_clip_grams": ((Sn, Sn), "float32"),
         }
     if kind == "captions":
-        Nv, Nn = config.num_verbs, config.num_nouns
+        Pv, Pn = config.num_verbs, config.num_nouns
         return {
-            "global_embeds": ((d,), "float16"), "verb_embeds": ((Nv, d), "float16"),
-            "noun_embeds": ((Nn, d), "float16"), "verb_phrases": ((Nv, d), "float16"),
-            "noun_phrases": ((Nn, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
-            "noun_probs": ((config.num_noun_concepts,), "float16"), "verb_lens": ((Nv,), "int32"),
-            "noun_lens": ((Nn,), "int32"), "lengths": ((), "int32"),
+            "global_embeds": ((d,), "float16"), "verb_embeds": ((Pv, d), "float16"),
+            "noun_embeds": ((Pn, d), "float16"), "verb_phrases": ((Pv, d), "float16"),
+            "noun_phrases": ((Pn, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
+            "noun_probs": ((config.num_noun_concepts,), "float16"), "verb_lens": ((Pv,), "int32"),
+            "noun_lens": ((Pn,), "int32"), "lengths": ((), "int32"),
         }
     raise ValueError(f"unknown segment kind {kind!r}")
 
@@ -518,15 +507,9 @@ class SegmentWriter:
             (self.tmp / "ids.json").write_text(json.dumps(self.ids))
             (self.tmp / "meta.jsonl").write_text("".join(json.dumps(m, separators=(",", ":")) + "\n"
                                                          for m in self.meta))
-            for p in list(self.tmp.iterdir()) + list(self.thumbs_dir.iterdir()):
-                if p.is_file():
-                    fsync_file(p)
-            fsync_dir(self.thumbs_dir)
-            fsync_dir(self.tmp)
-            os.replace(self.tmp, final)
         except OSError as exc:
             raise write_failure(final, exc) from None
-        fsync_dir(self.root)
+        commit_dir(self.tmp, final)
         return {"name": self.name, "count": self.count}
 
     def abort(self) -> None:

@@ -5,15 +5,10 @@ order, so tile ``i`` of a strip is frame ``i`` of the explanations. The frames a
 the sampling the feature file records (``num_frames=N`` or ``fps=F``), so they are the very
 frames whose features were extracted; the index's frame subsampling then picks the model's frames
 from them (by time when the feature file has timestamps).
-
-Public API:
-    find_video(name, videos_dir, source) -> Path | None
-    make_strip(video_path, out_path, frame_times, num_tiles, sampling=None, tile=96) -> None
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 

@@ -23,7 +23,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 
 from hanet.model.text import TextEncoderOutput
-from hanet.model.video import VideoEncoderOutput, video_padding_mask
+from hanet.model.video import video_padding_mask
 
 SCORE_NAMES: tuple[str, ...] = ("sent", "verb", "noun", "concept_verb", "concept_noun", "ind_verb", "ind_noun")
 """The seven scores, in the official order (``test/scores`` of the reference stacks them so)."""

@@ -27,15 +27,15 @@ class TextEncoderOutput:
 
     Attributes:
         global_embeds: (B, h) sentence embedding after the GCN (the graph's root node).
-        verb_embeds: (B, Nv, h) verb phrase embeddings after the GCN (local level).
-        noun_embeds: (B, Nn, h) noun phrase embeddings after the GCN (local level).
-        verb_phrases: (B, Nv, h) max-pooled verb phrases before role scaling and GCN
+        verb_embeds: (B, Pv, h) verb phrase embeddings after the GCN (local level).
+        noun_embeds: (B, Pn, h) noun phrase embeddings after the GCN (local level).
+        verb_phrases: (B, Pv, h) max-pooled verb phrases before role scaling and GCN
             (individual level).
-        noun_phrases: (B, Nn, h) max-pooled noun phrases before the GCN (individual level).
+        noun_phrases: (B, Pn, h) max-pooled noun phrases before the GCN (individual level).
         verb_probs: (B, Cv) caption-level verb concept probabilities.
         noun_probs: (B, Cn) caption-level noun concept probabilities.
-        verb_lens: (B, Nv) number of words in each verb phrase slot (0: empty slot).
-        noun_lens: (B, Nn) number of words in each noun phrase slot.
+        verb_lens: (B, Pv) number of words in each verb phrase slot (0: empty slot).
+        noun_lens: (B, Pn) number of words in each noun phrase slot.
         lengths: (B,) number of words.
         word_attn: (B, L) attention weights of the words in the sentence embedding.
     """
@@ -180,10 +180,10 @@ class TextEncoder(nn.Module):
         Args:
             word_ids: (B, L) int64 word ids, padded with any id after each length.
             lengths: (B,) int64 number of words, 1 <= length <= L.
-            verb_masks: (B, Nv, L) bool, the words of each verb phrase slot.
-            noun_masks: (B, Nn, L) bool, the words of each noun phrase (argument) slot.
-            node_roles: (B, Nv + Nn) int64 semantic-role id of each phrase slot.
-            edges: (B, 1 + Nv + Nn, 1 + Nv + Nn) float adjacency of the role graph (node 0 is
+            verb_masks: (B, Pv, L) bool, the words of each verb phrase slot.
+            noun_masks: (B, Pn, L) bool, the words of each noun phrase (argument) slot.
+            node_roles: (B, Pv + Pn) int64 semantic-role id of each phrase slot.
+            edges: (B, 1 + Pv + Pn, 1 + Pv + Pn) float adjacency of the role graph (node 0 is
                 the sentence, then the verb slots, then the noun slots).
 
         Returns:
@@ -204,7 +204,7 @@ class TextEncoder(nn.Module):
         verb_phrases = _max_pool_phrases(words, verb_masks)
         noun_phrases = _max_pool_phrases(words, noun_masks)
         nv = verb_masks.shape[1]
-        roles = self.role_embed(node_roles)  # (B, Nv + Nn, h)
+        roles = self.role_embed(node_roles)  # (B, Pv + Pn, h)
         nodes = torch.cat([sent.unsqueeze(1), verb_phrases * roles[:, :nv], noun_phrases * roles[:, nv:]], dim=1)
         for layer in self.gcn:
             nodes = layer(nodes, edges)

@@ -18,10 +18,6 @@ admitted at once (beyond it: 503 with ``Retry-After``). Video ids are looked up 
 never used to build a path; the only files served are the package's static files, the index's
 thumbnail strips (named by row) and the video files the index recorded at build time. The index
 is opened read-only: the server writes nothing.
-
-Public API:
-    @dataclass ServeLimits
-    create_app(index, limits=None, *, preload_parser=True) -> fastapi.FastAPI
 """
 
 from __future__ import annotations
@@ -232,18 +228,76 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
     if preload_parser:
         _ = index.queries.parser
 
-    errors = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-              503: {"model": ErrorResponse}}
-
     app = FastAPI(title="hanet search", version=__version__,
                   description="Text-to-video search with HANet (hierarchical alignment), with explanations.")
     app.add_middleware(HeadAsGet)
     app.state.index = index
     app.state.limits = limits
     app.state.in_flight = 0
-    limiter = anyio.CapacityLimiter(limits.max_concurrency)
+    gate = _Gate(app, index, limits)
+    _add_error_handlers(app)
+    _add_search_routes(app, index, limits, gate)
+    _add_video_routes(app, index, gate)
+    return app
 
-    # ------------------------------------------------------------------ errors as JSON
+
+class _Gate:
+    """What every endpoint passes through: admission and concurrency limits for the blocking
+    work, input checks, and the URLs of a video's resources."""
+
+    def __init__(self, app: Any, index: Any, limits: ServeLimits) -> None:
+        self.app, self.index, self.limits = app, index, limits
+        self.limiter = anyio.CapacityLimiter(limits.max_concurrency)
+
+    async def compute(self, fn: Callable[[], Any]) -> Any:
+        """Run blocking work in a worker thread, within the admission and concurrency limits."""
+        app, limits = self.app, self.limits
+        if app.state.in_flight >= limits.max_pending:
+            raise ApiError(503, "busy", f"too many requests in flight ({limits.max_pending}); retry shortly",
+                           {"Retry-After": "1"})
+        app.state.in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
+        except QueryError as exc:
+            raise ApiError(400, "bad_query", str(exc)) from None
+        except UnknownVideoError as exc:  # not KeyError: a bug's KeyError must stay a 500
+            raise ApiError(404, "unknown_video", f"no video {exc.video_id!r} in the index") from None
+        except HanetError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        finally:
+            app.state.in_flight -= 1
+
+    def check_query(self, q: str) -> str:
+        limit = self.limits.max_query_chars
+        if len(q) > limit:
+            raise ApiError(400, "bad_query", f"query too long: {len(q)} characters (at most {limit})")
+        if not q.strip():
+            raise ApiError(400, "bad_query", "empty query: type a few words describing the video")
+        return q
+
+    def check_id(self, video_id: str) -> str:
+        if len(video_id) > 512 or any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id):
+            raise ApiError(400, "bad_video_id", "malformed video id")
+        if video_id not in self.index.videos.row_of:
+            raise ApiError(404, "unknown_video", f"no video {video_id!r} in the index")
+        return video_id
+
+    def video_urls(self, video_id: str) -> tuple[str, Optional[str]]:
+        from urllib.parse import quote
+
+        base = f"/videos/{quote(video_id, safe='')}"
+        return base, (f"{base}/thumbnail.jpg" if self.index.thumbnail(video_id) is not None else None)
+
+    def preview_path(self, video_id: str) -> Optional[Path]:
+        p = self.index.source(video_id)
+        if p is None or p.suffix.lower() not in _VIDEO_MEDIA or not p.is_file():
+            return None
+        return p
+
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Every error as the same JSON body (:class:`ErrorResponse`)."""
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_error_body(exc.status, exc.kind, exc.message), status_code=exc.status,
@@ -269,45 +323,14 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
         return JSONResponse(_error_body(500, "internal_error", f"{type(exc).__name__}: the server failed to answer "
                                         f"this request (it keeps serving others)"), status_code=500)
 
-    # ------------------------------------------------------------------ helpers
-    async def compute(fn: Callable[[], Any]) -> Any:
-        """Run blocking work in a worker thread, within the admission and concurrency limits."""
-        if app.state.in_flight >= limits.max_pending:
-            raise ApiError(503, "busy", f"too many requests in flight ({limits.max_pending}); retry shortly",
-                           {"Retry-After": "1"})
-        app.state.in_flight += 1
-        try:
-            return await anyio.to_thread.run_sync(fn, limiter=limiter)
-        except QueryError as exc:
-            raise ApiError(400, "bad_query", str(exc)) from None
-        except UnknownVideoError as exc:  # not KeyError: a bug's KeyError must stay a 500
-            raise ApiError(404, "unknown_video", f"no video {exc.video_id!r} in the index") from None
-        except HanetError as exc:
-            raise ApiError(400, "bad_request", str(exc)) from None
-        finally:
-            app.state.in_flight -= 1
 
-    def check_query(q: str) -> str:
-        if len(q) > limits.max_query_chars:
-            raise ApiError(400, "bad_query", f"query too long: {len(q)} characters (at most {limits.max_query_chars})")
-        if not q.strip():
-            raise ApiError(400, "bad_query", "empty query: type a few words describing the video")
-        return q
+_ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+           503: {"model": ErrorResponse}}
 
-    def check_id(video_id: str) -> str:
-        if len(video_id) > 512 or any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id):
-            raise ApiError(400, "bad_video_id", "malformed video id")
-        if video_id not in index.videos.row_of:
-            raise ApiError(404, "unknown_video", f"no video {video_id!r} in the index")
-        return video_id
 
-    def video_urls(video_id: str) -> tuple[str, Optional[str]]:
-        from urllib.parse import quote
-
-        base = f"/videos/{quote(video_id, safe='')}"
-        return base, (f"{base}/thumbnail.jpg" if index.thumbnail(video_id) is not None else None)
-
-    # ------------------------------------------------------------------ endpoints
+def _add_search_routes(app: Any, index: Any, limits: ServeLimits, gate: _Gate) -> None:
+    """``/health``, ``/search``, ``/explain``, ``/captions``."""
+    errors = _ERRORS
     @app.get("/health", response_model=HealthOut, tags=["service"])
     async def health() -> dict[str, Any]:
         """Liveness and what is served."""
@@ -323,13 +346,13 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
                      candidates: int = Query(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates,
                                              description="first-stage candidates")) -> dict[str, Any]:
         """Text-to-video search: the k best videos by HANet's fused score."""
-        check_query(q)
+        gate.check_query(q)
         if mode == "exhaustive" and not limits.allow_exhaustive:
             raise ApiError(400, "bad_request", "exhaustive mode is disabled on this server")
-        res = await compute(lambda: index.search_result(q, k, mode, candidates))
+        res = await gate.compute(lambda: index.search_result(q, k, mode, candidates))
         out = res.to_dict()
         for h in out["hits"]:
-            h["video_url"], h["thumbnail_url"] = video_urls(h["video_id"])
+            h["video_url"], h["thumbnail_url"] = gate.video_urls(h["video_id"])
         return out
 
     @app.get("/explain", tags=["search"], responses=errors)
@@ -337,11 +360,11 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
                       video: str = Query(..., description="an indexed video id")) -> dict[str, Any]:
         """Why a video matches a query: seven-score contributions, phrase-frame and phrase-clip
         alignment, concepts (see hanet.index.explain.Explanation)."""
-        check_query(q)
-        check_id(video)
-        exp = await compute(lambda: index.explain(q, video))
+        gate.check_query(q)
+        gate.check_id(video)
+        exp = await gate.compute(lambda: index.explain(q, video))
         out = exp.to_dict()
-        out["video_url"], out["thumbnail_url"] = video_urls(video)
+        out["video_url"], out["thumbnail_url"] = gate.video_urls(video)
         return out
 
     @app.get("/captions", response_model=CaptionsOut, responses=errors, tags=["search"])
@@ -349,33 +372,31 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
                        k: int = Query(10, ge=1, le=limits.max_k),
                        mode: str = Query("two-stage", pattern="^(two-stage|exhaustive)$")) -> dict[str, Any]:
         """Video-to-text: the indexed captions that best describe a video."""
-        check_id(video)
+        gate.check_id(video)
         if index.num_captions == 0:
             raise ApiError(404, "no_captions", "no captions are indexed (build the index with --captions)")
-        res = await compute(lambda: index.search_captions(video, k, mode))
+        res = await gate.compute(lambda: index.search_captions(video, k, mode))
         return res.to_dict()
 
+
+def _add_video_routes(app: Any, index: Any, gate: _Gate) -> None:
+    """``/videos/{id}`` (metadata, thumbnail strip, preview), the web page and its static files."""
+    errors = _ERRORS
     @app.get("/videos/{video_id}", response_model=VideoOut, responses=errors, tags=["videos"])
     async def video_meta(video_id: str) -> dict[str, Any]:
         """A video's metadata, with the URLs of its thumbnail strip and preview."""
-        check_id(video_id)
+        gate.check_id(video_id)
         meta = index.video(video_id)
-        base, thumb = video_urls(video_id)
+        base, thumb = gate.video_urls(video_id)
         meta["thumbnail_url"] = thumb
-        meta["preview_url"] = f"{base}/preview" if _preview_path(video_id) is not None else None
+        meta["preview_url"] = f"{base}/preview" if gate.preview_path(video_id) is not None else None
         return meta
-
-    def _preview_path(video_id: str) -> Optional[Path]:
-        p = index.source(video_id)
-        if p is None or p.suffix.lower() not in _VIDEO_MEDIA or not p.is_file():
-            return None
-        return p
 
     @app.get("/videos/{video_id}/thumbnail.jpg", responses=errors, tags=["videos"],
              response_class=FileResponse)
     async def thumbnail(video_id: str) -> FileResponse:
         """The strip of the model's frames (tile i = frame i of the explanations)."""
-        check_id(video_id)
+        gate.check_id(video_id)
         p = index.thumbnail(video_id)
         if p is None:
             raise ApiError(404, "no_thumbnail", f"no thumbnail for {video_id!r} (its video file was not found "
@@ -385,8 +406,8 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
     @app.get("/videos/{video_id}/preview", responses=errors, tags=["videos"], response_class=FileResponse)
     async def preview(video_id: str) -> FileResponse:
         """The video file recorded at build time (only that file, if it still exists)."""
-        check_id(video_id)
-        p = _preview_path(video_id)
+        gate.check_id(video_id)
+        p = gate.preview_path(video_id)
         if p is None:
             raise ApiError(404, "no_preview", f"no playable video file for {video_id!r}")
         return FileResponse(p, media_type=_VIDEO_MEDIA[p.suffix.lower()])
@@ -396,7 +417,8 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    return app
+
+
 
 
 def default_threads(max_concurrency: int) -> int:

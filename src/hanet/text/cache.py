@@ -14,18 +14,11 @@ object, a tab, and the graph's JSON (JSON text never contains a raw tab, so the 
 Lines are appended in batches, so an interrupted run keeps what it parsed; a torn last line is
 cut off when the cache is next opened. A cache made under another fingerprint is discarded
 (started afresh), never mixed.
-
-Public API:
-    ParsedCaption (dataclass): graph_json, verbs, nouns, fallback, num_verbs, num_args, problems
-    encode_line(caption, analysis) -> str
-    decode_line(line) -> tuple[str, ParsedCaption]
-    ParseCache(path, fingerprint): .load() -> dict[str, ParsedCaption], .append(lines)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -5,10 +5,6 @@ Example::
     hanet prepare --captions ref_captions.json --train-names trn_names.npy --out annotation/
 
 spaCy is imported only when the command runs, so ``hanet --help`` stays fast.
-
-Public API:
-    add_arguments(parser: argparse.ArgumentParser) -> None
-    run(args: argparse.Namespace) -> int
 """
 
 from __future__ import annotations

@@ -21,14 +21,6 @@ definition while tagging with spaCy instead of NLTK:
 Two small deviations, both no-ops on lowercase captions: words are lowercased before the
 stopword test and in the concept, and clitics that spaCy splits off ("'s", "n't") count as
 stopwords (their bare forms "s", "t" are in the NLTK list).
-
-Public API:
-    STOPWORDS: frozenset[str]
-    concepts_from_doc(doc, lemma=None) -> tuple[list[str], list[str]]
-    ConceptVocab (dataclass): build(counts, size), ids(concepts), to_json(), from_json(data)
-    count_concepts(per_caption) -> Counter[str]
-    caption_labels(vocab, per_caption) -> list[list[int]]
-    video_weights(vocab, per_caption) -> dict[str, float]
 """
 
 from __future__ import annotations

@@ -11,13 +11,6 @@ their work is done more cheaply here, with the same results:
   ruler token for token;
 * the lemmatiser: only a handful of words per caption (predicates, concept words) need a lemma,
   and :func:`lemma_of` computes those on demand with the same rules.
-
-Public API:
-    DEFAULT_MODEL: str
-    load_nlp(model: str = DEFAULT_MODEL) -> spacy.Language   (cached per model name)
-    PosAssigner.from_nlp(nlp) -> PosAssigner | None; assigner(doc) sets pos_ where unset
-    lemma_of(nlp) -> Callable[[Token], str]
-    model_fingerprint(nlp) -> str
 """
 
 from __future__ import annotations

@@ -13,11 +13,6 @@ Normalisation works token by token (a word never spans whitespace), so every wor
 canonical form comes from one whitespace token of the text as given: :func:`token_positions`
 says which, and a role graph parsed on the canonical form can be keyed by the caption as given
 (the released format's rule: the reader splits the key on whitespace).
-
-Public API:
-    normalize_caption(text: str) -> str
-    split_words(caption: str) -> list[str]
-    token_positions(text: str) -> list[list[int]]
 """
 
 from __future__ import annotations

@@ -24,15 +24,6 @@ canonical caption.
 Concept label files cover every video of the caption file (the official script wrote training
 videos only; the reader only reads training entries, so the extra ones are harmless and let
 other splits be inspected). Concept vocabularies and word vocabulary count training captions only.
-
-Public API:
-    PrepareConfig (dataclass)
-    PrepareReport (dataclass)
-    load_captions(path) -> dict[str, list[str]]
-    load_names(path, captions=None, captions_path=None) -> list[str]
-    build_word_vocab(captions, min_count=1) -> list[str]
-    prepare_dataset(captions_file, train_names_file, out_dir, config=None, *, srl_file=None,
-                    nlp=None) -> PrepareReport
 """
 
 from __future__ import annotations
@@ -322,47 +313,10 @@ def _progress(iterable: Iterable[Any], total: int, enabled: bool, desc: str) -> 
     return tqdm(iterable, total=total, desc=desc, unit="caption", mininterval=0.5)
 
 
-def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
-                    out_dir: str | Path, config: PrepareConfig | None = None, *,
-                    srl_file: str | Path | None = None, nlp: Any = None) -> PrepareReport:
-    """Run the whole ``hanet prepare`` command.
-
-    Args:
-        captions_file: ``ref_captions.json``.
-        train_names_file: ``trn_names.npy`` (vocabularies count these videos' captions).
-        out_dir: output directory (created).
-        config: options; defaults to :class:`PrepareConfig`.
-        srl_file: an AllenNLP ``sent2srl.json`` to take graphs from (see :mod:`hanet.text.srl`);
-            captions it lacks get spaCy graphs.
-        nlp: a loaded spaCy pipeline to use instead of loading ``config.spacy_model``.
-
-    Returns:
-        The report (also written to ``out_dir/prepare_report.json``).
-
-    Raises:
-        DataError: an input file is missing or malformed.
-    """
-    from hanet.text.cache import ParseCache, ParsedCaption, decode_line, encode_line
-    from hanet.text.rolegraph import RoleGraphParser
-
-    cfg = config or PrepareConfig()
-    cfg.validate()
-    start = time.perf_counter()
-    captions_file, out = Path(captions_file), Path(out_dir)
-    raw = load_captions(captions_file)
-    train_names = load_names(train_names_file, raw, captions_file)
-    srl = None
-    if srl_file is not None:
-        from hanet.text.srl import load_srl_file
-
-        srl = load_srl_file(srl_file)
-    ensure_dir(out, "output folder")
-
-    report = PrepareReport(out_dir=str(out), num_videos=len(raw),
-                           num_train_videos=len(train_names))
-    # ---- what each caption is parsed as. The files keep every caption as given (the key a
-    # reader of the released format looks its graph up by); its canonical form is what is parsed
-    # and counted, and its graph is re-indexed onto the caption's own whitespace tokens.
+def _texts_to_parse(raw: Mapping[str, list[str]], cfg: PrepareConfig, report: PrepareReport) -> dict[str, str]:
+    """Caption as given -> the text it is parsed as (its canonical form, unless ``normalize`` is
+    off). The files keep every caption as given (the key a reader of the released format looks
+    its graph up by); the canonical form is what is parsed and counted."""
     text_of: dict[str, str] = {}
     for name, caps in raw.items():
         for i, cap in enumerate(caps):
@@ -375,45 +329,48 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
                 if len(report.empty_captions) < _LIST_LIMIT:
                     report.empty_captions.append([name, i, cap])
         report.num_captions += len(caps)
-    unique = list(text_of)  # distinct captions as given: the graph keys
-    report.num_unique_captions = len(unique)
-    to_parse = list(dict.fromkeys(text_of.values()))
+    report.num_unique_captions = len(text_of)
+    return text_of
 
-    # ---- parse what the cache lacks
-    parser = RoleGraphParser(nlp, model=cfg.spacy_model, batch_size=cfg.batch_size,
-                             max_parse_words=cfg.max_parse_words, keep_fallback=srl is not None)
-    parses: dict[str, ParsedCaption] = {}
+
+def _parse(texts: list[str], parser: Any, cfg: PrepareConfig, out: Path, report: PrepareReport) -> dict[str, Any]:
+    """Every text's parse: from the cache, the rest parsed (and appended to the cache as they come)."""
+    from hanet.text.cache import ParseCache, decode_line, encode_line
+
+    parses: dict[str, Any] = {}
     cache = None
     if cfg.use_cache:
         cache = ParseCache(cfg.cache_file or out / "prepare_cache.jsonl", parser.fingerprint)
-        parses = cache.load(keep=set(to_parse))
+        parses = cache.load(keep=set(texts))
         report.cache = str(cache.path)
     report.num_from_cache = len(parses)
-    todo = [c for c in to_parse if c not in parses]
+    todo = [c for c in texts if c not in parses]
     report.num_parsed = len(todo)
     parser.n_process = cfg.n_process or (min(4, os.cpu_count() or 1) if len(todo) > 2000 else 1)
     report.workers = parser.n_process
     # Workers hand back finished cache lines (graph already JSON): little to do here.
-    lines = parser.analyze(todo, transform=encode_line)
     batch: list[str] = []
-    for line in _progress(lines, len(todo), cfg.progress and bool(todo), "parse"):
+    for line in _progress(parser.analyze(todo, transform=encode_line), len(todo), cfg.progress and bool(todo),
+                          "parse"):
         caption, parsed = decode_line(line)
         parses[caption] = parsed
         batch.append(line)
-        if len(batch) >= 2048:
-            if cache is not None:
-                cache.append(batch)
+        if len(batch) >= 2048 and cache is not None:
+            cache.append(batch)
             batch = []
     if cache is not None:
         cache.append(batch)
+    return parses
 
-    # ---- graphs
+
+def _graphs(text_of: Mapping[str, str], parses: Mapping[str, Any], parser: Any, srl: Any, cfg: PrepareConfig,
+            report: PrepareReport) -> dict[str, str]:
+    """Caption as given -> its graph JSON over its whitespace tokens (SRL's where given), counted."""
     from hanet.text.srl import graph_from_srl
 
-    graphs: dict[str, str] = {}  # caption as given -> graph JSON over its whitespace tokens
+    graphs: dict[str, str] = {}
     verb_nodes = arg_nodes = 0
-    for caption in unique:
-        text = text_of[caption]
+    for caption, text in text_of.items():
         words = split_words(text)
         parsed = parses[text]
         graph_json, problems = parsed.graph_json, parsed.problems
@@ -449,15 +406,56 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
             report.num_no_node_captions += 1
             if len(report.no_node_captions) < _LIST_LIMIT:
                 report.no_node_captions.append(caption)
-        if len(words) > cfg.max_words_in_sent:
-            report.long_captions += 1
-        if len(words) > cfg.max_parse_words:
-            report.truncated_parses += 1
-        if not text.isascii():
-            report.non_ascii_captions += 1
+        report.long_captions += len(words) > cfg.max_words_in_sent
+        report.truncated_parses += len(words) > cfg.max_parse_words
+        report.non_ascii_captions += not text.isascii()
         graphs[caption] = graph_json
-    report.mean_verb_nodes = round(verb_nodes / max(1, len(unique)), 3)
-    report.mean_arg_nodes = round(arg_nodes / max(1, len(unique)), 3)
+    report.mean_verb_nodes = round(verb_nodes / max(1, len(text_of)), 3)
+    report.mean_arg_nodes = round(arg_nodes / max(1, len(text_of)), 3)
+    return graphs
+
+
+def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
+                    out_dir: str | Path, config: PrepareConfig | None = None, *,
+                    srl_file: str | Path | None = None, nlp: Any = None) -> PrepareReport:
+    """Run the whole ``hanet prepare`` command.
+
+    Args:
+        captions_file: ``ref_captions.json``.
+        train_names_file: ``trn_names.npy`` (vocabularies count these videos' captions).
+        out_dir: output directory (created).
+        config: options; defaults to :class:`PrepareConfig`.
+        srl_file: an AllenNLP ``sent2srl.json`` to take graphs from (see :mod:`hanet.text.srl`);
+            captions it lacks get spaCy graphs.
+        nlp: a loaded spaCy pipeline to use instead of loading ``config.spacy_model``.
+
+    Returns:
+        The report (also written to ``out_dir/prepare_report.json``).
+
+    Raises:
+        DataError: an input file is missing or malformed.
+    """
+    from hanet.text.rolegraph import RoleGraphParser
+
+    cfg = config or PrepareConfig()
+    cfg.validate()
+    start = time.perf_counter()
+    captions_file, out = Path(captions_file), Path(out_dir)
+    raw = load_captions(captions_file)
+    train_names = load_names(train_names_file, raw, captions_file)
+    srl = None
+    if srl_file is not None:
+        from hanet.text.srl import load_srl_file
+
+        srl = load_srl_file(srl_file)
+    ensure_dir(out, "output folder")
+
+    report = PrepareReport(out_dir=str(out), num_videos=len(raw), num_train_videos=len(train_names))
+    text_of = _texts_to_parse(raw, cfg, report)
+    parser = RoleGraphParser(nlp, model=cfg.spacy_model, batch_size=cfg.batch_size,
+                             max_parse_words=cfg.max_parse_words, keep_fallback=srl is not None)
+    parses = _parse(list(dict.fromkeys(text_of.values())), parser, cfg, out, report)
+    graphs = _graphs(text_of, parses, parser, srl, cfg, report)
 
     # ---- vocabularies (training captions only, repeats counted as officially)
     train_caps = [text_of[c] for name in train_names for c in raw[name]]

@@ -11,11 +11,6 @@ Figures (micro-averaged over captions):
 * predicates: the word indices of ``V`` nodes (fallback ``V`` nodes included);
 * argument spans: (predicate word, argument word span) pairs, from the graph's edges;
 * labelled spans: the same with the role.
-
-Public API:
-    GoldCaption (dataclass), load_gold(path) -> list[GoldCaption]
-    Scores (dataclass): tp, predicted, gold, precision, recall, f1
-    evaluate(items, parser) -> dict[str, Scores]
 """
 
 from __future__ import annotations

@@ -42,21 +42,6 @@ Odd captions: an empty caption (no words) gets a graph with only a ROOT node who
 words are empty; a caption with words but nothing nameable (digits, punctuation) gets a ROOT-only
 graph over its words. Both are what the official reader consumes without error (zero verb and
 noun slots); the data reader skips zero-length captions.
-
-Public API:
-    Graph = list  (``[nodes, edges]``)
-    RoleGraphParser(nlp=None, *, model=DEFAULT_MODEL, batch_size=256, n_process=1,
-                    max_parse_words=256, keep_fallback=False)
-        .parse(captions: Sequence[str]) -> list[Graph]
-        .parse_one(caption: str) -> Graph
-        .analyze(captions: Iterable[str], transform=None) -> Iterator[CaptionAnalysis]
-        .analyze_one(caption: str) -> CaptionAnalysis
-        .fingerprint -> str   (what a cached parse depends on)
-    CaptionAnalysis (dataclass): graph, fallback, verbs, nouns
-    assemble_graph(words, frames, fallback) -> Graph
-    empty_graph(words) -> Graph
-    validate_graph(graph, words) -> list[str]
-    READER_ROLES: tuple[str, ...]
 """
 
 from __future__ import annotations

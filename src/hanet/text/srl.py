@@ -18,11 +18,6 @@ Conversion rules (those of the official notebook):
 
 One deliberate difference: an ``I-`` tag on the *first* word opens a phrase here; the notebook
 raised an error and dropped the caption, which then broke the data reader.
-
-Public API:
-    load_srl_file(path) -> dict[str, dict]
-    frames_from_srl(entry, where="") -> list[Frame]
-    graph_from_srl(entry, caption, fallback=()) -> Graph | None
 """
 
 from __future__ import annotations

@@ -11,12 +11,6 @@ Examples::
 Exit status: 0 all videos done (or already done), 1 some videos failed (listed in the failure
 report, ``<out stem>.failures.json``), 2 bad arguments or settings, 130 interrupted (finished
 videos are kept; re-run the same command to resume).
-
-Signatures::
-
-    add_arguments(parser: argparse.ArgumentParser) -> None
-    run(args: argparse.Namespace) -> int
-    parse_shard(text: str | None, env: Mapping[str, str] = os.environ) -> tuple[int, int] | None
 """
 
 from __future__ import annotations

@@ -13,26 +13,6 @@ Usage::
     report = extract_features(["clips/"], "feats.h5", num_frames=20)
     report.failed        # [Failure(path, name, reason), ...]; also written as JSON
 
-Signatures::
-
-    DEFAULT_NUM_FRAMES = 20
-    @dataclass class VideoEntry: path: str; name: str
-    @dataclass class Failure: path: str; name: str; reason: str
-    @dataclass class ExtractReport: out_path, done: list[str], skipped: list[str],
-        failed: list[Failure], frames: int, seconds: float, failures_path: str | None;
-        ok -> bool; frames_per_second -> float; to_dict() -> dict
-    name_to_key(name: str) -> str
-    list_videos(inputs: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
-                root: str | None = None) -> list[VideoEntry]
-    select_shard(entries: list[VideoEntry], shard: tuple[int, int] | None) -> list[VideoEntry]
-    shard_path(out_path: str, index: int, count: int) -> str
-    find_shards(out_path: str) -> list[str]
-    extract_features(videos, out_path, backbone='efficientnet-lite0', num_frames=None, fps=None,
-        image_size=None, dtype='float16', names=None, num_workers=None, batch_size=None,
-        device='cpu', progress=True, *, weights=None, shard=None, failures_path=None,
-        checkpoint_seconds=300.0, precision='fp32', decode_threads=1,
-        threads=None, root=None, motion_gain=None) -> ExtractReport
-
 With ``motion_gain``, every sampled frame's motion image (``hanet.video.decode``) is run through
 the backbone too and its features are appended to the frame's: ``(frames, 2 * feature_dim)``,
 appearance first. One file keeps both streams aligned frame by frame, and the model reads it like
@@ -396,6 +376,79 @@ def _resolve_backbone(backbone: str | Backbone, weights: str | None, device: str
     return get_backbone(backbone, weights=weights, device=device, image_size=image_size)
 
 
+def _check_settings(num_frames: int | None, fps: float | None, dtype: str, precision: str, batch_size: int | None,
+                    num_workers: int | None, motion_gain: float | None) -> int | None:
+    """DataError for settings that cannot work; returns ``num_frames`` with its default applied."""
+    if (num_frames is None) == (fps is None):
+        if num_frames is not None:
+            raise DataError("give num_frames or fps, not both")
+        num_frames = DEFAULT_NUM_FRAMES
+    if num_frames is not None and num_frames <= 0:
+        raise DataError(f"num_frames must be positive, got {num_frames}")
+    if fps is not None and not fps > 0:
+        raise DataError(f"fps must be positive, got {fps}")
+    if dtype not in DTYPES:
+        raise DataError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if precision not in PRECISIONS:
+        raise DataError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    if num_workers is not None and num_workers < 0:
+        raise DataError(f"num_workers must be 0 or more, got {num_workers}")
+    if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
+        raise DataError(f"motion_gain must be positive, got {motion_gain}")
+    return num_frames
+
+
+def _shard_entries(videos: Sequence[str | os.PathLike], names: Sequence[str] | None, root: str | None,
+                   shard: tuple[int, int] | None, report: ExtractReport) -> list[VideoEntry]:
+    """This shard's videos with their keys; bad names and duplicates go to ``report.failed``.
+
+    Keys and duplicates are settled on the whole list, before sharding, so that every shard
+    agrees on which video owns a name.
+    """
+    listed = list_videos(videos, names, root)
+    if not listed:
+        raise DataError(f"{', '.join(map(os.fspath, videos))}: no video files found (looked for "
+                        f"{', '.join(sorted(vdecode.VIDEO_EXTENSIONS)[:12])}...; a list file names them explicitly)")
+    checked: list[tuple[VideoEntry, Failure | None]] = []
+    seen: dict[str, str] = {}
+    for e in listed:
+        try:
+            key = name_to_key(e.name)
+        except DataError as exc:
+            checked.append((e, Failure(e.path, e.name, str(exc))))
+            continue
+        if key in seen:
+            checked.append((e, Failure(e.path, key, f"{e.path}: duplicate name {key!r}, also {seen[key]}")))
+            continue
+        seen[key] = e.path
+        checked.append((VideoEntry(e.path, key), None))
+    todo = []
+    for e, failure in select_shard(checked, shard):
+        if failure is not None:
+            report.failed.append(failure)
+        else:
+            todo.append(e)
+    return todo
+
+
+def _file_meta(net: Backbone, weights: str | None, sampling: str, dtype: str,
+               motion_gain: float | None) -> dict[str, object]:
+    """The file-level attributes (a resumed run must match them)."""
+    from hanet import __version__
+
+    streams = 2 if motion_gain is not None else 1
+    meta: dict[str, object] = {
+        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim) * streams,
+        "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
+        "weights": _weights_label(net, weights), "hanet_version": __version__,
+    }
+    if motion_gain is not None:
+        meta.update(streams="rgb+motion", motion_gain=float(motion_gain))
+    return meta
+
+
 def extract_features(
     videos: Sequence[str | os.PathLike],
     out_path: str | os.PathLike,
@@ -471,53 +524,12 @@ def extract_features(
             unavailable device or weights. Bad videos do not raise: they are reported.
     """
     t0 = time.perf_counter()
-    if (num_frames is None) == (fps is None):
-        if num_frames is not None:
-            raise DataError("give num_frames or fps, not both")
-        num_frames = DEFAULT_NUM_FRAMES
-    if num_frames is not None and num_frames <= 0:
-        raise DataError(f"num_frames must be positive, got {num_frames}")
-    if fps is not None and not fps > 0:
-        raise DataError(f"fps must be positive, got {fps}")
-    if dtype not in DTYPES:
-        raise DataError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if precision not in PRECISIONS:
-        raise DataError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if batch_size is not None and batch_size < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}")
-    if num_workers is not None and num_workers < 0:
-        raise DataError(f"num_workers must be 0 or more, got {num_workers}")
-    if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
-        raise DataError(f"motion_gain must be positive, got {motion_gain}")
+    num_frames = _check_settings(num_frames, fps, dtype, precision, batch_size, num_workers, motion_gain)
     out_path = os.fspath(out_path)
     failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
 
     report = ExtractReport(out_path=out_path, failures_path=failures_path)
-    # keys and duplicates are settled on the whole list, before sharding, so that every shard
-    # agrees on which video owns a name
-    checked: list[tuple[VideoEntry, Failure | None]] = []
-    seen: dict[str, str] = {}
-    listed = list_videos(videos, names, root)
-    if not listed:
-        raise DataError(f"{', '.join(map(os.fspath, videos))}: no video files found (looked for "
-                        f"{', '.join(sorted(vdecode.VIDEO_EXTENSIONS)[:12])}...; a list file names them explicitly)")
-    for e in listed:
-        try:
-            key = name_to_key(e.name)
-        except DataError as exc:
-            checked.append((e, Failure(e.path, e.name, str(exc))))
-            continue
-        if key in seen:
-            checked.append((e, Failure(e.path, key, f"{e.path}: duplicate name {key!r}, also {seen[key]}")))
-            continue
-        seen[key] = e.path
-        checked.append((VideoEntry(e.path, key), None))
-    todo: collections.deque[VideoEntry] = collections.deque()
-    for e, failure in select_shard(checked, shard):
-        if failure is not None:
-            report.failed.append(failure)
-        else:
-            todo.append(e)
+    todo = collections.deque(_shard_entries(videos, names, root, shard, report))
 
     net = _resolve_backbone(backbone, weights, device, image_size)
     dev = net.device
@@ -528,16 +540,7 @@ def extract_features(
     if threads is None and dev.type == "cpu":
         threads = max(1, _cpu_count() - num_workers)
     sampling = _sampling_label(num_frames, fps)
-    from hanet import __version__
-
-    streams = 2 if motion_gain is not None else 1
-    meta = {
-        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim) * streams,
-        "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
-        "weights": _weights_label(net, weights), "hanet_version": __version__,
-    }
-    if motion_gain is not None:
-        meta.update(streams="rgb+motion", motion_gain=float(motion_gain))
+    meta = _file_meta(net, weights, sampling, dtype, motion_gain)
     store = FeatureWriter(out_path, meta)
     saved_threads = torch.get_num_threads()
     if threads:

@@ -65,7 +65,6 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 23,
     Raises:
         ValueError: frames of the wrong shape or type.
     """
-    import av  # heavy; only the writer needs it
 
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}")

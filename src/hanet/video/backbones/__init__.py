@@ -6,14 +6,6 @@ Usage::
     net = get_backbone("efficientnet-lite0")            # packaged ImageNet weights, 1280-d
     feats = net.extract(frames)                         # uint8 (N, H, W, 3) -> (N, 1280) float32
 
-Signatures::
-
-    BACKBONES: dict[str, str]          # name -> module (one file per family) that builds it
-    list_backbones() -> list[str]
-    get_backbone(name: str = 'efficientnet-lite0', weights: str | None = None,
-                 device: str | torch.device = 'cpu', image_size: int | None = None) -> Backbone
-    load_state_dict(model: nn.Module, path: str) -> None
-
 ``Backbone`` (``hanet.video.backbones.base``) has ``name``, ``feature_dim``, ``image_size``,
 ``mean``/``std``, ``preprocess(frames) -> (N, 3, S, S)``, ``forward(x) -> (N, feature_dim)``,
 ``extract(frames) -> (N, feature_dim)`` and ``logits(x) -> (N, 1000)``.

@@ -13,19 +13,6 @@ frame. Besides ``forward`` it carries what the extractor needs to feed it:
   not already ``S x S``, then normalisation);
 - ``classifier``: the ImageNet head (``nn.Linear(feature_dim, 1000)``) when the weights carry
   one, used by ``logits`` (tests check the weights are really the pretrained ones).
-
-Signatures::
-
-    class Backbone(nn.Module):
-        name: str; feature_dim: int; image_size: int
-        mean: tuple[float, float, float]; std: tuple[float, float, float]
-        def forward(self, x: Tensor) -> Tensor               # (N, 3, S, S) -> (N, feature_dim)
-        def preprocess(self, frames: np.ndarray | Tensor) -> Tensor   # uint8 (N, H, W, 3)
-        def extract(self, frames: np.ndarray | Tensor) -> Tensor      # preprocess + forward, no grad
-        def logits(self, x: Tensor) -> Tensor                # (N, 3, S, S) -> (N, 1000)
-        @property device -> torch.device
-
-    resize_center_crop(frames: Tensor, size: int) -> Tensor  # uint8/float (N, 3, H, W) -> (N, 3, S, S)
 """
 
 from __future__ import annotations

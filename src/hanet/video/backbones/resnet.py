@@ -5,14 +5,6 @@ ImageNet ResNet-152; this module rebuilds that network so users can extract matc
 their own videos. No weights are downloaded: ``build`` loads a local torchvision-format state dict
 (``resnet152-*.pth``, the ``conv1``/``bn1``/``layer1.0.conv1``/``fc`` naming) given by path.
 Input: RGB in [0, 1] normalised by the ImageNet mean/std, 224 px.
-
-Signatures::
-
-    class ResNet(Backbone):
-        def __init__(self, layers: Sequence[int] = (3, 8, 36, 3), name: str = 'resnet152',
-                     image_size: int = 224, num_classes: int = 1000)
-        def forward_features(self, x: Tensor) -> Tensor    # (N, 3, S, S) -> (N, 2048)
-    build(name: str, weights: str | None, image_size: int | None = None) -> ResNet
 """
 
 from __future__ import annotations

@@ -1,0 +1,231 @@
+"""Building and changing an index: stored encodings, add, delete, crash safety, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hanet.errors import HanetError, UnknownVideoError
+from hanet.index import IndexFormatError, SearchIndex, add_videos, build_index, delete_videos
+from hanet.index.scorer import video_outputs
+from hanet.index.store import VIDEO_FLOAT_FIELDS, read_manifest
+
+from .corpus import QUERY, RATE, arrays, frame_level, make_corpus, padded  # noqa: F401
+
+
+def test_stored_encodings_are_the_model_outputs_at_fixed_padding(index, corpus):
+    model = index.model
+    T = model.config.max_frames_in_video
+    feats, lens = padded(corpus, corpus.names, T)
+    with torch.no_grad():
+        ref = model.encode_video(feats, lens)
+    stored = video_outputs(index.videos, np.array([index.row(n) for n in corpus.names]), with_peaks=True)
+    for f in VIDEO_FLOAT_FIELDS:
+        a, b = getattr(stored, f).numpy(), getattr(ref, f).numpy()
+        assert a.shape == b.shape, f
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3, err_msg=f)  # float16 storage
+    assert torch.equal(stored.lengths, lens)
+    assert torch.equal(stored.top_verbs, ref.top_verbs) and torch.equal(stored.noun_peaks, ref.noun_peaks)
+    # Why the padding is fixed: padded to its own length, a short video encodes differently
+    # (SE pooling and the k=5 conv see the padding), so its embeddings would depend on its batch.
+    i = corpus.names.index("clip03")  # 5 frames
+    with torch.no_grad():
+        own = model.encode_video(feats[i:i + 1, :5], lens[i:i + 1])
+        alone = model.encode_video(feats[i:i + 1], lens[i:i + 1])
+    assert not torch.allclose(own.verb_clips, ref.verb_clips[i:i + 1], atol=1e-4)
+    assert not torch.allclose(own.verb_probs, ref.verb_probs[i:i + 1], atol=1e-4)
+    assert torch.allclose(alone.verb_clips, ref.verb_clips[i:i + 1], atol=1e-5)
+    assert torch.allclose(alone.verb_probs, ref.verb_probs[i:i + 1], atol=1e-5)
+
+
+def test_incremental_add_equals_one_build(tmp_path, run_dir, corpus, index):
+    half = corpus.names[:7]
+    names_file = tmp_path / "first.txt"
+    names_file.write_text("\n".join(half))
+    out = tmp_path / "inc"
+    build_index(run_dir, corpus.features, out, names=str(names_file), thumbnails=False, batch_size=3)
+    rep = add_videos(out, corpus.features, run_dir=run_dir, thumbnails=False, batch_size=16)
+    assert rep.skipped == half and sorted(rep.added) == sorted(corpus.names[7:])
+    inc = SearchIndex.open(out, parser=index.queries.parser)
+    assert inc.num_videos == index.num_videos and len(read_manifest(out)["videos"]["segments"]) == 2
+    a, b = arrays(inc, corpus.names), arrays(index, corpus.names)
+    for f in a:
+        np.testing.assert_allclose(a[f].astype(np.float32), b[f].astype(np.float32), atol=2e-3, err_msg=f)
+    x = inc.search(QUERY, k=8, mode="exhaustive")
+    y = index.search(QUERY, k=8, mode="exhaustive")
+    assert [h.video_id for h in x] == [h.video_id for h in y]
+    np.testing.assert_allclose([h.score for h in x], [h.score for h in y], atol=1e-3)
+
+
+def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser):
+    idx_dir = tmp_path / "idx"
+    shutil.copytree(built, idx_dir)
+    before = {p: p.stat().st_mtime_ns for p in (idx_dir / "segments").rglob("*") if p.is_file()}
+    faiss_before = read_manifest(idx_dir)["videos"]["faiss"]
+    top = SearchIndex.open(idx_dir, parser=parser).search(QUERY, k=3, mode="exhaustive")
+    gone = [top[0].video_id, "clip05"]
+    assert delete_videos(idx_dir, gone) == 2
+    with pytest.raises(HanetError, match="no such video"):
+        delete_videos(idx_dir, ["nope"])
+    assert delete_videos(idx_dir, ["nope", gone[0]], missing_ok=True) == 0
+    # rebuild-free: segments and the FAISS file are untouched; only tombstones and the manifest change
+    assert {p: p.stat().st_mtime_ns for p in (idx_dir / "segments").rglob("*") if p.is_file()} == before
+    m = read_manifest(idx_dir)
+    assert m["videos"]["faiss"] == faiss_before and m["videos"]["deleted"] == 2
+    idx = SearchIndex.open(idx_dir, parser=parser)
+    assert idx.num_videos == len(corpus.names) - 2
+    for mode in ("two-stage", "exhaustive"):
+        ids = [h.video_id for h in idx.search(QUERY, k=len(corpus.names), mode=mode, candidates=5)]
+        assert not set(gone) & set(ids)
+    with pytest.raises(UnknownVideoError):
+        idx.row(gone[0])
+    # their captions went with them
+    caps = idx.search_captions("clip00" if "clip00" not in gone else "clip01", k=100)
+    assert not {h.video_id for h in caps.hits} & set(gone) and caps.total == 2 * (len(corpus.names) - 2)
+    rep = add_videos(idx_dir, corpus.features, thumbnails=False)
+    assert sorted(rep.added) == sorted(gone)
+    again = SearchIndex.open(idx_dir, parser=parser)
+    assert again.num_videos == len(corpus.names)
+    assert [h.video_id for h in again.search(QUERY, k=3, mode="exhaustive")] == [h.video_id for h in top]
+    rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip01"],
+                     captions=corpus.captions)
+    # clip01 keeps its captions through the replace: only the re-added videos' captions are new
+    assert rep.replaced == ["clip01"] and rep.captions_added == 2 * len(gone)
+    final = SearchIndex.open(idx_dir, parser=parser)
+    assert final.num_videos == len(corpus.names) and final.num_captions == 2 * len(corpus.names)
+    assert final.videos.size == len(corpus.names) + len(gone) + 1  # dead rows keep their numbers
+    # a replace without --captions keeps the replaced video's captions (it used to drop them)
+    rep = add_videos(idx_dir, corpus.features, thumbnails=False, replace=True, names=["clip02"])
+    assert rep.replaced == ["clip02"] and rep.captions_added == 0
+    kept = SearchIndex.open(idx_dir, parser=parser)
+    assert kept.num_captions == 2 * len(corpus.names)
+    assert sum(h.video_id == "clip02" for h in kept.search_captions("clip02", k=100).hits) == 2
+
+
+_CRASH_ADD = """
+import os, sys
+from hanet.index.build import IndexWriter
+from hanet.index.store import field_shapes
+w = IndexWriter(sys.argv[1])
+src = w.collection("videos")
+def batches():
+    first = next(src.chunks(4))
+    yield {f: src.gather(f, first) for f in field_shapes(w.config.model, "videos")}, [{"id": f"new{i}"} for i in range(4)]
+    os._exit(3)  # a hard crash in the middle of a segment: no cleanup runs
+w.add_encoded([f"new{i}" for i in range(8)], batches())
+"""
+
+
+def test_a_crashed_writer_leaves_the_last_commit(tmp_path, built, corpus, parser):
+    idx_dir = tmp_path / "idx"
+    shutil.copytree(built, idx_dir)
+    gen = read_manifest(idx_dir)["generation"]
+    r = subprocess.run([sys.executable, "-c", _CRASH_ADD, str(idx_dir)], capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr
+    assert any(p.name.startswith(".tmp-") for p in (idx_dir / "segments").iterdir())  # the half-written segment
+    idx = SearchIndex.open(idx_dir, parser=parser)
+    assert idx.generation == gen and idx.num_videos == len(corpus.names)
+    assert "new0" not in idx.videos.row_of
+    # The next writer removes the leftovers and works.
+    delete_videos(idx_dir, ["clip02"])
+    assert not any(p.name.startswith(".tmp-") for p in (idx_dir / "segments").iterdir())
+    assert SearchIndex.open(idx_dir, parser=parser).num_videos == len(corpus.names) - 1
+
+
+def test_killed_cli_add_never_breaks_the_index(tmp_path, run_dir, corpus):
+    """SIGKILL `hanet index add` (one commit per video) at several moments: the index always opens whole."""
+    out = tmp_path / "idx"
+    build_index(run_dir, corpus.features, out, names=corpus.names[:2], thumbnails=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "hanet", "index", "add", str(out), "--features", str(corpus.features),
+           "--segment-size", "1", "--no-thumbnails", "--quiet"]
+    seen = set()
+    for delay in (3.0, 4.5):
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        m = read_manifest(out)
+        idx = SearchIndex.open(out)
+        assert idx.num_videos == m["videos"]["count"] == idx.stages["videos"].ntotal
+        seen.add(idx.num_videos)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    final = SearchIndex.open(out)
+    assert final.num_videos == len(corpus.names) and len(set(final.videos.ids)) == len(corpus.names)
+    assert seen  # the index was opened after every kill
+
+
+def test_an_index_of_another_model_or_format_is_refused(tmp_path, built, run_dir, other_run, corpus):
+    with pytest.raises(IndexFormatError, match="another model"):
+        SearchIndex.open(built, run=other_run)
+    assert SearchIndex.open(built, run=run_dir).num_videos == len(corpus.names)
+    copy = tmp_path / "idx"
+    shutil.copytree(built, copy)
+    with pytest.raises(IndexFormatError, match="another model"):
+        add_videos(copy, corpus.features, run_dir=other_run)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="rebuild the index"):
+        SearchIndex.open(copy)
+    with pytest.raises(IndexFormatError, match="not a hanet index"):
+        SearchIndex.open(tmp_path)
+    with pytest.raises(HanetError, match="already holds an index"):
+        build_index(run_dir, corpus.features, built)
+
+
+def test_features_of_another_dimension_are_refused(tmp_path, built, corpus):
+    from hanet.data.features import FeatureWriter
+
+    bad = tmp_path / "bad.h5"
+    store = FeatureWriter(str(bad), {"hanet_features": 1, "feature_dim": 32})
+    store.add("x", np.zeros((4, 32), np.float32), {})
+    store.close()
+    copy = tmp_path / "idx"
+    shutil.copytree(built, copy)
+    with pytest.raises(HanetError, match="32-d features"):
+        add_videos(copy, bad)
+    extra = make_corpus(tmp_path / "extra", lengths=(6, 3), with_files=0, prefix="extra")
+    rep = add_videos(copy, extra.features)
+    assert sorted(rep.added) == ["extra00", "extra01"] and rep.thumbnails == 0
+
+
+def test_index_built_from_an_authors_checkpoint(tmp_path, run_dir, corpus, index, capsys):
+    """The same weights as the authors' epoch.N.th + model.json give the same index and answers."""
+    from hanet.cli import main
+    from hanet.index import SearchIndex
+    from hanet.parity import DEFAULT_REFERENCE
+
+    assert main(["export-official", str(run_dir), str(tmp_path / "epoch.3.th")]) == 0
+    base = ["index", "build", "--features", str(corpus.features), "--out", str(tmp_path / "idx"), "--no-thumbnails",
+            "--official-checkpoint", str(tmp_path / "epoch.3.th"), "--config", str(tmp_path / "epoch.3.model.json")]
+    assert main(base) == 2
+    assert "--official-checkpoint needs --config (the authors' model.json) and --vocab" in capsys.readouterr().err
+    assert main(base + ["--vocab", str(DEFAULT_REFERENCE / "data" / "word2int.json")]) == 0
+    theirs = SearchIndex.open(tmp_path / "idx", parser=index.queries.parser)
+    a = index.search(QUERY, k=5, mode="exhaustive")
+    b = theirs.search(QUERY, k=5, mode="exhaustive")
+    assert [h.video_id for h in a] == [h.video_id for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+
+
+def test_index_commands_on_a_path_that_is_a_file(tmp_path, corpus, capsys):
+    from hanet.cli import main
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["index", "add", str(f), "--features", str(corpus.features)]) == 2
+    assert "no such index directory" in capsys.readouterr().err
+    assert main(["index", "delete", str(f), "clip00"]) == 2
+    assert "no such index directory" in capsys.readouterr().err
+    assert not (tmp_path / "afile").is_dir()

@@ -1,0 +1,122 @@
+"""Searching an index: exact and two-stage text-to-video, video-to-text, bad queries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hanet.errors import HanetError, UnknownVideoError
+from hanet.index import QueryError, SearchIndex, build_index
+from hanet.index.scorer import video_outputs
+
+from .corpus import QUERY, RATE, arrays, frame_level, make_corpus, padded  # noqa: F401
+
+
+def test_exhaustive_search_ranks_by_the_full_fused_score(index, corpus):
+    res = index.search_result(QUERY, k=len(corpus.names), mode="exhaustive")
+    assert res.total == len(corpus.names) and res.candidates == len(corpus.names)
+    enc = index.encode(QUERY)
+    rows = np.arange(index.videos.size)
+    with torch.no_grad():
+        fused = index.model.fused_score(index.model.score(video_outputs(index.videos, rows), enc.text))[:, 0].numpy()
+    order = np.argsort(-fused, kind="stable")
+    assert [h.video_id for h in res.hits] == [index.videos.ids[r] for r in order]
+    np.testing.assert_allclose([h.score for h in res.hits], fused[order], rtol=1e-5, atol=1e-6)
+    # The seven parts fuse into the score (official fusion).
+    for h in res.hits:
+        s = h.scores
+        fused_h = (s["sent"] + s["verb"] + s["noun"] + s["ind_verb"] + s["ind_noun"]) / 10 + \
+            (s["concept_verb"] + s["concept_noun"]) / 4
+        assert abs(fused_h - h.score) < 1e-5
+    # Against the model run on the raw features in float32 (no index involved): float16 rounding only.
+    feats, lens = padded(corpus, corpus.names, index.config.max_frames_in_video)
+    with torch.no_grad():
+        raw = index.model.fused_score(index.model.score(index.model.encode_video(feats, lens), enc.text))[:, 0]
+    by_id = dict(zip(corpus.names, raw.tolist()))
+    np.testing.assert_allclose([h.score for h in res.hits], [by_id[h.video_id] for h in res.hits], atol=3e-3)
+
+
+def test_index_scorer_equals_model_scoring_on_stored_encodings(index, tmp_path, corpus, parser):
+    """The scorer with precomputed norms and Gram matrices gives model.score's seven scores."""
+    queries = [QUERY, "a man w12 is riding w40 on a w7", "w90", "two w5 are chasing a w6 and a w9 in the w11"]
+    enc = index.queries.encode(queries)
+    assert len({int((enc.text.verb_lens[i] > 0).sum()) for i in range(len(queries))}) > 1  # slots vary
+    rows = np.arange(index.videos.size)
+    ours = index.score_rows(rows, enc.text)
+    with torch.no_grad():
+        ref = index.model.score(video_outputs(index.videos, rows), enc.text)
+    for (name, a), (_, b) in zip(ours.items(), ref.items()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    # the global variant scores (and first-stage proxies) use the sentence embedding alone
+    from .corpus import make_run
+
+    run = make_run(tmp_path / "g", seed=0, variant="global")
+    build_index(run, corpus.features, tmp_path / "gidx", thumbnails=False)
+    g = SearchIndex.open(tmp_path / "gidx", parser=parser)
+    hits = g.search(QUERY, k=5, mode="exhaustive")
+    assert set(hits[0].scores) == {"sent"} and all(abs(h.score - h.scores["sent"]) < 1e-6 for h in hits)
+    res = g.search_result(QUERY, k=5, candidates=6)
+    assert [h.video_id for h in res.hits] == [h.video_id for h in hits]
+    assert res.exact  # the first stage computes the global variant's whole score
+
+
+@pytest.mark.parametrize("query", [QUERY, "a man w12 is riding w40 on a w7", "w90 w91"])
+def test_two_stage_is_exhaustive_restricted_to_first_stage_candidates(index, corpus, query):
+    from hanet.index.faiss_stage import first_stage_vectors
+
+    n = len(corpus.names)
+    full = index.search_result(query, k=n, mode="exhaustive")
+    assert full.exact
+    order = [h.video_id for h in full.hits]
+    assert [h.video_id for h in index.search(query, k=5, candidates=n)] == order[:5]
+    # The first stage computes sent and the two concept scores exactly: the fused score minus
+    # the phrase-level part.
+    enc = index.encode(query)
+    fs = index.stages["videos"].partial_scores(first_stage_vectors(
+        enc.text.global_embeds.numpy(), enc.text.verb_probs.numpy(), enc.text.noun_probs.numpy(),
+        round_to_stored=False))[0]
+    partial = [h.score - 0.1 * (h.scores["verb"] + h.scores["noun"] + h.scores["ind_verb"] + h.scores["ind_noun"])
+               for h in full.hits]
+    np.testing.assert_allclose([fs[index.row(v)] for v in order], partial, atol=1e-5)
+    for c in (3, 6, 10):
+        res = index.search_result(query, k=3, candidates=c)
+        assert res.candidates == c
+        ids = {index.videos.ids[r] for r in np.argsort(-fs, kind="stable")[:c].tolist()}
+        assert [h.video_id for h in res.hits] == [v for v in order if v in ids][:3]
+        if res.exact:  # the certificate is sound
+            assert [h.video_id for h in res.hits] == order[:3]
+
+
+def test_bad_queries_are_clear_errors(index):
+    with pytest.raises(QueryError, match="empty query"):
+        index.search("   ")
+    with pytest.raises(QueryError, match="no words"):
+        index.search("?!... ---")
+    with pytest.raises(QueryError, match="none of the words"):
+        index.search("zebra xylophone")
+    with pytest.raises(QueryError, match="too long"):
+        index.search("w1 " * 400)
+    with pytest.raises(HanetError, match="mode"):
+        index.search("w1", mode="fast")
+    res = index.search_result("A zebra w12 is riding w40 on a w7!", k=3)
+    assert res.normalized == "a zebra w12 is riding w40 on a w7"
+    assert any("zebra" in w for w in res.warnings) and len(res.hits) == 3
+    # the real spaCy parse found the verb phrase and its arguments
+    phrases = index.encode("a zebra w12 is riding w40 on a w7").infos[0].phrases
+    assert any(p.kind == "verb" and p.words == ["riding"] for p in phrases)
+    assert any(p.kind == "noun" for p in phrases)
+
+
+def test_video_to_text(index, corpus):
+    caps = json.loads(corpus.captions.read_text())
+    res = index.search_captions("clip04", k=5)
+    assert res.total == 2 * len(corpus.names) and len(res.hits) == 5
+    assert [h.caption for h in res.hits] == [h.caption for h in index.search_captions("clip04", k=5,
+                                                                                       mode="exhaustive").hits]
+    assert all(h.caption in caps[h.video_id] for h in res.hits)
+    assert res.hits[0].score >= res.hits[-1].score
+    with pytest.raises(UnknownVideoError):
+        index.search_captions("nope")
