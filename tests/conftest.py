@@ -40,6 +40,18 @@ def ref_config():
 
 
 @pytest.fixture()
+def dataset(tmp_path, reference_dir) -> Path:
+    """A writable copy of the reference dataset (tests spoil it one way at a time)."""
+    import shutil
+
+    d = tmp_path / "ds"
+    shutil.copytree(reference_dir / "data", d)
+    for f in d.iterdir():
+        f.chmod(0o644)
+    return d
+
+
+@pytest.fixture()
 def tiny_model(ref_config):
     """A seeded HANet of the reference's small config (official initialisation, seed 0)."""
     from hanet.model import HANet

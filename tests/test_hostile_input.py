@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import h5py
@@ -18,12 +17,8 @@ from hanet.cli import main
 
 
 @pytest.fixture()
-def ds(tmp_path, reference_dir) -> Path:
-    d = tmp_path / "ds"
-    shutil.copytree(reference_dir / "data", d)
-    for f in d.iterdir():
-        f.chmod(0o644)
-    return d
+def ds(dataset) -> Path:
+    return dataset
 
 
 def _err(capsys) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,15 +12,6 @@ import torch
 from hanet.data.dataset import CaptionEncoder, PairDataset, RetrievalData, collate_pairs
 from hanet.data.formats import DatasetSpec, FeatureStore, pad_or_subsample
 from hanet.errors import DataError
-
-
-@pytest.fixture()
-def dataset(tmp_path, reference_dir) -> Path:
-    d = tmp_path / "ds"
-    shutil.copytree(reference_dir / "data", d)
-    for f in d.iterdir():
-        f.chmod(0o644)
-    return d
 
 
 def test_directory_official_path_json_and_yaml_agree(dataset, ref_config):
