@@ -143,6 +143,186 @@ def build_synthetic(out: Path, n: int, dims: str, seed: int = 0, chunk: int = 20
     return idx
 
 
+# ---------------------------------------------------------------------- a collection with structure
+def _topics(mc, n_topics: int, rng) -> dict:
+    """Latent topics: a global direction, frame and clip patterns, and a few concepts each."""
+    d, T = mc.video.dim_embed, mc.max_frames_in_video
+
+    def concepts(C: int) -> np.ndarray:
+        logits = np.full((n_topics, C), -4.0, np.float32)
+        for t in range(n_topics):
+            logits[t, rng.choice(C, 6, replace=False)] = rng.uniform(0.5, 3.0, 6)
+        return logits
+
+    return {"global": rng.standard_normal((n_topics, d), dtype=np.float32),
+            "frames": rng.standard_normal((n_topics, 4, d), dtype=np.float32),
+            "verbs": concepts(mc.num_verb_concepts), "nouns": concepts(mc.num_noun_concepts), "T": T}
+
+
+def structured_fields(mc, topics: dict, topic: np.ndarray, rng) -> dict[str, np.ndarray]:
+    """Stored video fields near their topics (what real collections look like: clusters of related
+    videos), float16 as stored, with the precomputed norms and Gram matrices."""
+    from hanet.index.scorer import precompute
+
+    m, d, T = len(topic), mc.video.dim_embed, mc.max_frames_in_video
+    Sv, Sn = mc.num_selected_verbs, mc.num_selected_nouns
+    K = mc.noun_topk if T >= mc.noun_topk else 1
+    base = topics["frames"][topic]  # (m, 4, d): each video mixes its topic's four patterns over time
+    mix = rng.dirichlet(np.ones(4), (m, T)).astype(np.float32)
+    frames = np.einsum("mtk,mkd->mtd", mix, base)
+    f = {"global_embeds": topics["global"][topic] + 0.8 * rng.standard_normal((m, d), dtype=np.float32)}
+    for kind, S in (("verb", Sv), ("noun", Sn)):
+        fr = frames + 0.6 * rng.standard_normal((m, T, d), dtype=np.float32)
+        f[f"{kind}_frames"] = fr
+        f[f"{kind}_clips"] = fr[:, rng.integers(0, T, S)] + 0.3 * rng.standard_normal((m, S, d), dtype=np.float32)
+        logits = topics[kind + "s"][topic] + 0.8 * rng.standard_normal(topics[kind + "s"][topic].shape, dtype=np.float32)
+        f[f"{kind}_probs"] = 1 / (1 + np.exp(-logits))
+    f = {k: v.astype(np.float16) for k, v in f.items()}
+    f["lengths"] = rng.integers(max(1, T // 2), T + 1, m).astype(np.int32)
+    f["top_verbs"] = np.argsort(-f["verb_probs"], 1)[:, :Sv].astype(np.int32)
+    f["top_nouns"] = np.argsort(-f["noun_probs"], 1)[:, :Sn].astype(np.int32)
+    f["verb_peaks"] = rng.integers(0, T // 2, (m, Sv)).astype(np.int32)
+    f["noun_peaks"] = rng.integers(0, T // 2, (m, K, Sn)).astype(np.int32)
+    f.update(precompute(f))
+    return f
+
+
+def structured_queries(mc, topics: dict, q: int, rng):
+    """Encoded queries of the same topics (a TextEncoderOutput): global, phrases, concepts."""
+    import torch
+
+    from hanet.model.text import TextEncoderOutput
+
+    d = mc.video.dim_embed
+    topic = rng.integers(0, len(topics["global"]), q)
+    pat = topics["frames"][topic]
+
+    def phrases(P: int, filled: int) -> np.ndarray:
+        x = pat[:, rng.integers(0, 4, P)] + 0.6 * rng.standard_normal((q, P, d), dtype=np.float32)
+        x[:, filled:] = 0
+        return x
+
+    lens_v = np.zeros((q, mc.num_verbs), np.int64)
+    lens_v[:, :2] = 1
+    lens_n = np.zeros((q, mc.num_nouns), np.int64)
+    lens_n[:, :3] = 2
+    t = {"global_embeds": topics["global"][topic] + 0.8 * rng.standard_normal((q, d), dtype=np.float32),
+         "verb_embeds": phrases(mc.num_verbs, 2), "verb_phrases": phrases(mc.num_verbs, 2),
+         "noun_embeds": phrases(mc.num_nouns, 3), "noun_phrases": phrases(mc.num_nouns, 3)}
+    for kind in ("verb", "noun"):
+        logits = topics[kind + "s"][topic] + 0.8 * rng.standard_normal(topics[kind + "s"][topic].shape, dtype=np.float32)
+        t[f"{kind}_probs"] = 1 / (1 + np.exp(-logits))
+    out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in t.items()}
+    return TextEncoderOutput(word_attn=torch.zeros(q, 1), verb_lens=torch.from_numpy(lens_v),
+                             noun_lens=torch.from_numpy(lens_n), lengths=torch.full((q,), 8), **out)
+
+
+def build_structured(out: Path, n: int, dims: str, first_stage: str = "auto", seed: int = 0,
+                     chunk: int = 2000, frame_dtype: str = "float16", backend: str = "embedded",
+                     engine_url: Optional[str] = None) -> tuple[Path, float]:
+    """An index of n videos in ``n / 200`` topics for a random model of the preset's dimensions."""
+    import torch
+
+    from hanet.config import get_preset
+    from hanet.index.build import IndexWriter, create_index
+    from hanet.model import HANet
+
+    cfg = get_preset(DIMS[dims])
+    vocab = vocabulary()
+    cfg.model.text.num_words = len(vocab)
+    torch.manual_seed(seed)
+    model = HANet(cfg.model, seed=seed).eval()
+    idx = out / "index"
+    if idx.exists():
+        shutil.rmtree(idx)
+    create_index(idx, model, cfg, vocab, source=f"random {dims} model (seed {seed}), structured collection",
+                 first_stage=first_stage, frame_dtype=frame_dtype, backend=backend, engine_url=engine_url,
+                 collection="bench" if backend == "qdrant" else None)
+    mc = cfg.model
+    rng = np.random.default_rng(seed)
+    topics = _topics(mc, max(16, n // 200), rng)
+    names = [f"v{i:07d}" for i in range(n)]
+    t0 = time.time()
+
+    def batches(ids: list[str]):
+        for s in range(0, len(ids), chunk):
+            part = ids[s:s + chunk]
+            f = structured_fields(mc, topics, rng.integers(0, len(topics["global"]), len(part)), rng)
+            yield f, [{"id": i, "length": int(x)} for i, x in zip(part, f["lengths"])]
+
+    with IndexWriter(idx) as w:
+        for s in range(0, n, 50000):
+            part = names[s:s + 50000]
+            w.add_encoded(part, batches(part))
+            print(f"  built {s + len(part)}/{n} videos ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        t1 = time.time()
+    if backend == "qdrant":  # closing the writer waited for the engine's HNSW graphs
+        print(f"  engine indexed in {time.time() - t1:.0f} s", file=sys.stderr, flush=True)
+    np.savez(out / "topics.npz", **{k: v for k, v in topics.items() if k != "T"})
+    return idx, time.time() - t0
+
+
+def agreement_at_k(index, text, k: int = 10, chunk: int = 64) -> dict:
+    """Two-stage against exhaustive on encoded queries: the share of the exhaustive top-k found."""
+    import torch
+
+    overlap, same = [], []
+    with torch.no_grad():
+        for s in range(0, len(text), chunk):
+            part = text.select(slice(s, s + chunk))
+            exact = index.rank_encoded(part, k=k, mode="exhaustive").rows
+            two = index.rank_encoded(part, k=k, mode="two-stage").rows
+            for a, b in zip(exact, two):
+                overlap.append(len(set(a.tolist()) & set(b.tolist())) / k)
+                same.append(bool((a == b).all()))
+    return {"agreement_at_10": float(np.mean(overlap)), "identical_top10": float(np.mean(same)),
+            "queries": len(overlap)}
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from hanet.index import SearchIndex
+    from hanet.index.build import index_info
+    from hanet.index.store import read_manifest
+
+    out = Path(args.out or f"/tmp/hanet-bench-scale-{args.dims}-{args.videos}"
+               + ("" if args.backend == "embedded" else f"-{args.backend}") + ("" if args.frame_dtype == "float16" else f"-{args.frame_dtype}"))
+    out.mkdir(parents=True, exist_ok=True)
+    idx = out / "index"
+    build_s = None
+    have = idx.is_dir() and (idx / "manifest.json").is_file() and read_manifest(idx)["videos"]["count"] == args.videos
+    if not have or args.rebuild:
+        idx, build_s = build_structured(out, args.videos, args.dims, args.first_stage, frame_dtype=args.frame_dtype,
+                                        backend=args.backend, engine_url=args.url if args.backend == "qdrant" else None)
+        (out / "build.json").write_text(json.dumps({"build_s": build_s}))
+    else:
+        build_s = json.loads((out / "build.json").read_text())["build_s"] if (out / "build.json").is_file() else float("nan")
+    info = index_info(idx)
+    per_video = sum(info["bytes_per_video"].values())
+    print(f"index: {info['videos']} videos, dims {args.dims}, first stage {info['first_stage']['kind']} "
+          f"({info['first_stage']['lists']} lists); {info['disk_bytes'] / 2 ** 30:.2f} GiB on disk, "
+          f"{per_video / 1024:.1f} KiB of records per video", file=sys.stderr)
+    code = (f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_search as b; "
+            f"print(json.dumps(b.latency(b.Path({str(idx)!r}), {args.queries}, 10, None, 1)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode:
+        print(r.stderr, file=sys.stderr)
+        return 1
+    lat = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"latency: {lat['queries']} text queries, one at a time, 1 torch thread: p50 {lat['p50_ms']:.1f} ms, "
+          f"p99 {lat['p99_ms']:.1f} ms; stages p50 {lat['stage_p50_ms']}; RSS {lat['rss_mib']:.0f} MiB "
+          f"(peak {lat['peak_rss_mib']:.0f})", file=sys.stderr)
+    index = SearchIndex.open(idx, threads=args.agreement_threads)
+    topics = dict(np.load(out / "topics.npz"))
+    agr = agreement_at_k(index, structured_queries(index.config, topics, args.agreement_queries,
+                                                   np.random.default_rng(7)))
+    print(f"agreement with exhaustive search over {agr['queries']} queries: {agr['agreement_at_10']:.4f} of the "
+          f"exact top-10 found, identical top-10 for {agr['identical_top10']:.4f} of queries", file=sys.stderr)
+    print(f"RESULT backend={args.backend} videos={args.videos} dims={args.dims} frames={info['frame_dtype']} p50_ms={lat['p50_ms']:.1f} "
+          f"p99_ms={lat['p99_ms']:.1f} agreement_at_10={agr['agreement_at_10']:.4f} rss_mib={lat['rss_mib']:.0f} "
+          f"build_s={build_s:.0f} bytes_per_video={per_video}")
+    return 0
+
+
 # ---------------------------------------------------------------------- latency (fresh process)
 def latency(index_dir: Path, n_queries: int, k: int, candidates: Optional[int], threads: Optional[int]) -> dict:
     import torch
@@ -410,6 +590,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--clients", type=int, default=32, help="concurrent clients for the throughput run (0: skip)")
     s.add_argument("--requests-per-client", type=int, default=10)
     s.add_argument("--clean", action="store_true", help="delete the work folder at the end")
+    c = sub.add_parser("scale", help="N videos of a structured synthetic collection: latency, memory, agreement")
+    c.add_argument("--videos", type=int, default=100_000)
+    c.add_argument("--dims", choices=sorted(DIMS), default="synth")
+    c.add_argument("--backend", default="embedded", choices=["embedded", "qdrant"])
+    c.add_argument("--url", default="edge:engine", help="with --backend qdrant: the engine (default edge:engine, "
+                   "the Qdrant engine in-process, in the index folder)")
+    c.add_argument("--first-stage", default="auto", choices=["auto", "exact", "ivf"])
+    c.add_argument("--frame-dtype", default="float16", choices=["float16", "int8"])
+    c.add_argument("--out", help="work folder (default /tmp/hanet-bench-scale-DIMS-N; reused if it holds the index)")
+    c.add_argument("--rebuild", action="store_true")
+    c.add_argument("--queries", type=int, default=300, help="timed text queries (after 10 warm-up ones)")
+    c.add_argument("--agreement-queries", type=int, default=200)
+    c.add_argument("--agreement-threads", type=int, default=None, help="torch threads for the exhaustive reference")
     a = sub.add_parser("agreement", help="two-stage vs exhaustive top-k on an index built from a trained run")
     a.add_argument("--index", required=True)
     a.add_argument("--queries", required=True, help="captions JSON {video: [caption, ...]}, a JSON list, or a text "
@@ -421,7 +614,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a.add_argument("--sweep", default="", help="also these candidate counts, e.g. 10,25,50,100")
     a.add_argument("--limit", type=int, help="at most this many queries")
     args = p.parse_args(argv)
-    return cmd_synthetic(args) if args.cmd == "synthetic" else cmd_agreement(args)
+    return {"synthetic": cmd_synthetic, "scale": cmd_scale, "agreement": cmd_agreement}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,47 @@ def test_index_commands_on_a_path_that_is_a_file(tmp_path, corpus, capsys):
     assert main(["index", "delete", str(f), "clip00"]) == 2
     assert "no such index directory" in capsys.readouterr().err
     assert not (tmp_path / "afile").is_dir()
+
+
+def test_int8_frames_halve_the_records_and_keep_the_answers(tmp_path, run_dir, corpus, index):
+    """frame_dtype=int8: per-frame tensors as int8 with a scale per frame; the scores move by
+    quantisation noise only (the norms and Gram matrices are those of the stored values)."""
+    from hanet.index.build import index_info
+
+    idx = tmp_path / "idx8"
+    build_index(run_dir, corpus.features, idx, thumbnails=False, frame_dtype="int8")
+    small, full = index_info(idx), index_info(index.path)
+    assert small["frame_dtype"] == "int8" and full["frame_dtype"] == "float16"
+    frames = ("verb_frames", "noun_frames", "verb_clips", "noun_clips")
+    assert all(small["bytes_per_video"][f] * 2 == full["bytes_per_video"][f] for f in frames)
+    assert sum(small["bytes_per_video"].values()) < sum(full["bytes_per_video"].values())
+    q8 = SearchIndex.open(idx, parser=index.queries.parser)
+    a = index.search(QUERY, k=len(corpus.names), mode="exhaustive")
+    b = q8.search(QUERY, k=len(corpus.names), mode="exhaustive")
+    sa, sb = {h.video_id: h.score for h in a}, {h.video_id: h.score for h in b}
+    assert max(abs(sa[v] - sb[v]) for v in sa) < 5e-3
+    assert [h.video_id for h in a[:3]] == [h.video_id for h in b[:3]]
+    exp = q8.explain(QUERY, a[0].video_id)  # explanations read the dequantized frames
+    assert exp.score == pytest.approx(sb[a[0].video_id], abs=1e-6)
+
+
+def test_approximate_first_stage_finds_the_exhaustive_answers(tmp_path, run_dir, corpus, index):
+    """first_stage=ivf at any size: candidates from the inverted file, then the same rerank; on a
+    collection this small every list is probed and the answers are the exhaustive ones."""
+    from hanet.index.build import index_info
+
+    idx = tmp_path / "ivf"
+    build_index(run_dir, corpus.features, idx, thumbnails=False, first_stage="ivf")
+    info = index_info(idx)
+    assert info["first_stage"]["kind"] == "ivf" and info["first_stage"]["lists"] >= 1
+    ivf = SearchIndex.open(idx, parser=index.queries.parser)
+    want = [h.video_id for h in index.search(QUERY, k=5, mode="exhaustive")]
+    assert [h.video_id for h in ivf.search(QUERY, k=5)] == want
+    # with few candidates it picks the ones the exact scan picks (every row is in its pool here)
+    exact8 = [h.video_id for h in index.search(QUERY, k=5, candidates=8)]
+    res = ivf.search_result(QUERY, k=5, candidates=8)
+    assert [h.video_id for h in res.hits] == exact8 and not res.exact  # no certificate without a full scan
+    add_videos(idx, corpus.features, thumbnails=False, replace=True, names=[want[0]])  # adds go into the lists
+    again = SearchIndex.open(idx, parser=index.queries.parser)
+    assert [h.video_id for h in again.search(QUERY, k=5)] == want
+    assert index_info(idx)["first_stage"]["kind"] == "ivf"

@@ -23,7 +23,7 @@ import torch
 
 from hanet.errors import DataError, HanetError
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
-from hanet.index.faiss_stage import FirstStage, first_stage_vectors
+from hanet.index.faiss_stage import ANN_MIN_ROWS, FIRST_STAGES, FirstStage, first_stage_vectors
 from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, TEXT_FLOAT_FIELDS,
                                TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
@@ -248,14 +248,29 @@ class IndexWriter:
         self.progress = progress
         self._stages: dict[str, FirstStage] = {}
         self._text_encoder: Any = None
+        from hanet.index.engine import EngineSpec
+
+        #: where the first stage lives when it is not in FAISS files (``backend="qdrant"``)
+        self.engine_spec = EngineSpec.from_manifest(self.manifest)
+        self._engine: Any = None
+        self._synced: set[str] = set()
+        #: rows this writer (re-)uploaded to the engine while reconciling
+        self.uploaded = 0
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         self.lock.release()
 
     def __enter__(self) -> "IndexWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None and self._engine is not None and hasattr(self._engine, "optimize"):
+            # the in-process engine builds its HNSW graphs when asked (a server does it by itself)
+            self._say("engine: indexing the new points")
+            self._engine.optimize()
         self.close()
 
     @property
@@ -283,6 +298,25 @@ class IndexWriter:
             print(msg, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ commits
+    def engine_stage(self, part: str, full_sync: bool = False) -> Any:
+        """The engine collection of a part, created if missing and reconciled with the committed
+        rows on first use (see :func:`hanet.index.engine.sync`)."""
+        from hanet.index.engine import EngineStage, connect, sync
+
+        if self._engine is None:
+            self._engine = connect(self.engine_spec.url, self.dir)
+        st = EngineStage(self._engine, self.engine_spec, part, self.collection(part), self.variant,
+                         flat=self._stage(part))
+        if part not in self._synced or full_sync:
+            mc = self.config.model
+            st.check(mc.video.dim_embed + mc.num_verb_concepts + mc.num_noun_concepts, create=True)
+            rep = sync(st, self.fingerprint, INDEX_VERSION, full=full_sync, say=self._say)
+            self.uploaded += rep["uploaded"]
+            if rep["uploaded"]:
+                self._say(f"engine: {st.name} now holds {rep['points']} points")
+            self._synced.add(part)
+        return st
+
     def _stage(self, part: str) -> FirstStage:
         st = self._stages.get(part)
         if st is None:
@@ -298,22 +332,30 @@ class IndexWriter:
 
     def _commit(self, part: str, segment: Optional[dict[str, Any]] = None,
                 vectors: Optional[dict[str, np.ndarray]] = None,
-                dead: Optional[dict[str, np.ndarray]] = None) -> None:
-        """Write the FAISS and tombstone files a change needs, then the manifest (the commit).
+                dead: Optional[dict[str, np.ndarray]] = None, labels: Sequence[str] = ()) -> None:
+        """Write the first-stage and tombstone files a change needs, then the manifest (the commit).
 
         Args:
             part: the part a new segment belongs to.
             segment: the new segment's manifest entry (already in place), or None.
             vectors: its first-stage vectors (:func:`~hanet.index.faiss_stage.first_stage_vectors`).
             dead: part -> rows to add to that part's tombstones (one commit for all parts).
+            labels: the new segment's row ids (recorded beside the engine's points).
         """
         m = copy.deepcopy(self.manifest)
         gen = int(m["generation"]) + 1
         if segment is not None:
             info = m[part]
+            if self.engine_spec is not None:
+                # before the commit: a crash leaves points past the committed rows, which searches
+                # ignore and the next writer deletes
+                self.engine_stage(part).upload(self.collection(part).size, vectors, list(labels), self.fingerprint,
+                                               INDEX_VERSION)
             st = self._stage(part)
-            st.add(vectors)
-            rel = {k: f"faiss/{part}-{gen:06d}-{k}.faiss" for k in STAGE_PARTS}
+            st.add(vectors)  # the exact vectors: what the engine's pools are rescored with
+            if self.engine_spec is None:
+                self._maybe_build_ann(st)
+            rel = {k: f"faiss/{part}-{gen:06d}-{k}.faiss" for k in st.indexes}
             st.save({k: self.dir / v for k, v in rel.items()})
             info["segments"].append(segment)
             info["faiss"] = rel
@@ -335,6 +377,26 @@ class IndexWriter:
         write_manifest(self.dir, m)  # the commit
         self.manifest = m
         collect_garbage(self.dir, m)
+        if self.engine_spec is not None:
+            # after the commit: a crash leaves points of dead rows, which searches drop
+            for p, rows in (dead or {}).items():
+                if len(rows) and self.collection(p).size:
+                    self.engine_stage(p).delete(np.asarray(rows, np.int64))
+
+    def _maybe_build_ann(self, st: FirstStage) -> None:
+        """Build (or rebuild, once the collection has grown eightfold) the approximate first stage
+        the index's policy asks for (``first_stage``: auto / exact / ivf)."""
+        policy = self.manifest.get("first_stage", "auto")
+        if policy == "exact":
+            return
+        n = st.ntotal
+        if st.kind == "exact":
+            if policy == "ivf" or n >= ANN_MIN_ROWS:
+                self._say(f"index: building the approximate first stage over {n} rows")
+                st.build_ann()
+        elif st.ann_lists < 4 * np.sqrt(n) / 2.8:  # lists far too long: retrain for the new size
+            self._say(f"index: rebuilding the approximate first stage for {n} rows")
+            st.build_ann()
 
     def _segment_name(self, part: str) -> str:
         prefix = "v" if part == "videos" else "c"
@@ -367,7 +429,8 @@ class IndexWriter:
         dead = {"videos": self._dead_rows(clash)["videos"]} if clash else None
         if len(set(ids)) != len(ids):
             raise DataError("duplicate video ids in one add")
-        shapes = field_shapes(self.config.model, "videos")
+        frame_dtype = self.manifest.get("frame_dtype", "float16")
+        shapes = field_shapes(self.config.model, "videos", frame_dtype)
         seg = SegmentWriter(self.dir, "videos", self._segment_name("videos"), len(ids), shapes)
         made = 0
         try:
@@ -380,6 +443,11 @@ class IndexWriter:
                         ok = thumbs(seg.thumbs_dir / f"{row + j}.jpg", row + j, meta)
                         meta["thumbnail"] = bool(ok)
                         made += int(ok)
+                if frame_dtype == "int8" and fields["verb_frames"].dtype != np.int8:
+                    from hanet.index.scorer import precompute, quantize_frames
+
+                    fields = quantize_frames(fields)
+                    fields.update(precompute(fields))  # the norms and Gram matrices of what is stored
                 seg.write(row, fields, ids[row:row + n], metas)
                 vectors.add(fields)
                 row += n
@@ -389,7 +457,7 @@ class IndexWriter:
         except BaseException:
             seg.abort()
             raise
-        self._commit("videos", entry, vectors.stacked(), dead=dead)
+        self._commit("videos", entry, vectors.stacked(), dead=dead, labels=ids)
         return made
 
     def add_from_features(self, features: Sequence[str | os.PathLike] | str | os.PathLike, *,
@@ -542,7 +610,7 @@ class IndexWriter:
         except BaseException:
             seg.abort()
             raise
-        self._commit("captions", entry, vectors.stacked())
+        self._commit("captions", entry, vectors.stacked(), labels=[f"c{base + j}" for j in range(len(items))])
         return len(items)
 
     def _caption_metas(self) -> list[dict[str, Any]]:
@@ -607,7 +675,9 @@ def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_
 
 # ---------------------------------------------------------------------- public functions
 def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: dict[str, int], *,
-                 source: str = "", concepts: Optional[dict[str, list[str]]] = None) -> None:
+                 source: str = "", concepts: Optional[dict[str, list[str]]] = None,
+                 first_stage: str = "auto", frame_dtype: str = "float16", backend: str = "embedded",
+                 engine_url: Optional[str] = None, collection: Optional[str] = None) -> None:
     """Create an empty index for a model (or accept an existing empty one of the same model).
 
     Args:
@@ -617,14 +687,34 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
         word2int: its vocabulary.
         source: where the model came from (recorded).
         concepts: concept names by id (``{"verb": [...], "noun": [...]}``), or None.
+        first_stage: ``auto`` (the approximate first stage from
+            :data:`~hanet.index.faiss_stage.ANN_MIN_ROWS` videos on), ``exact`` (always the exact
+            scan) or ``ivf`` (approximate at any size).
+        frame_dtype: ``float16`` or ``int8`` (per-frame tensors at about half the bytes, a scale per
+            frame; see :data:`hanet.index.store.FRAME_FIELDS`).
+        backend: ``embedded`` (FAISS files in the index) or ``qdrant`` (the first stage in a Qdrant
+            collection, :mod:`hanet.index.engine`).
+        engine_url: with ``qdrant``: ``http://host:6333``, ``edge:PATH`` or ``local:PATH``.
+        collection: with ``qdrant``: the collections' name prefix (default ``hanet_<uid>``).
 
     Raises:
         HanetError: the directory holds a non-empty index or other files.
+        EngineError: the engine is unreachable or the collection belongs to another index.
     """
     from hanet import __version__
     from hanet.io import atomic_torch_save
     from hanet.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
+    from hanet.index.engine import BACKENDS, EngineSpec
+
+    if first_stage not in FIRST_STAGES:
+        raise HanetError(f"first stage {first_stage!r}: choose one of {', '.join(FIRST_STAGES)}")
+    if backend not in BACKENDS:
+        raise HanetError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if (backend == "qdrant") != bool(engine_url):
+        raise HanetError("--backend qdrant needs --url (http://host:6333, edge:PATH or local:PATH), "
+                         "and --url goes with --backend qdrant")
+    field_shapes(config.model, "videos", frame_dtype)  # refuses an unknown frame dtype
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise HanetError(f"{d}: is a file; --out names the folder of the new index")
@@ -642,6 +732,10 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
     if max_id >= config.model.text.num_words:
         raise DataError(f"vocabulary ids go up to {max_id} but the model has num_words={config.model.text.num_words}")
     with IndexLock(d):
+        spec = None
+        if backend == "qdrant":
+            spec = EngineSpec.new(str(engine_url), collection)
+            _check_engine(spec, d, config.model, create=True)  # before anything is written
         atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tag": "index",
                            "config": config.to_dict(), "variant": model.variant, "model": model.state_dict()},
                           d / MODEL_FILE)
@@ -655,9 +749,73 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
             "hanet_version": __version__,
             "model": {"fingerprint": fp, "variant": model.variant, "source": source,
                       "config": config.to_dict()["model"]},
-            "concepts": concepts is not None,
+            "concepts": concepts is not None, "first_stage": first_stage, "frame_dtype": frame_dtype,
             "videos": dict(empty), "captions": dict(empty),
+            **({"engine": spec.to_dict()} if spec is not None else {}),
         })
+
+
+def _check_engine(spec: Any, index_dir: Path, mc: Any, create: bool) -> None:
+    """Both collections of an engine-backed index reachable and the index's own."""
+    from hanet.index.engine import EngineStage, connect
+
+    engine = connect(spec.url, index_dir)
+    try:
+        for part in ("videos", "captions"):
+            EngineStage(engine, spec, part, None, "hanet").check(
+                mc.video.dim_embed + mc.num_verb_concepts + mc.num_noun_concepts, create=create)
+    finally:
+        engine.close()
+
+
+def sync_engine(index_dir: str | os.PathLike, url: Optional[str] = None, collection: Optional[str] = None,
+                full: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Upload an index's first stage to a Qdrant collection, or bring it up to date.
+
+    Turns an embedded index into an engine-backed one (``url`` given), moves one to another
+    engine or collection, or repairs the collection after a crash or a loss (the segment store
+    holds everything the engine needs).
+
+    Args:
+        index_dir: the index.
+        url: the engine (default: the index's own).
+        collection: collections' name prefix (default: the index's own, or ``hanet_<uid>``).
+        full: upload every live row even where the counts already agree.
+        progress: print progress.
+
+    Returns:
+        ``{"url", "collection", "videos": points, "captions": points, "uploaded": rows}``.
+    """
+    from hanet.index.engine import EngineSpec
+
+    with IndexWriter(index_dir, progress=progress) as w:
+        old = w.engine_spec
+        if url is None and old is None:
+            raise HanetError(f"{w.dir}: is an embedded index; give --url to upload it to a Qdrant engine")
+        spec = old or EngineSpec.new(str(url), collection)
+        if url is not None or collection is not None:
+            spec = EngineSpec(url=str(url or spec.url), collection=collection or spec.collection, uid=spec.uid)
+        w.engine_spec = spec
+        out: dict[str, Any] = {"url": spec.url, "collection": spec.collection, "uploaded": 0}
+        for part in ("videos", "captions"):
+            st = w.engine_stage(part, full_sync=full or spec != old)
+            out[part] = st.engine.count(st.name)
+        out["uploaded"] = w.uploaded
+        if spec != old:
+            m = copy.deepcopy(w.manifest)
+            m["engine"] = spec.to_dict()
+            for part in ("videos", "captions"):
+                if m[part].get("faiss"):  # the engine replaces the inverted file; the exact vectors stay
+                    m[part]["faiss"] = {k: v for k, v in m[part]["faiss"].items() if k in STAGE_PARTS}
+                    flat = w._stages.get(part)
+                    if flat is not None:
+                        flat.indexes.pop("ann", None)
+            m["generation"] = int(m["generation"]) + 1
+            m["updated"] = time.time()
+            write_manifest(w.dir, m)
+            w.manifest = m
+            collect_garbage(w.dir, m)
+    return out
 
 
 def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | os.PathLike] | str | os.PathLike,
@@ -668,6 +826,8 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
                 batch_size: int = DEFAULT_BATCH,
                 segment_size: int = DEFAULT_SEGMENT, thumbnails: bool = True,
                 vocab: Optional[str | os.PathLike] = None, concepts: Optional[str | os.PathLike] = None,
+                first_stage: str = "auto", frame_dtype: str = "float16", backend: str = "embedded",
+                engine_url: Optional[str] = None, collection: Optional[str] = None,
                 progress: bool = False) -> BuildReport:
     """Build an index of the videos of feature files with a trained run.
 
@@ -690,6 +850,9 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
         vocab: ``word2int.json`` (default: the run's dataset's).
         concepts: folder with ``verb_concepts.json`` / ``noun_concepts.json`` (default: beside
             the vocabulary, if there).
+        first_stage: ``auto``, ``exact`` or ``ivf`` (see :func:`create_index`).
+        frame_dtype: ``float16`` or ``int8`` (see :func:`create_index`).
+        backend, engine_url, collection: where the first stage lives (see :func:`create_index`).
         progress: print progress.
 
     Returns:
@@ -701,7 +864,9 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
     names_list = _read_names(names)
     concept_names = _concept_names(Path(concepts) if concepts else vocab_path.parent, cfg.model)
     caps, graphs = _load_captions(captions, rolegraphs)
-    create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names)
+    create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names,
+                 first_stage=first_stage, frame_dtype=frame_dtype, backend=backend, engine_url=engine_url,
+                 collection=collection)
     with IndexWriter(out_dir, progress=progress) as w:
         rep = w.add_from_features(features, names=names_list, videos_dir=Path(videos_dir) if videos_dir else None,
                                   batch_size=batch_size, segment_size=segment_size, thumbnails=thumbnails)
@@ -758,13 +923,26 @@ def delete_videos(index_dir: str | os.PathLike, ids: Sequence[str], missing_ok: 
         return w.delete(list(ids), missing_ok=missing_ok)
 
 
+def _model_config(d: dict[str, Any]) -> Any:
+    from hanet.config import HANetConfig
+
+    return HANetConfig.from_dict({"model": d}).model
+
+
 def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
-    """A summary of an index: sizes, model, FAISS stage, disk use."""
+    """A summary of an index: sizes, model, first stage (and engine), bytes per video, disk use."""
     d = Path(index_dir)
     m = read_manifest(d)
     videos, caps = Collection(d, "videos", m), Collection(d, "captions", m)
     mc = m["model"]["config"]
     disk = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    stage_files = m["videos"].get("faiss") or {}
+    ann_file = stage_files.get("ann")
+    lists = None
+    if ann_file:
+        import faiss
+
+        lists = int(faiss.read_index(str(d / ann_file), faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC).nlist)
     return {
         "index": str(d), "generation": m["generation"], "hanet_version": m.get("hanet_version"),
         "videos": videos.num_alive, "videos_deleted": videos.size - videos.num_alive,
@@ -774,9 +952,16 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
                   "max_frames_in_video": mc["max_frames_in_video"], "num_verb_concepts": mc["num_verb_concepts"],
                   "num_noun_concepts": mc["num_noun_concepts"]},
         "concept_names": bool(m.get("concepts")),
+        "first_stage": {"policy": m.get("first_stage", "auto"),
+                        "kind": "qdrant" if m.get("engine") else "ivf" if ann_file else "exact", "lists": lists},
+        "engine": ({k: v for k, v in m["engine"].items() if k != "uid"} if m.get("engine") else None),
+        "bytes_per_video": {name: int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+                            for name, (shape, dt) in field_shapes(_model_config(mc), "videos",
+                                                                  m.get("frame_dtype", "float16")).items()},
+        "frame_dtype": m.get("frame_dtype", "float16"),
         "disk_bytes": disk, "updated": m.get("updated"),
     }
 
 
 __all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "index_info", "create_index",
-           "video_fields", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]
+           "sync_engine", "video_fields", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]

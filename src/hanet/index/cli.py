@@ -7,6 +7,8 @@ Examples::
     hanet index add idx --features new_feats.hdf5 --videos new_videos/
     hanet index delete idx video12 video40
     hanet index info idx
+    hanet index build ... --out idx --backend qdrant --url http://qdrant:6333   # first stage in Qdrant
+    hanet index sync idx --url http://qdrant:6333      # upload an index to Qdrant, or repair its collection
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--vocab", help="word2int.json (default: the run's dataset's)")
     b.add_argument("--concepts", metavar="DIR", help="folder with verb_concepts.json / noun_concepts.json "
                    "(default: beside the vocabulary)")
+    b.add_argument("--frame-dtype", default="float16", choices=("float16", "int8"),
+                   help="per-frame tensors as float16 (default) or int8 with a scale per frame (about half the "
+                        "bytes; see docs/search.md for what it costs in agreement)")
+    b.add_argument("--first-stage", default="auto", choices=("auto", "exact", "ivf"),
+                   help="candidate search: auto (an inverted-file index from 50,000 videos on, the exact scan "
+                        "below), exact (always scan every video), ivf (approximate at any size)")
+    b.add_argument("--backend", default="embedded", choices=("embedded", "qdrant"),
+                   help="where the first stage lives: embedded (FAISS files in the index, default) or qdrant "
+                        "(a Qdrant collection; the index folder keeps the model and the frame store)")
+    b.add_argument("--url", help="with --backend qdrant: http://host:6333 (a Qdrant server or cluster), edge:PATH "
+                   "(the Qdrant engine in-process, PATH relative to the index) or local:PATH (qdrant-client's "
+                   "local mode)")
+    b.add_argument("--collection", help="with --backend qdrant: name prefix of the two collections "
+                   "(default hanet_<index uid>)")
 
     a = sub.add_parser("add", help="add the videos of feature files (already indexed ones are skipped)")
     a.add_argument("index", help="the index directory")
@@ -60,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--ids-file", help="a file with one id per line")
     d.add_argument("--missing-ok", action="store_true", help="ignore ids that are not in the index")
 
+    y = sub.add_parser("sync", help="upload an index's first stage to a Qdrant engine, or bring its collection "
+                       "up to date (after a crash, a lost or a new cluster)")
+    y.add_argument("index", help="the index directory")
+    y.add_argument("--url", help="the engine (default: the index's own; required for an embedded index)")
+    y.add_argument("--collection", help="name prefix of the collections (default: the index's own)")
+    y.add_argument("--full", action="store_true", help="upload every live row even where the counts agree")
+    y.add_argument("--quiet", action="store_true", help="no progress messages")
+
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("index", help="the index directory")
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -70,8 +94,17 @@ def run(args: argparse.Namespace) -> int:
 
     cmd = getattr(args, "index_command", None)
     if cmd is None:
-        print("hanet index: choose an action: build, add, delete or info (see hanet index --help)", file=sys.stderr)
+        print("hanet index: choose an action: build, add, delete, sync or info (see hanet index --help)",
+              file=sys.stderr)
         return 2
+    if cmd == "sync":
+        from hanet.index.build import sync_engine
+
+        r = sync_engine(args.index, url=args.url, collection=args.collection, full=args.full, progress=not args.quiet)
+        print(f"{args.index}: first stage in qdrant at {r['url']}, collections {r['collection']}_videos "
+              f"({r['videos']} points) and {r['collection']}_captions ({r['captions']} points); "
+              f"{r['uploaded']} row(s) uploaded")
+        return 0
     if cmd == "info":
         from hanet.index.build import index_info
 
@@ -80,11 +113,21 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(info, indent=2))
         else:
             m = info["model"]
+            fs = info["first_stage"]
             print(f"{info['index']}: {info['videos']} videos ({info['videos_deleted']} deleted), "
                   f"{info['captions']} captions, generation {info['generation']}\n"
                   f"  model {m['fingerprint']} ({m['variant']}, d={m['dim_embed']}, T={m['max_frames_in_video']}) "
                   f"from {m['source']}\n"
-                  f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)")
+                  f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)\n"
+                  f"  first stage: {fs['kind']}"
+                  + (f" (inverted file, {fs['lists']} lists, 8-bit), policy {fs['policy']}" if fs["kind"] == "ivf"
+                     else f" (collections {info['engine']['collection']}_videos/_captions at {info['engine']['url']})"
+                     if fs["kind"] == "qdrant" else f" (every video scanned), policy {fs['policy']}")
+                  + "\n"
+                  f"  stored per video: {sum(info['bytes_per_video'].values()) / 1024:.1f} KiB, frames as "
+                  f"{info['frame_dtype']} ("
+                  + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
+                  + ", ...)")
         return 0
     if cmd == "delete":
         from hanet.index.build import delete_videos
@@ -123,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
         elif not args.run and not args.checkpoint:
             raise HanetError("give --run RUN_DIR (or --checkpoint FILE, or --official-checkpoint FILE)")
         rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, official=official,
-                          vocab=args.vocab, concepts=args.concepts, **common)
+                          vocab=args.vocab, concepts=args.concepts, first_stage=args.first_stage,
+                          frame_dtype=args.frame_dtype, backend=args.backend, engine_url=args.url,
+                          collection=args.collection, **common)
     else:
         rep = add_videos(args.index, args.features, run_dir=args.run, checkpoint=args.checkpoint,
                          replace=args.replace, **common)

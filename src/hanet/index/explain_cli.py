@@ -17,12 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the text query")
     parser.add_argument("video", help="an indexed video id")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
+                        "of the one the index records")
 
 
 def run(args: argparse.Namespace) -> int:
     from hanet.index.search import SearchIndex
 
-    index = SearchIndex.open(args.index)
+    index = SearchIndex.open(args.index, engine_url=args.engine_url)
     exp = index.explain(args.query, args.video)
     print(json.dumps(exp.to_dict(), indent=2) if args.json else exp.format())
     return 0

@@ -21,12 +21,23 @@ a video left out can beat a candidate by at most 0.4 in the parts the first stag
 :meth:`FirstStage.candidates` returns the best left-out partial score so that search can say
 when its answer is provably exact. For the ``global`` variant the fused score is ``sent`` and
 the first stage alone is exact.
+
+That scan is linear in the collection. Past :data:`ANN_MIN_ROWS` rows (or when asked), an index
+also keeps an **approximate first stage** (``"ivf"``): a FAISS inverted-file index
+(``IndexIVFScalarQuantizer``, 8-bit) over one *proxy* vector per row,
+``[sqrt(w_s) * g, sqrt(w_c) * v / |v|, sqrt(w_c) * n / |n|]`` (``g`` the unit global embedding,
+``v``, ``n`` the concept probabilities), whose inner product ``w_s cos(g) + w_c (cos(v) + cos(n))``
+follows the partial score, with cosines of the probabilities standing in for their soft
+Jaccard. A query probes :data:`DEFAULT_NPROBE` of its lists for :data:`POOL_FACTOR` times the
+candidates by proxy, then the exact partial score of that pool (the flat vectors, memory-mapped)
+picks the candidates: the second stage is unchanged. Its cost grows with the lists probed, not the
+collection; it cannot certify exactness (rows it never looked at are not bounded).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -35,6 +46,14 @@ from hanet.io import atomic_write
 from hanet.model.scoring import EMBEDDING_SCORES, fusion_weights
 
 PARTS: tuple[str, ...] = ("global", "verbs", "nouns")
+ANN_PART = "ann"
+#: The approximate first stage is built once a collection holds this many rows ("auto").
+ANN_MIN_ROWS = 50_000
+#: Lists probed per query (of about 4 * sqrt(rows)).
+DEFAULT_NPROBE = 48
+#: The proxy pool is this many times the candidates asked for.
+POOL_FACTOR = 4
+FIRST_STAGES = ("auto", "exact", "ivf")
 
 
 def _faiss() -> Any:
@@ -94,11 +113,70 @@ def first_stage_vectors(global_embeds: np.ndarray, verb_probs: np.ndarray, noun_
             "verbs": np.ascontiguousarray(prep(verb_probs)), "nouns": np.ascontiguousarray(prep(noun_probs))}
 
 
-class FirstStage:
-    """Three FAISS flat indexes (global IP, verb L1, noun L1) whose ids are the collection's rows.
+def proxy_vectors(vectors: dict[str, np.ndarray], variant: str) -> np.ndarray:
+    """(n, d + Cv + Cn) float32 proxy rows of :func:`first_stage_vectors` (see the module docstring)."""
+    ws, wc = partial_weights(variant)
+    parts = [np.sqrt(ws, dtype=np.float32) * vectors["global"]]
+    for part in ("verbs", "nouns"):
+        parts.append(np.sqrt(wc, dtype=np.float32) * unit_rows(vectors[part]))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+def partial_of_rows(query: dict[str, np.ndarray], rows: dict[str, np.ndarray], variant: str) -> np.ndarray:
+    """The exact partial score of rows for one query.
 
     Args:
-        indexes: part -> FAISS ``IndexFlat``.
+        query: part -> (dim,) one query's :func:`first_stage_vectors`.
+        rows: part -> (n, dim) the rows' stored vectors.
+        variant: the model variant.
+
+    Returns:
+        (n,) float32 ``w_s * sent + w_c * (concept_verb + concept_noun)``.
+    """
+    ws, wc = partial_weights(variant)
+    out = ws * (rows["global"] @ query["global"])
+    if wc:
+        for part in ("verbs", "nouns"):
+            x, q = rows[part], query[part]
+            l1 = np.abs(x - q).sum(-1)
+            s = q.sum() + x.sum(-1)
+            out = out + wc * (s - l1) / (s + l1)
+    return np.asarray(out, np.float32)
+
+
+def best_of_pools(queries: dict[str, np.ndarray], pools: list[np.ndarray],
+                  read: Callable[[np.ndarray], dict[str, np.ndarray]], c: int, variant: str) -> list[np.ndarray]:
+    """Per query, the ``c`` rows of its pool with the highest exact partial score (the step every
+    approximate first stage ends with, whoever found the pool).
+
+    Args:
+        queries: :func:`first_stage_vectors` of Q queries.
+        pools: Q arrays of candidate rows.
+        read: rows -> part -> (n, dim) their stored vectors.
+        c: rows per query.
+        variant: the model variant.
+
+    Returns:
+        Q int64 arrays of up to ``c`` rows, ascending.
+    """
+    out = []
+    for q, rows in enumerate(pools):
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            out.append(rows)
+            continue
+        part = partial_of_rows({k: v[q] for k, v in queries.items()}, read(rows), variant)
+        keep = np.argsort(-part, kind="stable")[:c]
+        out.append(np.sort(rows[keep]))
+    return out
+
+
+class FirstStage:
+    """Three FAISS flat indexes (global IP, verb L1, noun L1) whose ids are the collection's rows,
+    and, once built, the approximate inverted-file index over their proxies (``ann``).
+
+    Args:
+        indexes: part -> FAISS index (``global``, ``verbs``, ``nouns`` flat; optionally ``ann``).
         variant: the model variant (decides the weights).
     """
 
@@ -106,6 +184,44 @@ class FirstStage:
         self.indexes = indexes
         self.variant = variant
         self._sums: dict[str, np.ndarray] = {}
+
+    @property
+    def kind(self) -> str:
+        """``ivf`` when the approximate first stage is built, else ``exact``."""
+        return "ivf" if ANN_PART in self.indexes else "exact"
+
+    @property
+    def ann_lists(self) -> int:
+        return int(self.indexes[ANN_PART].nlist) if ANN_PART in self.indexes else 0
+
+    def build_ann(self, nlist: Optional[int] = None, train_rows: int = 200_000, seed: int = 0) -> None:
+        """(Re)build the approximate first stage from every stored row.
+
+        Args:
+            nlist: inverted lists (default about 4 * sqrt(rows), at least 16).
+            train_rows: rows sampled to train the coarse quantizer and the 8-bit scalar quantizer.
+            seed: sampling seed.
+        """
+        faiss = _faiss()
+        n = self.ntotal
+        if n == 0:
+            return
+        vecs = {p: self.vectors(p) for p in PARTS}
+        nlist = int(nlist or max(16, min(65536, round(4 * np.sqrt(n)))))
+        nlist = min(nlist, n)
+        d = sum(v.shape[1] for v in vecs.values())
+        quantizer = faiss.IndexFlatIP(d)
+        ann = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT)
+        ann.own_fields = True
+        quantizer.this.disown()
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, min(n, max(train_rows, 40 * nlist)), replace=False))
+        ann.train(proxy_vectors({p: v[sample] for p, v in vecs.items()}, self.variant))
+        for s in range(0, n, 100_000):
+            ann.add(proxy_vectors({p: v[s:s + 100_000] for p, v in vecs.items()}, self.variant))
+        ann.nprobe = min(DEFAULT_NPROBE, nlist)
+        self.indexes[ANN_PART] = ann
 
     @property
     def ntotal(self) -> int:
@@ -134,28 +250,32 @@ class FirstStage:
         """
         faiss = _faiss()
         out = {}
-        for part in PARTS:
+        for part in PARTS + ((ANN_PART,) if ANN_PART in paths else ()):
             p = Path(paths[part])
             try:
                 out[part] = (faiss.read_index(str(p)) if writable
                              else faiss.read_index(str(p), faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC))
             except RuntimeError as exc:
                 raise HanetError(f"{p}: missing or unreadable FAISS index ({str(exc).splitlines()[0]})") from None
+        if ANN_PART in out:
+            out[ANN_PART].nprobe = min(DEFAULT_NPROBE, int(out[ANN_PART].nlist))
         sizes = {int(i.ntotal) for i in out.values()}
         if len(sizes) != 1:
             raise HanetError(f"{Path(paths['global']).parent}: first-stage indexes of different sizes {sorted(sizes)}")
         return cls(out, variant)
 
     def add(self, vectors: dict[str, np.ndarray]) -> None:
-        """Append rows (their ids continue the row numbering)."""
+        """Append rows (their ids continue the row numbering; the approximate stage's lists too)."""
         for part in PARTS:
             self.indexes[part].add(np.ascontiguousarray(vectors[part], dtype=np.float32))
+        if ANN_PART in self.indexes:
+            self.indexes[ANN_PART].add(proxy_vectors(vectors, self.variant))
         self._sums.clear()
 
     def save(self, paths: dict[str, Path]) -> None:
         """Write each index whole or not at all (temporary file, fsync, rename)."""
         faiss = _faiss()
-        for part in PARTS:
+        for part in self.indexes:
             atomic_write(Path(paths[part]), lambda tmp, part=part: faiss.write_index(self.indexes[part], tmp))
 
     # ------------------------------------------------------------------ scoring
@@ -205,6 +325,36 @@ class FirstStage:
                 out += wc * (s - l1) / (s + l1)
         return out
 
+    def stored(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """part -> (n, dim) the stored vectors of rows (only these rows are read)."""
+        return {part: self.vectors(part)[rows] for part in PARTS}
+
+    def approximate_candidates(self, queries: dict[str, np.ndarray], c: int, alive: Optional[np.ndarray] = None,
+                               nprobe: Optional[int] = None) -> list[np.ndarray]:
+        """The ``c`` rows with the highest exact partial score among the proxy pool, per query.
+
+        Args:
+            queries: :func:`first_stage_vectors` of Q queries.
+            c: rows per query.
+            alive: (ntotal,) bool, or None when nothing is deleted.
+            nprobe: lists probed (default :data:`DEFAULT_NPROBE`).
+
+        Returns:
+            Per query, up to ``c`` int64 rows ascending (fewer when the pool holds fewer live rows).
+        """
+        ann = self.indexes[ANN_PART]
+        if nprobe is not None:
+            ann.nprobe = min(int(nprobe), int(ann.nlist))
+        pool = max(int(c) * POOL_FACTOR, int(c))
+        if alive is not None and not alive.all():
+            pool = min(self.ntotal, pool + int((~alive).sum()))
+        _, rows = ann.search(proxy_vectors(queries, self.variant), min(pool, self.ntotal))
+        pools = []
+        for r in rows:
+            r = r[r >= 0]
+            pools.append(r[alive[r]] if alive is not None else r)
+        return best_of_pools(queries, pools, self.stored, c, self.variant)
+
     def candidates(self, queries: dict[str, np.ndarray], c: int,
                    alive: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``c`` live rows with the highest partial score, per query.
@@ -240,4 +390,6 @@ class FirstStage:
         return np.sort(top, axis=1).astype(np.int64), best_left
 
 
-__all__ = ["PARTS", "partial_weights", "remaining_bound", "unit_rows", "first_stage_vectors", "FirstStage"]
+__all__ = ["PARTS", "ANN_PART", "ANN_MIN_ROWS", "DEFAULT_NPROBE", "POOL_FACTOR", "FIRST_STAGES", "partial_weights",
+           "remaining_bound", "unit_rows", "first_stage_vectors", "proxy_vectors", "partial_of_rows",
+           "best_of_pools", "FirstStage"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hanet.index.store import TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection
+from hanet.index.store import FRAME_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection
 
 
 PRECOMPUTED_FIELDS: dict[str, tuple[str, str]] = {
@@ -27,19 +27,49 @@ PRECOMPUTED_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+def quantize_frames(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:data:`~hanet.index.store.FRAME_FIELDS` as int8 with one float16 scale per frame or clip.
+
+    Each row vector is scaled so its largest magnitude maps to 127 (symmetric, round to nearest).
+
+    Args:
+        fields: the float fields (n, F, d).
+
+    Returns:
+        The same dict with those fields int8 and ``<field>_scale`` (n, F) float16 added.
+    """
+    out = dict(fields)
+    for name in FRAME_FIELDS:
+        x = np.asarray(fields[name], dtype=np.float32)
+        scale = (np.abs(x).max(-1) / 127.0).astype(np.float16)
+        s32 = np.maximum(scale.astype(np.float32), np.float32(1e-12))[..., None]
+        out[name] = np.clip(np.rint(x / s32), -127, 127).astype(np.int8)
+        out[name + "_scale"] = scale
+    return out
+
+
+def stored_values(fields: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A float field as scoring sees it: float16-rounded, or int8 times its scale (float32)."""
+    x = fields[name]
+    if np.asarray(x).dtype == np.int8:
+        return x.astype(np.float32) * fields[name + "_scale"].astype(np.float32)[..., None]
+    return np.asarray(x, dtype=np.float16).astype(np.float32)
+
+
 def precompute(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Norms and Gram matrices of frames and clips, from their float16-rounded values.
+    """Norms and Gram matrices of frames and clips, from the values as stored.
 
     Args:
         fields: ``verb_frames``/``noun_frames`` (n, T, d) and ``verb_clips``/``noun_clips``
-            (n, S, d), any float dtype (they are rounded to float16 first, as stored).
+            (n, S, d), any float dtype (rounded to float16 first, as stored) or int8 with their
+            ``*_scale`` (:func:`quantize_frames`).
 
     Returns:
         ``*_norms`` (n, F) float32 sqrt(|x|^2 + 1e-18) and ``*_grams`` (n, F, F) float32.
     """
     out = {}
     for name, (src, kind) in PRECOMPUTED_FIELDS.items():
-        x = torch.from_numpy(np.asarray(fields[src], dtype=np.float16)).to(torch.float32)
+        x = torch.from_numpy(stored_values(fields, src))
         if kind == "norm":
             out[name] = (x.pow(2).sum(-1) + 1e-18).sqrt().numpy()
         else:
@@ -78,13 +108,26 @@ class StoredVideos:
             only_global: read the global embeddings only (the ``global`` variant needs nothing else).
         """
         names = ("global_embeds",) if only_global else VIDEO_FLOAT_FIELDS + tuple(PRECOMPUTED_FIELDS) + ("lengths",)
-        arrays = coll.gather_many(names, rows)
+        arrays = _dequantized(coll, coll.gather_many(names + _scales(coll, names), rows))
         vals = {name: _to_float(a) for name, a in arrays.items() if name != "lengths"}
         if only_global:
             empty = vals["global_embeds"].new_zeros(len(rows), 0)
             return cls(vals["global_embeds"], *([empty] * 15))
         vals["lengths"] = torch.from_numpy(arrays["lengths"].astype(np.int64))
         return cls(**vals)
+
+
+def _scales(coll: Collection, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The scale fields of the int8 fields among ``names`` (an index built with ``frame_dtype=int8``)."""
+    have = set(coll.segments[0].dtype.names) if coll.segments else set()
+    return tuple(n + "_scale" for n in names if n + "_scale" in have)
+
+
+def _dequantized(coll: Collection, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for name in [n for n in arrays if n + "_scale" in arrays]:
+        arrays[name] = stored_values(arrays, name)
+        del arrays[name + "_scale"]
+    return arrays
 
 
 def _to_float(a: np.ndarray) -> torch.Tensor:
@@ -103,7 +146,8 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
     from hanet.model.video import VideoEncoderOutput
 
     peaks = ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
-    a = coll.gather_many(VIDEO_FLOAT_FIELDS + ("lengths",) + (peaks if with_peaks else ()), rows)
+    names = VIDEO_FLOAT_FIELDS + ("lengths",) + (peaks if with_peaks else ())
+    a = _dequantized(coll, coll.gather_many(names + _scales(coll, names), rows))
     f = {name: _to_float(a[name]) for name in VIDEO_FLOAT_FIELDS}
     lengths = torch.from_numpy(a["lengths"].astype(np.int64))
     if with_peaks:
@@ -124,4 +168,5 @@ def text_outputs(coll: Collection, rows: np.ndarray):
     return TextEncoderOutput(word_attn=torch.zeros(len(rows), 1), **f, **ints)
 
 
-__all__ = ["PRECOMPUTED_FIELDS", "precompute", "StoredVideos", "video_outputs", "text_outputs"]
+__all__ = ["PRECOMPUTED_FIELDS", "quantize_frames", "stored_values", "precompute", "StoredVideos", "video_outputs",
+           "text_outputs"]

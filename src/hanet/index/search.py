@@ -183,12 +183,14 @@ class SearchIndex:
         self.captions = captions
         self.stages = stages
         self.queries = queries
+        #: lists the approximate first stage probes per query (None: its default)
+        self.nprobe: Optional[int] = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, index_dir: str | os.PathLike, *, run: Optional[str | os.PathLike] = None,
              checkpoint: Optional[str | os.PathLike] = None, parser: Any = None, max_query_chars: int = 1000,
-             threads: Optional[int] = None) -> "SearchIndex":
+             threads: Optional[int] = None, engine_url: Optional[str] = None) -> "SearchIndex":
         """Open an index read-only (arrays memory-mapped, FAISS index memory-mapped where possible).
 
         Args:
@@ -201,10 +203,14 @@ class SearchIndex:
             threads: if given, ``torch.set_num_threads(threads)`` (process-wide; torch and FAISS
                 share one OpenMP pool). A search is many small tensor operations: on a small or
                 busy CPU one thread per search is fastest, and concurrent searches use the cores.
+            engine_url: an engine-backed index's engine at another URL than the one it records
+                (e.g. a load balancer in front of the Qdrant cluster).
 
         Raises:
             IndexFormatError: not an index, damaged, another format version, or another model.
+            EngineError: an engine-backed index's engine is unreachable or holds another index.
         """
+        from hanet.index.engine import EngineSpec, EngineStage, connect
         from hanet.run import model_from_checkpoint
 
         path = Path(index_dir)
@@ -213,7 +219,11 @@ class SearchIndex:
             try:
                 videos = Collection(path, "videos", manifest)
                 captions = Collection(path, "captions", manifest)
-                stages: dict[str, Optional[FirstStage]] = {}
+                stages: dict[str, Any] = {}
+                spec = EngineSpec.from_manifest(manifest)
+                if spec is not None and engine_url:
+                    spec = EngineSpec(url=engine_url, collection=spec.collection, uid=spec.uid)
+                engine = connect(spec.url, path) if spec is not None else None
                 for part, coll in (("videos", videos), ("captions", captions)):
                     files = manifest[part].get("faiss")
                     st = None
@@ -222,6 +232,10 @@ class SearchIndex:
                         if st.ntotal != coll.size:
                             raise IndexFormatError(f"{path / files['global']}: holds {st.ntotal} vectors for "
                                                    f"{coll.size} {part}")
+                    if engine is not None and coll.size:
+                        st = EngineStage(engine, spec, part, coll, manifest["model"]["variant"], flat=st)
+                        mc = manifest["model"]["config"]
+                        st.check(mc["video"]["dim_embed"] + mc["num_verb_concepts"] + mc["num_noun_concepts"])
                     stages[part] = st
                 break
             except (FileNotFoundError, HanetError):
@@ -250,6 +264,18 @@ class SearchIndex:
         concepts = json.loads((path / CONCEPTS_FILE).read_text()) if (path / CONCEPTS_FILE).is_file() else None
         queries = QueryEncoder(model, word2int, parser=parser, max_chars=max_query_chars)
         return cls(path, manifest, model, word2int, concepts, videos, captions, stages, queries)
+
+    def close(self) -> None:
+        """Let go of the engine (an ``edge:`` shard serves one process at a time)."""
+        for st in self.stages.values():
+            if st is not None and hasattr(st, "engine"):
+                st.engine.close()
+
+    def __enter__(self) -> "SearchIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -359,18 +385,25 @@ class SearchIndex:
             return Ranking(best_rows, best_scores, n_alive, np.ones(Q, bool))
         queries = first_stage_vectors(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
                                       round_to_stored=False)
-        cand, best_left = self.stages["videos"].candidates(queries, c, None if coll.alive.all() else coll.alive)
+        stage, alive = self.stages["videos"], None if coll.alive.all() else coll.alive
+        if stage.kind != "exact":  # sub-linear: no bound on the rows it never looked at
+            cand = stage.approximate_candidates(queries, c, alive, self.nprobe)
+            exact = np.zeros(Q, bool)
+        else:
+            rows_, best_left = stage.candidates(queries, c, alive)
+            cand = list(rows_)
         out_rows = np.zeros((Q, k), np.int64)
-        out_scores = np.zeros((Q, k), np.float32)
+        out_scores = np.full((Q, k), -np.inf, np.float32)
         for q in range(Q):  # one query's candidates at a time (each query has its own)
             rows = cand[q]
             fused = self._fused_rows(rows, text.select(slice(q, q + 1)))[:, 0]
             order = np.argsort(-fused, kind="stable")[:k]
-            out_rows[q] = rows[order]
-            out_scores[q] = fused[order]
-        # A video left out scores at most its first-stage part plus the largest phrase-level part.
-        exact = best_left + remaining_bound(self.variant) < out_scores[:, -1]
-        return Ranking(out_rows, out_scores, int(cand.shape[1]), exact)
+            out_rows[q, :len(order)] = rows[order]
+            out_scores[q, :len(order)] = fused[order]
+        if stage.kind == "exact":
+            # A video left out scores at most its first-stage part plus the largest phrase-level part.
+            exact = best_left + remaining_bound(self.variant) < out_scores[:, -1]
+        return Ranking(out_rows, out_scores, max(len(x) for x in cand), exact)
 
     def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
         """(7, n) the seven scores of rows for one query."""
@@ -461,8 +494,9 @@ class SearchIndex:
         else:
             query = first_stage_vectors(video.global_embeds.numpy(), video.verb_probs.numpy(),
                                         video.noun_probs.numpy())
-            cand, _ = self.stages["captions"].candidates(query, c, None if caps.alive.all() else caps.alive)
-            cr = cand[0]
+            stage, alive = self.stages["captions"], None if caps.alive.all() else caps.alive
+            cr = (stage.approximate_candidates(query, c, alive, self.nprobe)[0] if stage.kind != "exact"
+                  else stage.candidates(query, c, alive)[0][0])
             f = self._fused(video, text_outputs(caps, cr))[0]
             order = np.argsort(-f, kind="stable")[:k]
             rows, fused, scored = cr[order], f[order], len(cr)

@@ -19,11 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", help="the text query")
     parser.add_argument("-k", type=int, default=10, help="results (default 10)")
     parser.add_argument("--mode", default="two-stage", choices=["two-stage", "exhaustive"],
-                        help="two-stage (FAISS candidates, then the full score; default) or exhaustive (exact)")
+                        help="two-stage (first-stage candidates, then the full score; default) or exhaustive (exact)")
     parser.add_argument("--candidates", type=int, help="first-stage candidates (default 500)")
     parser.add_argument("--video", metavar="ID", help="video-to-text: rank the indexed captions for this video")
     parser.add_argument("--run", help="refuse to search unless the index was built with this run's model")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
+                        "of the one the index records")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise HanetError("give a text query, or --video ID for video-to-text search (not both)")
     if args.k < 1:
         raise HanetError("-k must be >= 1")
-    index = SearchIndex.open(args.index, run=args.run)
+    index = SearchIndex.open(args.index, run=args.run, engine_url=args.engine_url)
     if args.video is not None:
         res = index.search_captions(args.video, args.k, args.mode, args.candidates)
         if args.json:

@@ -65,22 +65,32 @@ class IndexFormatError(HanetError):
     """The index directory is missing, damaged, or was written by another version or model."""
 
 
-def field_shapes(config: Any, kind: str) -> dict[str, tuple[tuple[int, ...], str]]:
+#: The per-frame and per-clip tensors (most of a video's bytes), which ``frame_dtype="int8"`` stores
+#: as 8-bit integers with one float16 scale per frame or clip (``<field>_scale``).
+FRAME_FIELDS: tuple[str, ...] = ("verb_frames", "noun_frames", "verb_clips", "noun_clips")
+FRAME_DTYPES = ("float16", "int8")
+
+
+def field_shapes(config: Any, kind: str, frame_dtype: str = "float16") -> dict[str, tuple[tuple[int, ...], str]]:
     """Per-row shape and dtype of every stored array.
 
     Args:
         config: the :class:`~hanet.config.ModelConfig`.
         kind: ``videos`` or ``captions``.
+        frame_dtype: how videos store :data:`FRAME_FIELDS`: ``float16``, or ``int8`` with a scale
+            per frame (about half the bytes; :func:`hanet.index.scorer.quantize_frames`).
 
     Returns:
         field -> (row shape, numpy dtype name).
     """
+    if frame_dtype not in FRAME_DTYPES:
+        raise HanetError(f"frame dtype {frame_dtype!r}: choose one of {', '.join(FRAME_DTYPES)}")
     d = config.video.dim_embed
     if kind == "videos":
         T = config.max_frames_in_video
         Sv, Sn = config.num_selected_verbs, config.num_selected_nouns
         K = config.noun_topk if T >= config.noun_topk else 1
-        return {
+        shapes = {
             "global_embeds": ((d,), "float16"), "verb_clips": ((Sv, d), "float16"),
             "noun_clips": ((Sn, d), "float16"), "verb_frames": ((T, d), "float16"),
             "noun_frames": ((T, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
@@ -93,6 +103,12 @@ def field_shapes(config: Any, kind: str) -> dict[str, tuple[tuple[int, ...], str
             "verb_frame_grams": ((T, T), "float32"), "noun_frame_grams": ((T, T), "float32"),
             "verb_clip_grams": ((Sv, Sv), "float32"), "noun_clip_grams": ((Sn, Sn), "float32"),
         }
+        if frame_dtype == "int8":
+            for name in FRAME_FIELDS:
+                shape, _ = shapes[name]
+                shapes[name] = (shape, "int8")
+                shapes[name + "_scale"] = (shape[:1], "float16")
+        return shapes
     if kind == "captions":
         Pv, Pn = config.num_verbs, config.num_nouns
         return {
@@ -561,5 +577,5 @@ def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
            "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
-           "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
+           "FRAME_FIELDS", "FRAME_DTYPES", "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
            "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths"]

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests admitted at once; more get 503 (default 64)")
     parser.add_argument("--no-exhaustive", action="store_true", help="refuse mode=exhaustive")
     parser.add_argument("--threads", type=int, help="torch threads per search (default: cores / max-concurrency)")
+    parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
+                        "of the one the index records")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"hanet serve: warning: binding {args.host}: the API is reachable from other machines "
               f"(it has no authentication)", file=sys.stderr)
-    app = create_app(args.index, limits)
+    from hanet.index.search import SearchIndex
+
+    app = create_app(SearchIndex.open(args.index, max_query_chars=limits.max_query_chars, engine_url=args.engine_url),
+                     limits)
     index = app.state.index
     sock = listen(args.host, args.port)  # before saying "serving": a busy port is an error, not a lie
     print(f"hanet serve: {index.num_videos} videos from {args.index} on http://{args.host}:{args.port}/",
