@@ -177,6 +177,8 @@ def structured_fields(mc, topics: dict, topic: np.ndarray, rng) -> dict[str, np.
         f[f"{kind}_clips"] = fr[:, rng.integers(0, T, S)] + 0.3 * rng.standard_normal((m, S, d), dtype=np.float32)
         logits = topics[kind + "s"][topic] + 0.8 * rng.standard_normal(topics[kind + "s"][topic].shape, dtype=np.float32)
         f[f"{kind}_probs"] = 1 / (1 + np.exp(-logits))
+    # per-frame verb concepts (time spans): the video's concepts, stronger in some frames
+    f["verb_frame_probs"] = f["verb_probs"][:, None, :] * rng.uniform(0.5, 1.0, (m, T, 1)).astype(np.float32)
     f = {k: v.astype(np.float16) for k, v in f.items()}
     f["lengths"] = rng.integers(max(1, T // 2), T + 1, m).astype(np.int32)
     f["top_verbs"] = np.argsort(-f["verb_probs"], 1)[:, :Sv].astype(np.int32)
@@ -262,17 +264,33 @@ def build_structured(out: Path, n: int, dims: str, first_stage: str = "auto", se
     return idx, time.time() - t0
 
 
-def agreement_at_k(index, text, k: int = 10, chunk: int = 64) -> dict:
-    """Two-stage against exhaustive on encoded queries: the share of the exhaustive top-k found."""
+def exhaustive_rows(index, text, k: int = 10, chunk: int = 64, cache: Optional[Path] = None) -> np.ndarray:
+    """(Q, k) the exhaustive top-k rows of encoded queries (read from / written to ``cache``)."""
+    import torch
+
+    if cache is not None and cache.is_file():
+        return np.load(cache)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(text), chunk):
+            out.append(index.rank_encoded(text.select(slice(s, s + chunk)), k=k, mode="exhaustive").rows)
+    rows = np.concatenate(out)
+    if cache is not None:
+        np.save(cache, rows)
+    return rows
+
+
+def agreement_at_k(index, text, exact: np.ndarray, k: int = 10, chunk: int = 64,
+                   candidates: Optional[int] = None) -> dict:
+    """Two-stage against exhaustive rows: the share of the exhaustive top-k found."""
     import torch
 
     overlap, same = [], []
     with torch.no_grad():
         for s in range(0, len(text), chunk):
-            part = text.select(slice(s, s + chunk))
-            exact = index.rank_encoded(part, k=k, mode="exhaustive").rows
-            two = index.rank_encoded(part, k=k, mode="two-stage").rows
-            for a, b in zip(exact, two):
+            two = index.rank_encoded(text.select(slice(s, s + chunk)), k=k, mode="two-stage",
+                                     candidates=candidates).rows
+            for a, b in zip(exact[s:s + chunk], two):
                 overlap.append(len(set(a.tolist()) & set(b.tolist())) / k)
                 same.append(bool((a == b).all()))
     return {"agreement_at_10": float(np.mean(overlap)), "identical_top10": float(np.mean(same)),
@@ -302,7 +320,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
           f"({info['first_stage']['lists']} lists); {info['disk_bytes'] / 2 ** 30:.2f} GiB on disk, "
           f"{per_video / 1024:.1f} KiB of records per video", file=sys.stderr)
     code = (f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_search as b; "
-            f"print(json.dumps(b.latency(b.Path({str(idx)!r}), {args.queries}, 10, None, 1)))")
+            f"print(json.dumps(b.latency(b.Path({str(idx)!r}), {args.queries}, 10, {args.candidates!r}, 1)))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if r.returncode:
         print(r.stderr, file=sys.stderr)
@@ -313,10 +331,19 @@ def cmd_scale(args: argparse.Namespace) -> int:
           f"(peak {lat['peak_rss_mib']:.0f})", file=sys.stderr)
     index = SearchIndex.open(idx, threads=args.agreement_threads)
     topics = dict(np.load(out / "topics.npz"))
-    agr = agreement_at_k(index, structured_queries(index.config, topics, args.agreement_queries,
-                                                   np.random.default_rng(7)))
+    text = structured_queries(index.config, topics, args.agreement_queries, np.random.default_rng(7))
+    exact = exhaustive_rows(index, text, cache=out / f"exhaustive-top10-q{args.agreement_queries}.npy")
+    agr = agreement_at_k(index, text, exact, candidates=args.candidates)
     print(f"agreement with exhaustive search over {agr['queries']} queries: {agr['agreement_at_10']:.4f} of the "
           f"exact top-10 found, identical top-10 for {agr['identical_top10']:.4f} of queries", file=sys.stderr)
+    if args.reference:  # e.g. int8 frames against the float16 collection's exhaustive answers
+        ref = np.load(Path(args.reference) / f"exhaustive-top10-q{args.agreement_queries}.npy")
+        own = agreement_at_k(index, text, ref, candidates=args.candidates)
+        print(f"against {args.reference}'s exhaustive answers: {own['agreement_at_10']:.4f} found "
+              f"(two-stage), identical {own['identical_top10']:.4f}; exhaustive here vs there: "
+              f"{np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.tolist(), ref.tolist())]):.4f}",
+              file=sys.stderr)
+    index.close()
     print(f"RESULT backend={args.backend} videos={args.videos} dims={args.dims} frames={info['frame_dtype']} p50_ms={lat['p50_ms']:.1f} "
           f"p99_ms={lat['p99_ms']:.1f} agreement_at_10={agr['agreement_at_10']:.4f} rss_mib={lat['rss_mib']:.0f} "
           f"build_s={build_s:.0f} bytes_per_video={per_video}")
@@ -359,30 +386,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def throughput(index_dir: Path, clients: int, per_client: int, k: int) -> dict:
+def throughput(index_dir: Path, clients: int, per_client: int, k: int, replicas: int = 1) -> dict:
+    """``replicas`` stateless ``hanet serve`` processes over the same index folder (each with one
+    search at a time and one thread when there are several); client ``i`` talks to replica ``i % R``."""
     import httpx
 
-    port = free_port()
     env = {**os.environ}
-    proc = subprocess.Popen([sys.executable, "-m", "hanet", "serve", str(index_dir), "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    extra = [] if replicas == 1 else ["--max-concurrency", "1", "--threads", "1"]
+    ports = [free_port() for _ in range(replicas)]
+    procs = [subprocess.Popen([sys.executable, "-m", "hanet", "serve", str(index_dir), "--port", str(port)] + extra,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for port in ports]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         deadline = time.time() + 300
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"hanet serve exited: {proc.stderr.read()}")
-                if time.time() > deadline:
-                    raise RuntimeError("hanet serve did not come up")
-                time.sleep(0.5)
+        for url, proc in zip(urls, procs):
+            while True:
+                try:
+                    httpx.get(url + "/health", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"hanet serve exited: {proc.stderr.read()}")
+                    if time.time() > deadline:
+                        raise RuntimeError("hanet serve did not come up")
+                    time.sleep(0.5)
         qs = queries(clients * per_client + 20, seed=2)
-        with httpx.Client(base_url=url, timeout=120) as c:  # warm-up
-            for q in qs[:20]:
-                c.get("/search", params={"q": q, "k": k})
+        for url in urls:
+            with httpx.Client(base_url=url, timeout=120) as c:  # warm-up
+                for q in qs[:20]:
+                    c.get("/search", params={"q": q, "k": k})
         lat: list[float] = []
         codes: dict[int, int] = {}
         failures: list[str] = []
@@ -391,7 +423,7 @@ def throughput(index_dir: Path, clients: int, per_client: int, k: int) -> dict:
 
         def client(i: int) -> None:
             mine = qs[20 + i * per_client: 20 + (i + 1) * per_client]
-            with httpx.Client(base_url=url, timeout=120) as c:
+            with httpx.Client(base_url=urls[i % replicas], timeout=120) as c:
                 barrier.wait()
                 for q in mine:  # bounded: the loop ends after per_client requests
                     t = time.perf_counter()
@@ -414,18 +446,20 @@ def throughput(index_dir: Path, clients: int, per_client: int, k: int) -> dict:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        mem = rss_mib(proc.pid)
+        mems = [rss_mib(proc.pid) for proc in procs]
         n = clients * per_client
-        return {"clients": clients, "requests": n, "seconds": wall, "requests_per_s": n / wall,
+        return {"clients": clients, "replicas": replicas, "requests": n, "seconds": wall, "requests_per_s": n / wall,
                 "latency_p50_ms": pct(lat, 50), "latency_p99_ms": pct(lat, 99), "status_codes": codes,
-                "errors": n - codes.get(200, 0), "failures": failures[:3], "server_rss_mib": mem["VmRSS"],
-                "server_peak_rss_mib": mem["VmHWM"]}
+                "errors": n - codes.get(200, 0), "failures": failures[:3],
+                "server_rss_mib": sum(m["VmRSS"] for m in mems), "server_peak_rss_mib": sum(m["VmHWM"] for m in mems)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
@@ -463,8 +497,9 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
               f"scores {st['scores']:.1f}); RSS {lat['rss_mib']:.0f} MiB (peak {lat['peak_rss_mib']:.0f} MiB); "
               f"opened in {lat['open_s']} s")
     if args.clients:
-        tp = throughput(idx, args.clients, args.requests_per_client, args.k)
-        print(f"throughput: {tp['clients']} clients x {args.requests_per_client} searches = {tp['requests']} in "
+        tp = throughput(idx, args.clients, args.requests_per_client, args.k, args.replicas)
+        print(f"throughput: {tp['replicas']} replica(s), {tp['clients']} clients x {args.requests_per_client} "
+              f"searches = {tp['requests']} in "
               f"{tp['seconds']:.1f} s: {tp['requests_per_s']:.1f} req/s, latency under load p50 "
               f"{tp['latency_p50_ms']:.0f} ms p99 {tp['latency_p99_ms']:.0f} ms, status {tp['status_codes']}, "
               f"errors {tp['errors']}; server RSS {tp['server_rss_mib']:.0f} MiB (peak {tp['server_peak_rss_mib']:.0f})")
@@ -589,6 +624,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--repeat", type=int, default=1, help="latency runs (report the best)")
     s.add_argument("--clients", type=int, default=32, help="concurrent clients for the throughput run (0: skip)")
     s.add_argument("--requests-per-client", type=int, default=10)
+    s.add_argument("--replicas", type=int, default=1, help="hanet serve processes over the same index folder")
     s.add_argument("--clean", action="store_true", help="delete the work folder at the end")
     c = sub.add_parser("scale", help="N videos of a structured synthetic collection: latency, memory, agreement")
     c.add_argument("--videos", type=int, default=100_000)
@@ -603,6 +639,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("--queries", type=int, default=300, help="timed text queries (after 10 warm-up ones)")
     c.add_argument("--agreement-queries", type=int, default=200)
     c.add_argument("--agreement-threads", type=int, default=None, help="torch threads for the exhaustive reference")
+    c.add_argument("--candidates", type=int, help="second-stage candidates (default: the index's default, 500)")
+    c.add_argument("--reference", metavar="OUT", help="also compare with the exhaustive answers cached in another "
+                   "scale folder of the same N and dims (e.g. the float16 one, for --frame-dtype int8)")
     a = sub.add_parser("agreement", help="two-stage vs exhaustive top-k on an index built from a trained run")
     a.add_argument("--index", required=True)
     a.add_argument("--queries", required=True, help="captions JSON {video: [caption, ...]}, a JSON list, or a text "

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("hanet.index.search_cli", "search an index with a text query"),
     "explain": ("hanet.index.explain_cli", "explain why a video matches a query"),
     "serve": ("hanet.serve.cli", "serve an index over HTTP with a web page"),
+    "export": ("hanet.export_cli", "write an index's (or a feature file's) encodings as Parquet tables"),
     "demo": ("hanet.demo", "run the whole pipeline on the built-in synthetic world"),
     "export-official": ("hanet.official_cli", "write a trained run as the authors' checkpoint + model.json"),
     "parity": ("hanet.parity", "check numbers against the official code's reference outputs"),

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare", metavar="OTHER_RUN", help="also evaluate another run on the same split and compare "
                    "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
     p.add_argument("--world", metavar="DIR", help="for a split of a `hanet synth` world: also print text-to-video "
-                   "R@1 by kind of caption and the kinds of wrong first answers (look-alike or another group)")
+                   "R@1 by kind of caption, the kinds of wrong first answers (look-alike or another group), and "
+                   "how well time spans find the true action (temporal IoU against two baselines)")
 
 
 def _split_for(dataset: str, split: str, cfg):
@@ -140,16 +141,21 @@ def run(args: argparse.Namespace) -> int:
                          pair_budget=args.pair_budget)
     print(format_table(res.metrics))
     print(f"({res.seconds:.1f} s)")
-    if out is not None:
-        atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
-                                "num_videos": len(res.video_names), "num_captions": len(res.captions),
-                                "seconds": res.seconds, "metrics": res.metrics})
-        print(f"metrics written to {out}", file=sys.stderr)
+    spans = None
     if args.world:
         from hanet.data.synth import t2v_breakdown
+        from hanet.data.synth.moments import format_moments, moment_report
 
         print(format_breakdown(t2v_breakdown(args.world, res.video_names, res.captions,
                                              res.scores["fused"].argmax(0), *data.gt_pairs)))
+        spans = moment_report(model.cpu(), data, args.world)
+        print(format_moments(spans))
+    if out is not None:
+        atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
+                                "num_videos": len(res.video_names), "num_captions": len(res.captions),
+                                "seconds": res.seconds, "metrics": res.metrics,
+                                **({"moments": spans} if spans is not None else {})})
+        print(f"metrics written to {out}", file=sys.stderr)
     if args.compare:
         print(_compare(args, res, data, dataset, device))
     if args.save_scores:

@@ -28,6 +28,14 @@ def test_cli(tmp_path, run_dir, corpus, capsys):
     assert res["hits"][0]["video_id"] in table and "concept_verb" in table
     assert hanet_main(["explain", str(out), QUERY, res["hits"][0]["video_id"]]) == 0
     assert "contribution" in capsys.readouterr().out
+    # the moment of each hit, and with --phrases each verb phrase's
+    assert hanet_main(["search", str(out), "A man w12 is riding w40 on a w7", "-k", "2", "--phrases"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "moment" in lines[1] and " s " in lines[2] and "\u2013" in lines[2]
+    assert lines[3].split()[:2] == ["verb", "'riding'"] and lines[3].endswith(" s")
+    assert hanet_main(["explain", str(out), "A man w12 is riding w40 on a w7", res["hits"][0]["video_id"]]) == 0
+    exp = capsys.readouterr().out
+    assert "moment: " in exp and "'riding'  at " in exp
     assert hanet_main(["index", "delete", str(out), res["hits"][0]["video_id"]]) == 0
     capsys.readouterr()
     # bad input: clear one-line errors, exit status 2

@@ -120,3 +120,51 @@ def test_video_to_text(index, corpus):
     assert res.hits[0].score >= res.hits[-1].score
     with pytest.raises(UnknownVideoError):
         index.search_captions("nope")
+
+
+RIDING = "A man w12 is riding w40 on a w7"  # a verb phrase ("riding") and noun phrases
+
+
+def test_every_hit_says_when_it_matches(tmp_path, index, corpus, run_dir, parser):
+    """The span of each hit comes from its stored per-frame concepts and the query's phrase
+    concepts (hanet.model.moments): the same in both modes, inside the clip, in its seconds."""
+    from hanet.data.features import FeatureWriter
+    from hanet.data.formats import kept_frame_times
+    from hanet.model.moments import moments
+
+    two = index.search_result(RIDING, k=16)
+    full = index.search_result(RIDING, k=16, mode="exhaustive")
+    by_id = {h.video_id: h for h in full.hits}
+    enc = index.encode(RIDING)
+    verb_slots = [p.slot for p in enc.infos[0].phrases if p.kind == "verb"]
+    assert verb_slots  # "is riding"
+    T = index.config.max_frames_in_video
+    for h in two.hits:
+        m = h.moment
+        n = corpus.lengths[h.video_id]
+        assert m is not None and m == by_id[h.video_id].moment
+        assert 0 <= m.first_frame <= m.last_frame < min(n, T)
+        assert 0.0 <= m.start < m.end <= n / RATE + 1e-9
+        assert [p.kind for p in h.phrases] == ["verb"] * len(verb_slots) and h.phrases[0].text == "riding"
+        # the rule applied to the model's own outputs for this video gives the same frames
+        feats, lens = padded(corpus, [h.video_id], T)
+        with torch.no_grad():
+            out = index.model.encode_video(feats, lens)
+        times = kept_frame_times(list(np.arange(n) / RATE), n, T)
+        ref = moments(out.verb_frame_probs.numpy().astype(np.float16).astype(np.float32), lens.numpy(),
+                      enc.text.verb_phrase_probs[0].numpy(), verb_slots, [times], [n / RATE]).hit[0]
+        assert (ref.first_frame, ref.last_frame) == (m.first_frame, m.last_frame)
+    d = two.to_dict()["hits"][0]
+    assert set(d["moment"]) >= {"start", "end"} and d["phrases"][0]["text"] == "riding" and "start" in d["phrases"][0]
+    # features without frame times (the released MSR-VTT files carry none): frames, no seconds, said so
+    w = FeatureWriter(str(tmp_path / "notimes.hdf5"), {"hanet_features": 1, "feature_dim": 64})
+    rng = np.random.default_rng(1)
+    for i, n in enumerate((9, 1)):
+        w.add(f"v{i}", rng.normal(size=(n, 64)).astype(np.float32), {})
+    w.close()
+    build_index(run_dir, tmp_path / "notimes.hdf5", tmp_path / "nt", thumbnails=False)
+    nt = SearchIndex.open(tmp_path / "nt", parser=parser)
+    hits = {h.video_id: h for h in nt.search(RIDING, k=2)}
+    assert hits["v0"].moment.start is None and hits["v0"].moment.note == "the features carry no frame times: frames only"
+    assert hits["v1"].moment.note == "one frame: the whole clip" and hits["v1"].moment.last_frame == 0
+    assert nt.search(QUERY, k=1)[0].moment.note == "the query names no action: the whole clip"

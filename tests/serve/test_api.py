@@ -55,6 +55,15 @@ def test_search_thumbnails_previews_captions(client, search_index):
     assert len(caps["hits"]) == 3 and caps["hits"][0]["score"] >= caps["hits"][2]["score"]
     exact = client.get("/search", params={"q": QUERY, "k": 5, "mode": "exhaustive"}).json()
     assert [h["video_id"] for h in exact["hits"]] == [h["video_id"] for h in res["hits"][:5]]
+    # every hit says when: the moment in seconds and each verb phrase's own span
+    q = "A man w12 is riding w40 on a w7"
+    hits = client.get("/search", params={"q": q, "k": 3}).json()["hits"]
+    want = search_index.search(q, k=3)
+    for h, w in zip(hits, want):
+        assert h["moment"]["start"] == w.moment.start and h["moment"]["end"] == w.moment.end
+        assert 0 <= h["moment"]["start"] < h["moment"]["end"]
+        assert [(p["kind"], p["text"]) for p in h["phrases"]] == [("verb", "riding")]
+        assert {"start", "end", "first_frame", "last_frame", "note"} <= set(h["phrases"][0])
 
 
 def test_explain_endpoint(client):

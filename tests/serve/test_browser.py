@@ -56,6 +56,16 @@ def test_type_a_query_see_results_open_an_explanation(page, live, search_index):
     assert tiles.count() == exp.num_frames
     assert "thumbnail.jpg" in (tiles.first.get_attribute("style") or "")
     assert page.locator("#explanation video").count() == 1  # the clip's preview
+    # the moment: drawn on the strip over its frames, and the preview starts there
+    hit = next(h for h in search_index.search("A man w12 is riding w40 on a w7", k=10) if h.video_id == target)
+    mark = page.locator(f".card[data-video-id='{target}'] .span-mark")
+    assert mark.count() == 1
+    style = mark.get_attribute("style")
+    assert f"left: {hit.moment.first_frame * 48}px" in style
+    assert f"width: {(hit.moment.last_frame - hit.moment.first_frame + 1) * 48}px" in style
+    assert hit.moment.format() in page.inner_text(f".card[data-video-id='{target}'] .moment")
+    src = page.locator("#explanation video").get_attribute("src")
+    assert src.endswith(f"#t={hit.moment.start:.2f}")
     # the URL keeps the query: a reload shows the same results
     page.reload()
     page.wait_for_selector(".card")

@@ -382,9 +382,25 @@ def pad_or_subsample(features: np.ndarray, max_frames: int) -> tuple[np.ndarray,
         out = np.zeros((max_frames, dim), np.float32)
         out[:n] = features
         return out, n
-    idx = np.round(np.linspace(0, n - 1, max_frames)).astype(np.int32)
+    idx = kept_frames(n, max_frames)
     return np.ascontiguousarray(features[idx], dtype=np.float32), max_frames
 
 
+def kept_frames(n: int, max_frames: int) -> np.ndarray:
+    """(min(n, max_frames),) the frames :func:`pad_or_subsample` keeps of an n-frame video."""
+    if n < max_frames:
+        return np.arange(n, dtype=np.int32)
+    return np.round(np.linspace(0, n - 1, max_frames)).astype(np.int32)
+
+
+def kept_frame_times(times: Any, n: int, max_frames: int) -> Optional[list[float]]:
+    """The times (seconds) of the frames the model sees, from a video's ``timestamps`` attribute
+    (None when absent or not one per frame: a time is never made up)."""
+    if not isinstance(times, (list, tuple, np.ndarray)) or len(times) != n:
+        return None
+    return [round(float(times[i]), 4) for i in kept_frames(n, max_frames).tolist()]
+
+
 __all__ = ["SPLITS", "ROLES", "ROLE2ID", "BOS", "EOS", "UNK", "SplitFiles", "DatasetSpec", "FeatureStore",
-           "load_json", "load_names", "load_captions", "load_vocab", "feature_key", "pad_or_subsample"]
+           "load_json", "load_names", "load_captions", "load_vocab", "feature_key", "pad_or_subsample",
+           "kept_frames", "kept_frame_times"]

@@ -24,7 +24,7 @@ import torch
 from hanet.errors import DataError, HanetError
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
 from hanet.index.faiss_stage import ANN_MIN_ROWS, FIRST_STAGES, FirstStage, first_stage_vectors
-from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, TEXT_FLOAT_FIELDS,
+from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, MOMENT_FIELDS, TEXT_FLOAT_FIELDS,
                                TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
                                model_fingerprint, read_manifest, write_manifest)
@@ -138,7 +138,8 @@ def video_fields(out: Any) -> dict[str, np.ndarray]:
     """
     from hanet.index.scorer import precompute
 
-    f = {name: getattr(out, name).detach().cpu().numpy() for name in VIDEO_FLOAT_FIELDS + VIDEO_INT_FIELDS}
+    f = {name: getattr(out, name).detach().cpu().numpy()
+         for name in VIDEO_FLOAT_FIELDS + VIDEO_INT_FIELDS + MOMENT_FIELDS}
     f.update(precompute(f))
     return f
 
@@ -170,6 +171,41 @@ class _StageVectors:
 
     def stacked(self) -> dict[str, np.ndarray]:
         return {k: np.concatenate(v) for k, v in self.parts.items()}
+
+
+def encode_stored_videos(model: Any, store: Any, names: Sequence[str], batch_size: int = DEFAULT_BATCH,
+                         videos_dir: Optional[Path] = None):
+    """Encode videos of a feature store as an index stores them, a batch at a time.
+
+    Every video is padded (or subsampled) to ``max_frames_in_video`` first (see the module
+    docstring), so its encodings do not depend on its batch.
+
+    Args:
+        model: the :class:`~hanet.model.HANet`.
+        store: a :class:`~hanet.data.features.FeatureStore`.
+        names: the videos (feature keys).
+        batch_size: videos per encoder call.
+        videos_dir: folder of the video files (recorded in the metadata when found).
+
+    Yields:
+        ``(names, fields, metas)`` per batch: :func:`video_fields` and each video's metadata
+        (length, frame times, duration, source...).
+    """
+    from hanet.data.formats import pad_or_subsample
+
+    T = model.config.max_frames_in_video
+    for s in range(0, len(names), batch_size):
+        part = list(names[s:s + batch_size])
+        feats, lens, metas = [], [], []
+        for n in part:
+            raw = store.get(n)
+            x, length = pad_or_subsample(raw, T)
+            feats.append(x)
+            lens.append(length)
+            metas.append(_video_meta(n, store.attrs(n), raw.shape[0], T, videos_dir))
+        with torch.no_grad():
+            out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
+        yield part, video_fields(out), metas
 
 
 def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike):
@@ -478,7 +514,7 @@ class IndexWriter:
             thumbnails: make thumbnail strips where the video file is found.
             report: a report to extend.
         """
-        from hanet.data.formats import feature_key, pad_or_subsample
+        from hanet.data.formats import feature_key
 
         t0 = time.time()
         rep = report or BuildReport(str(self.dir))
@@ -502,22 +538,10 @@ class IndexWriter:
             else:
                 rep.skipped += present
             todo = [n for n in all_names if replace or n not in alive]
-            T = self.config.model.max_frames_in_video
-            model = self.model
 
             def batches(chunk: list[str]):
-                for s in range(0, len(chunk), batch_size):
-                    part = chunk[s:s + batch_size]
-                    feats, lens, metas = [], [], []
-                    for n in part:
-                        raw = store.get(n)
-                        x, length = pad_or_subsample(raw, T)
-                        feats.append(x)
-                        lens.append(length)
-                        metas.append(_video_meta(n, store.attrs(n), raw.shape[0], T, videos_dir))
-                    with torch.no_grad():
-                        out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
-                    yield video_fields(out), metas
+                for _, fields, metas in encode_stored_videos(self.model, store, chunk, batch_size, videos_dir):
+                    yield fields, metas
 
             def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
                 if not thumbnails or not meta.get("source"):
@@ -658,13 +682,11 @@ class IndexWriter:
 def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_dir: Optional[Path]) -> dict[str, Any]:
     from hanet.index.thumbs import find_video
 
+    from hanet.data.formats import kept_frame_times, kept_frames
+
     length = min(n_frames, T)
-    index = (np.arange(n_frames) if n_frames < T
-             else np.round(np.linspace(0, n_frames - 1, T)).astype(np.int64))
-    times = attrs.get("timestamps")
-    frame_times = None
-    if isinstance(times, list) and len(times) == n_frames:
-        frame_times = [round(float(times[i]), 4) for i in index.tolist()]
+    index = kept_frames(n_frames, T)
+    frame_times = kept_frame_times(attrs.get("timestamps"), n_frames, T)
     source = attrs.get("source")
     path = find_video(name, videos_dir, source if isinstance(source, str) else None)
     meta = {"id": name, "length": int(length), "feature_frames": int(n_frames), "frame_index": index.tolist(),
@@ -923,6 +945,16 @@ def delete_videos(index_dir: str | os.PathLike, ids: Sequence[str], missing_ok: 
         return w.delete(list(ids), missing_ok=missing_ok)
 
 
+def _bytes_per_field(videos: Collection, mc: dict[str, Any], frame_dtype: str) -> dict[str, int]:
+    """Bytes of each stored field per video: as the records hold them (an index written by an
+    older hanet may lack fields), else as this version would write them."""
+    if videos.segments:
+        dt = videos.segments[0].dtype
+        return {name: int(dt[name].itemsize) for name in dt.names}
+    return {name: int(np.prod(shape, dtype=np.int64)) * np.dtype(t).itemsize
+            for name, (shape, t) in field_shapes(_model_config(mc), "videos", frame_dtype).items()}
+
+
 def _model_config(d: dict[str, Any]) -> Any:
     from hanet.config import HANetConfig
 
@@ -955,13 +987,11 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
         "first_stage": {"policy": m.get("first_stage", "auto"),
                         "kind": "qdrant" if m.get("engine") else "ivf" if ann_file else "exact", "lists": lists},
         "engine": ({k: v for k, v in m["engine"].items() if k != "uid"} if m.get("engine") else None),
-        "bytes_per_video": {name: int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
-                            for name, (shape, dt) in field_shapes(_model_config(mc), "videos",
-                                                                  m.get("frame_dtype", "float16")).items()},
+        "bytes_per_video": _bytes_per_field(videos, mc, m.get("frame_dtype", "float16")),
         "frame_dtype": m.get("frame_dtype", "float16"),
         "disk_bytes": disk, "updated": m.get("updated"),
     }
 
 
 __all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "index_info", "create_index",
-           "sync_engine", "video_fields", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]
+           "sync_engine", "video_fields", "encode_stored_videos", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hanet.index.scorer import video_outputs
+from hanet.model.moments import Span
 from hanet.model.scoring import SCORE_NAMES, fusion_weights
 from hanet.model.video import verb_clip_windows
 
@@ -88,6 +89,7 @@ class PhraseExplanation:
         top_frames: the most attended frames, best first.
         local_similarity: cosine of the (graph-contextualised) phrase with its attended clips.
         clips: attention on every clip, best first.
+        span: where a verb phrase's action happens (:mod:`hanet.model.moments`), else None.
     """
 
     kind: str
@@ -99,6 +101,7 @@ class PhraseExplanation:
     top_frames: list[int]
     local_similarity: float
     clips: list[ClipMatch]
+    span: Optional[Span] = None
 
 
 @dataclass
@@ -129,6 +132,8 @@ class Explanation:
     frame_times: Optional[list[float]]
     thumbnail: bool
     warnings: list[str] = field(default_factory=list)
+    #: the span that best matches the query (the hit's moment in search), or None
+    moment: Optional[Span] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +142,8 @@ class Explanation:
         """A plain-text rendering (what ``hanet explain`` prints)."""
         lines = [f"query: {self.query!r}" + (f" (read as {self.normalized!r})" if self.normalized != self.query else ""),
                  f"video: {self.video_id}   fused score {self.score:.4f}   ({self.num_frames} frames)"]
+        if self.moment is not None:
+            lines.append(f"moment: {self.moment.format()}" + (f" ({self.moment.note})" if self.moment.note else ""))
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append("")
         lines.append("scores             value   weight  contribution")
@@ -155,7 +162,8 @@ class Explanation:
         if not self.phrases:
             lines.append("  (none: the role graph found no verb or noun phrase)")
         for p in self.phrases:
-            lines.append(f"  {p.kind} [{p.role}] {' '.join(p.words)!r}")
+            lines.append(f"  {p.kind} [{p.role}] {' '.join(p.words)!r}"
+                         + (f"  at {p.span.format()}" if p.span is not None else ""))
             tops = ", ".join(f"{when(f)} ({p.frames[f].weight:.2f})" for f in p.top_frames)
             lines.append(f"    frames  sim {p.individual_similarity:+.3f}  most attended: {tops}")
             best = p.clips[0] if p.clips else None
@@ -206,6 +214,7 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
     v = video_outputs(index.videos, np.array([row]), with_peaks=True)
     meta = index.videos.meta(row)
     sc, attention = index.model.score_and_attend(v, t)  # the scoring pass itself, with what it attended to
+    spans = index.moments(np.array([row]), t)  # the rule search uses
     fused = float(index.model.fused_score(sc)[0, 0])
     w = fusion_weights(index.variant)
     contributions = [ScoreContribution(n, _LEVELS[n], float(getattr(sc, n)[0, 0]), w[n],
@@ -243,7 +252,7 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
             phrases.append(PhraseExplanation(
                 kind, slot, ph.role if ph else "?", ph.words if ph else [], fsim,
                 [FrameWeight(f, None if not times else float(times[f]), float(weights[f])) for f in range(L)],
-                order, csim, clip_list))
+                order, csim, clip_list, spans.phrases[0].get((kind, slot))))
 
     video_concepts: dict[str, list[ConceptScore]] = {}
     shared: dict[str, list[ConceptScore]] = {}
@@ -262,7 +271,7 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
              for i, wd in enumerate(info.words)]
     return Explanation(text, info.normalized, video_id, fused, contributions, phrases, video_concepts, shared, words,
                        L, [float(x) for x in times] if times else None,
-                       index.videos.thumbnail(row) is not None, info.warnings())
+                       index.videos.thumbnail(row) is not None, info.warnings(), spans.hit[0])
 
 
 __all__ = ["Explanation", "ScoreContribution", "PhraseExplanation", "FrameWeight", "ClipMatch", "ConceptScore",

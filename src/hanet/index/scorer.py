@@ -11,7 +11,7 @@ about half of the work per candidate, which is what first-stage candidates cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -158,6 +158,15 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
     return VideoEncoderOutput(lengths=lengths, verb_frame_probs=None, noun_frame_probs=None, **f, **ints)
 
 
+def frame_concepts(coll: Collection, rows: np.ndarray) -> Optional[np.ndarray]:
+    """(n, T, Cv) float32 the videos' per-frame verb concept probabilities (what time spans
+    read), or None for an index that does not store them."""
+    have = set(coll.segments[0].dtype.names) if coll.segments else set()
+    if "verb_frame_probs" not in have:
+        return None
+    return coll.gather("verb_frame_probs", np.asarray(rows, np.int64)).astype(np.float32)
+
+
 def text_outputs(coll: Collection, rows: np.ndarray):
     """Stored caption encodings as a :class:`~hanet.model.text.TextEncoderOutput` (float32)."""
     from hanet.model.text import TextEncoderOutput
@@ -169,4 +178,4 @@ def text_outputs(coll: Collection, rows: np.ndarray):
 
 
 __all__ = ["PRECOMPUTED_FIELDS", "quantize_frames", "stored_values", "precompute", "StoredVideos", "video_outputs",
-           "text_outputs"]
+           "frame_concepts", "text_outputs"]

@@ -26,9 +26,10 @@ import torch
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
-from hanet.index.scorer import StoredVideos, text_outputs, video_outputs
+from hanet.index.scorer import StoredVideos, frame_concepts, text_outputs, video_outputs
 from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
                                read_manifest)
+from hanet.model.moments import Moments, Span, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
 
 MODES = ("two-stage", "exhaustive")
@@ -42,6 +43,23 @@ MAX_CHUNK = 4096
 
 
 @dataclass
+class PhraseMoment:
+    """Where one phrase of the query matches in a hit (see :mod:`hanet.model.moments`).
+
+    Attributes:
+        kind: ``verb`` or ``noun``.
+        role: its semantic role (``V``, ``ARG0``...).
+        text: its words.
+        span: the frames its attention picks.
+    """
+
+    kind: str
+    role: str
+    text: str
+    span: Span
+
+
+@dataclass
 class Hit:
     """One retrieved video.
 
@@ -50,15 +68,23 @@ class Hit:
         video_id: the video.
         score: the fused HANet score (what ranks).
         scores: the seven scores.
+        moment: the span that best matches the query (:mod:`hanet.model.moments`), or None
+            (a query without phrases, or the ``global`` variant, which attends to nothing).
+        phrases: each query phrase's own span.
     """
 
     rank: int
     video_id: str
     score: float
     scores: dict[str, float]
+    moment: Optional[Span] = None
+    phrases: list[PhraseMoment] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready; each phrase's span fields sit beside its text."""
+        d = asdict(self)
+        d["phrases"] = [{"kind": p.kind, "role": p.role, "text": p.text, **p.span.to_dict()} for p in self.phrases]
+        return d
 
 
 @dataclass
@@ -110,7 +136,9 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["hits"] = [h.to_dict() for h in self.hits]
+        return d
 
 
 @dataclass
@@ -122,12 +150,15 @@ class Ranking:
         scores: (Q, k) float32 fused scores.
         scored: videos scored with all seven scores, per query.
         exact: (Q,) bool, see :attr:`SearchResult.exact`.
+        parts: (Q, 7, k) float32 the seven scores of the hits (in :data:`SCORE_NAMES` order),
+            kept from the pass that ranked them (two-stage), or None.
     """
 
     rows: np.ndarray
     scores: np.ndarray
     scored: int
     exact: np.ndarray
+    parts: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -394,16 +425,48 @@ class SearchIndex:
             cand = list(rows_)
         out_rows = np.zeros((Q, k), np.int64)
         out_scores = np.full((Q, k), -np.inf, np.float32)
+        out_parts = np.zeros((Q, len(SCORE_NAMES), k), np.float32)
         for q in range(Q):  # one query's candidates at a time (each query has its own)
             rows = cand[q]
-            fused = self._fused_rows(rows, text.select(slice(q, q + 1)))[:, 0]
+            so = self.score_rows(rows, text.select(slice(q, q + 1)))
+            fused = fuse(so, self.variant).numpy()[:, 0]
             order = np.argsort(-fused, kind="stable")[:k]
             out_rows[q, :len(order)] = rows[order]
             out_scores[q, :len(order)] = fused[order]
+            out_parts[q, :, :len(order)] = so.stack()[:, order, 0].numpy()  # the hits' scores, kept
         if stage.kind == "exact":
             # A video left out scores at most its first-stage part plus the largest phrase-level part.
             exact = best_left + remaining_bound(self.variant) < out_scores[:, -1]
-        return Ranking(out_rows, out_scores, max(len(x) for x in cand), exact)
+        return Ranking(out_rows, out_scores, max(len(x) for x in cand), exact, out_parts)
+
+    @property
+    def moments_note(self) -> Optional[str]:
+        """Why hits carry no time spans, or None when they can."""
+        segs = self.videos.segments
+        if segs and "verb_frame_probs" not in (segs[0].dtype.names or ()):
+            return (f"{self.path}: this index stores no per-frame concepts (built by an older hanet): no time "
+                    f"spans; rebuild it with `hanet index build` for them")
+        return None
+
+    def moments(self, rows: np.ndarray, text: Any) -> Moments:
+        """Time spans of videos for one encoded query (:mod:`hanet.model.moments`).
+
+        Args:
+            rows: (n,) video rows.
+            text: :class:`~hanet.model.text.TextEncoderOutput` of one query.
+
+        Returns:
+            :class:`~hanet.model.moments.Moments` (no spans for an index that does not store
+            per-frame concepts, or a query encoded without its phrases' concepts).
+        """
+        rows = np.asarray(rows, np.int64)
+        metas = [self.videos.meta(int(r)) for r in rows.tolist()]
+        probs = frame_concepts(self.videos, rows) if len(rows) else None
+        phrase = None if text.verb_phrase_probs is None else text.verb_phrase_probs[0].numpy()
+        slots = np.flatnonzero(text.verb_lens[0].numpy() > 0).tolist()
+        lengths = [int(m.get("length") or 0) for m in metas]
+        return moments(probs, np.array(lengths, np.int64), phrase, slots, [m.get("frame_times") for m in metas],
+                       [m.get("duration") for m in metas])
 
     def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
         """(7, n) the seven scores of rows for one query."""
@@ -441,13 +504,18 @@ class SearchIndex:
         ranking = self.rank_encoded(enc.text, k, mode, candidates)
         t2 = time.perf_counter()
         rows, fused = ranking.rows, ranking.scores
-        parts = self._parts(rows[0], enc.text)
+        # exhaustive mode keeps no scores: the top k once more, in one batch
+        parts = ranking.parts[0] if ranking.parts is not None else self._parts(rows[0], enc.text)
+        spans = self.moments(rows[0], enc.text)
         names = self.score_names()
+        info = enc.infos[0]
         hits = [Hit(i + 1, self.videos.ids[int(r)], float(fused[0, i]),
-                    {n: float(parts[SCORE_NAMES.index(n), i]) for n in names})
+                    {n: float(parts[SCORE_NAMES.index(n), i]) for n in names},
+                    spans.hit[i] if spans.hit else None,
+                    [PhraseMoment(p.kind, p.role, " ".join(p.words), spans.phrases[i][(p.kind, p.slot)])
+                     for p in info.phrases if (p.kind, p.slot) in spans.phrases[i]])
                 for i, r in enumerate(rows[0].tolist())]
         t3 = time.perf_counter()
-        info = enc.infos[0]
         return SearchResult(text, info.normalized, mode, int(k), ranking.scored, self.num_videos, hits,
                             bool(ranking.exact[0]), info.warnings(),
                             {"encode": (t1 - t0) * 1e3, "rank": (t2 - t1) * 1e3, "scores": (t3 - t2) * 1e3,

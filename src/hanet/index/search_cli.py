@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", metavar="ID", help="video-to-text: rank the indexed captions for this video")
     parser.add_argument("--run", help="refuse to search unless the index was built with this run's model")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--phrases", action="store_true", help="also print each query phrase's span in each hit")
     parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
                         "of the one the index records")
 
@@ -55,7 +56,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{res.normalized!r}: top {len(res.hits)} of {res.total} videos ({res.mode}, {res.candidates} scored, "
           f"{res.timings_ms['total']:.0f} ms)")
     names = list(res.hits[0].scores) if res.hits else []
-    print(f"{'rank':>4}  {'video':<24} {'fused':>7}  " + " ".join(f"{n:>12}" for n in names))
+    print(f"{'rank':>4}  {'video':<24} {'fused':>7}  {'moment':<14}" + " ".join(f"{n:>12}" for n in names))
     for h in res.hits:
-        print(f"{h.rank:>4}  {h.video_id:<24} {h.score:>7.4f}  " + " ".join(f"{h.scores[n]:>12.4f}" for n in names))
+        when = h.moment.format() if h.moment is not None else "-"
+        print(f"{h.rank:>4}  {h.video_id:<24} {h.score:>7.4f}  {when:<14}"
+              + " ".join(f"{h.scores[n]:>12.4f}" for n in names))
+        if args.phrases:
+            for p in h.phrases:
+                print(f"{'':>6}{p.kind:<5} {p.text!r:<30} {p.span.format()}"
+                      + (f"  ({p.span.note})" if p.span.note else ""))
+    if index.moments_note:
+        print(f"note: {index.moments_note}", file=sys.stderr)
+    notes = sorted({h.moment.note for h in res.hits if h.moment is not None and h.moment.note})
+    for n in notes:
+        print(f"note: moment: {n}")
     return 0

@@ -54,6 +54,9 @@ CONCEPTS_FILE = "concepts.json"
 VIDEO_FLOAT_FIELDS: tuple[str, ...] = ("global_embeds", "verb_clips", "noun_clips", "verb_frames", "noun_frames",
                                        "verb_probs", "noun_probs")
 VIDEO_INT_FIELDS: tuple[str, ...] = ("lengths", "top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
+#: What time spans read (:mod:`hanet.model.moments`): each frame's verb concept probabilities.
+#: Scoring never reads them; an index written before they were stored gives no spans.
+MOMENT_FIELDS: tuple[str, ...] = ("verb_frame_probs",)
 TEXT_FLOAT_FIELDS: tuple[str, ...] = ("global_embeds", "verb_embeds", "noun_embeds", "verb_phrases", "noun_phrases",
                                       "verb_probs", "noun_probs")
 TEXT_INT_FIELDS: tuple[str, ...] = ("verb_lens", "noun_lens", "lengths")
@@ -94,6 +97,7 @@ def field_shapes(config: Any, kind: str, frame_dtype: str = "float16") -> dict[s
             "global_embeds": ((d,), "float16"), "verb_clips": ((Sv, d), "float16"),
             "noun_clips": ((Sn, d), "float16"), "verb_frames": ((T, d), "float16"),
             "noun_frames": ((T, d), "float16"), "verb_probs": ((config.num_verb_concepts,), "float16"),
+            "verb_frame_probs": ((T, config.num_verb_concepts), "float16"),
             "noun_probs": ((config.num_noun_concepts,), "float16"), "lengths": ((), "int32"),
             "top_verbs": ((Sv,), "int32"), "top_nouns": ((Sn,), "int32"), "verb_peaks": ((Sv,), "int32"),
             "noun_peaks": ((K, Sn), "int32"),
@@ -576,6 +580,6 @@ def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
-           "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
+           "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "MOMENT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
            "FRAME_FIELDS", "FRAME_DTYPES", "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
            "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import torch
 from torch import nn
@@ -38,6 +39,9 @@ class TextEncoderOutput:
         noun_lens: (B, Pn) number of words in each noun phrase slot.
         lengths: (B,) number of words.
         word_attn: (B, L) attention weights of the words in the sentence embedding.
+        verb_phrase_probs: (B, Pv, Cv) each verb phrase's verb concept probabilities (the
+            per-word head's, max over the phrase's words; 0 for an empty slot), or None: what
+            a phrase is about, for its time span (:mod:`hanet.model.moments`); scoring never reads it.
     """
 
     global_embeds: torch.Tensor
@@ -51,13 +55,15 @@ class TextEncoderOutput:
     noun_lens: torch.Tensor
     lengths: torch.Tensor
     word_attn: torch.Tensor
+    verb_phrase_probs: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.global_embeds.shape[0])
 
     def select(self, index: slice | torch.Tensor) -> "TextEncoderOutput":
         """The outputs of a subset of the captions (word-level fields keep their width)."""
-        return TextEncoderOutput(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return TextEncoderOutput(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+                                    for f in fields(self)})
 
 
 
@@ -221,6 +227,8 @@ class TextEncoder(nn.Module):
             noun_lens=noun_masks.sum(dim=2),
             lengths=lengths,
             word_attn=attn,
+            # only for time spans at search time: training never needs it
+            verb_phrase_probs=None if self.training else _max_pool_phrases(verb_word_probs, verb_masks).clamp_min(0.0),
         )
 
 

@@ -98,13 +98,37 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class MomentOut(BaseModel):
+    """A span of a video: ``start``/``end`` in seconds (null when the features carry no frame
+    times), the feature frames it covers, the attention it holds beyond a uniform spread, and a
+    note when it is the whole clip or has no times."""
+
+    start: Optional[float]
+    end: Optional[float]
+    first_frame: int
+    last_frame: int
+    excess: float
+    note: Optional[str]
+
+
+class PhraseMomentOut(MomentOut):
+    """Where one phrase of the query matches (``kind``: verb or noun; ``role``: V, ARG0, ...)."""
+
+    kind: str
+    role: str
+    text: str
+
+
 class HitOut(BaseModel):
-    """One video of a search (``scores``: the seven HANet scores; ``score``: their fusion)."""
+    """One video of a search (``scores``: the seven HANet scores; ``score``: their fusion;
+    ``moment``: the span that best matches the query; ``phrases``: each phrase's span)."""
 
     rank: int
     video_id: str
     score: float
     scores: dict[str, float]
+    moment: Optional[MomentOut]
+    phrases: list[PhraseMomentOut]
     thumbnail_url: Optional[str]
     video_url: str
 

@@ -60,9 +60,31 @@ function weightsFor(scores) {
   return w;
 }
 
+function spanText(m) {
+  if (m.start != null && m.end != null) return `${m.start.toFixed(1)}–${m.end.toFixed(1)} s`;
+  return `frames ${m.first_frame}–${m.last_frame}`;
+}
+
+function momentView(hit) {
+  const m = hit.moment;
+  if (!m) return el("div", { class: "moment none", text: "no moment (the query has no phrase to align)" });
+  const phrases = hit.phrases.map((p) => `${p.text}: ${spanText(p)}`).join(" · ");
+  return el("div", { class: "moment", title: (m.note ? m.note + ". " : "") + phrases },
+    el("span", { class: "when", text: spanText(m) }),
+    m.note ? el("span", { class: "note", text: ` (${m.note})` }) : el("span", { text: "" }));
+}
+
 function stripView(hit) {
   if (!hit.thumbnail_url) return el("div", { class: "strip none", text: "no thumbnail" });
-  return el("div", { class: "strip" }, el("img", { src: hit.thumbnail_url, alt: `frames of ${hit.video_id}`, loading: "lazy" }));
+  const strip = el("div", { class: "strip" }, el("img", { src: hit.thumbnail_url, alt: `frames of ${hit.video_id}`, loading: "lazy" }));
+  const m = hit.moment;
+  if (m) {  // the span over the tiles it covers (tile i = frame i)
+    const span = el("div", { class: "span-mark", title: spanText(m) });
+    span.style.left = `${m.first_frame * TILE}px`;
+    span.style.width = `${(m.last_frame - m.first_frame + 1) * TILE}px`;
+    strip.append(span);
+  }
+  return strip;
 }
 
 function renderResults(res) {
@@ -70,13 +92,14 @@ function renderResults(res) {
   box.replaceChildren();
   for (const hit of res.hits) {
     const btn = el("button", { class: "secondary explain-btn", type: "button", text: "Why?" });
-    btn.addEventListener("click", () => openExplanation(hit.video_id, card));
+    btn.addEventListener("click", () => openExplanation(hit.video_id, card, hit.moment));
     const card = el("article", { class: "card", "data-video-id": hit.video_id },
       el("div", { class: "head" },
         el("span", { class: "rank", text: `#${hit.rank}` }),
         el("span", { class: "vid", text: hit.video_id }),
         el("span", { class: "score", text: hit.score.toFixed(4) })),
       stripView(hit),
+      momentView(hit),
       scoreBars(hit.scores, weightsFor(hit.scores)),
       btn);
     box.append(card);
@@ -119,15 +142,20 @@ function frameTile(thumbUrl, i, weight, isTop, time) {
   return t;
 }
 
-function renderExplanation(exp, meta) {
+function renderExplanation(exp, meta, moment) {
   const body = $("explanation-body");
   body.replaceChildren();
   body.append(el("h2", { text: exp.video_id }));
   body.append(el("div", { class: "legend", text:
     `fused score ${exp.score.toFixed(4)} for “${exp.normalized}” · ${exp.num_frames} frames` }));
   for (const w of exp.warnings) body.append(el("div", { class: "legend", text: "⚠ " + w }));
+  if (moment) body.append(el("div", { class: "legend moment-line", text: `best matching moment: ${spanText(moment)}` +
+    (moment.note ? ` (${moment.note})` : "") }));
   if (meta && meta.preview_url) {
-    body.append(el("video", { src: meta.preview_url, controls: true, muted: true, loop: true, preload: "metadata" }));
+    // start playing at the moment (a media fragment: the browser seeks there itself)
+    const frag = moment && moment.start != null ? `#t=${moment.start.toFixed(2)}` : "";
+    body.append(el("video", { src: meta.preview_url + frag, controls: true, muted: true, autoplay: true,
+      preload: "metadata", class: "preview" }));
   }
 
   body.append(el("h3", { text: "Contribution of each score" }));
@@ -190,7 +218,7 @@ function renderExplanation(exp, meta) {
   body.append(words);
 }
 
-async function openExplanation(videoId, card) {
+async function openExplanation(videoId, card, moment) {
   for (const c of document.querySelectorAll(".card.selected")) c.classList.remove("selected");
   if (card) card.classList.add("selected");
   const aside = $("explanation");
@@ -202,7 +230,7 @@ async function openExplanation(videoId, card) {
       getJSON(`/explain?${params}`),
       getJSON(`/videos/${encodeURIComponent(videoId)}`).catch(() => null),
     ]);
-    renderExplanation(exp, meta);
+    renderExplanation(exp, meta, moment);
   } catch (err) {
     $("explanation-body").replaceChildren(el("p", { class: "legend", text: err.message }));
   }

@@ -1,0 +1,214 @@
+"""How well the hits' time spans find the true action: temporal IoU on the built-in world.
+
+The world's annotations hold the frame span of every action, so the span rule of
+:mod:`hanet.model.moments` can be judged. Clips whose main object does two actions in sequence
+(``two_actions``: "... bounces and then spins") give two kinds of test items:
+
+* **one action**: a caption of such a clip whose verb phrases name exactly one of its two
+  actions ("the circle bounces"); the hit's span against that action's true span;
+* **sequence**: a caption naming both in order ("first it bounces and then it spins"); each
+  verb phrase's own span against its action's span.
+
+A verb phrase names an action when one of its words is a form (base, third person, gerund) of
+one of the action's verbs; phrases naming both actions or none are left out.
+
+Baselines, on the same items: the **whole clip**, and the **best fixed span of the same
+length**: each prediction's length placed at one position shared by all items (start at
+``f * (duration - length)``), ``f`` chosen on these very items to maximise the mean IoU (an
+oracle; for sequence items also one ``f`` per phrase position, first or second, which knows
+the order captions tell). The videos are encoded as the index encodes them (padded to the
+model's frames, per-frame concepts rounded to float16) and the spans come from the function
+search uses (:func:`hanet.model.moments.moments`), so they are those ``hanet search`` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from hanet.model.moments import moments, temporal_iou
+
+KINDS = ("one action", "sequence")
+
+
+@dataclass
+class MomentItem:
+    """One judged span (seconds)."""
+
+    video: str
+    caption: str
+    kind: str
+    phrase: str
+    position: int
+    pred: tuple[float, float]
+    truth: tuple[float, float]
+    duration: float
+
+    @property
+    def iou(self) -> float:
+        return temporal_iou(self.pred, self.truth)
+
+
+def _forms(verbs: frozenset[str]) -> set[str]:
+    from hanet.data.synth.vocab import gerund, third_person
+
+    out = set()
+    for v in verbs:
+        for f in (v, third_person(v), gerund(v)):
+            out.add(f.split()[0])
+    return out
+
+
+def _main_actions(ann: dict[str, Any]) -> Optional[list[Any]]:
+    from hanet.data.synth.world import action_spans
+
+    if not ann.get("two_actions"):
+        return None
+    acts = sorted((a for a in action_spans(ann, main_only=True) if a.subject == 0 and a.object is None),
+                  key=lambda a: a.start_frame)
+    if len(acts) != 2 or acts[0].end_frame > acts[1].start_frame:
+        return None
+    return acts
+
+
+@torch.no_grad()
+def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) -> dict[str, Any]:
+    """The judged spans of a split of the world.
+
+    Args:
+        model: a trained :class:`~hanet.model.HANet` (eval mode is set here).
+        data: the split (:class:`~hanet.data.dataset.RetrievalData`).
+        world_dir: the ``hanet synth`` folder (its ``annotations.json``).
+        batch_size: videos encoded at once.
+
+    Returns:
+        ``{"items": [MomentItem], "videos": two-action clips, "no_times": clips skipped for want
+        of frame times}``.
+    """
+    from hanet.data.formats import kept_frame_times, pad_or_subsample
+    from hanet.data.synth.world import load_annotations
+    from hanet.index.query import QueryEncoder
+    from hanet.text.normalize import normalize_caption
+    from hanet.text.rolegraph import graph_for_normalized
+
+    model.eval()
+    anns = load_annotations(world_dir)
+    T = model.config.max_frames_in_video
+    targets = [(n, acts) for n in data.names if (acts := _main_actions(anns.get(n, {}))) is not None]
+    enc = QueryEncoder(model, data.word2int, max_chars=10 ** 6, cache_size=0)
+    items: list[MomentItem] = []
+    no_times = 0
+    for s in range(0, len(targets), batch_size):
+        part = targets[s:s + batch_size]
+        feats, lens, times, durs = [], [], [], []
+        for name, _ in part:
+            raw = data.features.get(name)
+            x, length = pad_or_subsample(raw, T)
+            attrs = data.features.attrs(name)
+            feats.append(x)
+            lens.append(length)
+            times.append(kept_frame_times(attrs.get("timestamps"), raw.shape[0], T))
+            durs.append(attrs.get("duration") or anns[name].get("duration_s"))
+        video = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
+        # as the index stores them
+        frame_probs = video.verb_frame_probs.numpy().astype(np.float16).astype(np.float32)
+        for j, (name, acts) in enumerate(part):
+            if times[j] is None:
+                no_times += 1
+                continue
+            caps = [c for c in dict.fromkeys(data.captions[name]) if normalize_caption(c)]
+            norms = [normalize_caption(c) for c in caps]
+            graphs = [graph_for_normalized(data.graphs[c], c) for c in caps]
+            q = enc.encode(norms, graphs=graphs, allow_unknown=True)
+            forms = [_forms(a.verbs) for a in acts]
+            truth = [(float(a.start_s), float(a.end_s)) for a in acts]
+            for c, info in enumerate(q.infos):
+                verbs = [p for p in info.phrases if p.kind == "verb"]
+                m = moments(frame_probs[j:j + 1], np.array([lens[j]]), q.text.verb_phrase_probs[c].numpy(),
+                            [p.slot for p in verbs], [times[j]], [durs[j]])
+                named = []
+                for p in verbs:
+                    hit = [k for k, f in enumerate(forms) if f & set(p.words)]
+                    named.append(hit[0] if len(hit) == 1 else None)
+                known = [k for k in named if k is not None]
+                dur = float(durs[j] or truth[1][1])
+                if known and len(set(known)) == 1 and None not in named and m.hit[0] is not None:
+                    span = m.hit[0]
+                    items.append(MomentItem(name, caps[c], "one action", " ".join(verbs[0].words), 0,
+                                            (span.start, span.end), truth[known[0]], dur))
+                elif len(verbs) >= 2 and None not in named and sorted(set(named)) == [0, 1] and len(named) == 2:
+                    for pos, (p, k) in enumerate(zip(verbs, named)):
+                        span = m.phrases[0][("verb", p.slot)]
+                        items.append(MomentItem(name, caps[c], "sequence", " ".join(p.words), pos,
+                                                (span.start, span.end), truth[k], dur))
+    return {"items": items, "videos": len(targets), "no_times": no_times}
+
+
+def _fixed_span_iou(items: list[MomentItem], grid: int = 101) -> tuple[np.ndarray, float]:
+    """IoUs of the best shared position for each item's predicted length, and that position."""
+    lens = np.array([it.pred[1] - it.pred[0] for it in items])
+    durs = np.array([it.duration for it in items])
+    best, best_f = None, 0.0
+    for f in np.linspace(0, 1, grid):
+        start = f * np.maximum(durs - lens, 0)
+        ious = np.array([temporal_iou((a, a + ln), it.truth) for a, ln, it in zip(start, lens, items)])
+        if best is None or ious.mean() > best.mean() + 1e-12:
+            best, best_f = ious, float(f)
+    return best, best_f
+
+
+def summarize(collected: dict[str, Any]) -> dict[str, Any]:
+    """Mean temporal IoU and the share with IoU >= 0.5, of the model's spans and of the baselines."""
+    items: list[MomentItem] = collected["items"]
+    out: dict[str, Any] = {"videos": collected["videos"], "no_times": collected["no_times"], "kinds": {}}
+    for kind in KINDS:
+        its = [it for it in items if it.kind == kind]
+        if not its:
+            continue
+        model = np.array([it.iou for it in its])
+        whole = np.array([temporal_iou((0.0, it.duration), it.truth) for it in its])
+        fixed, f = _fixed_span_iou(its)
+        rows = {"model": model, "whole clip": whole, "best fixed span": fixed}
+        if kind == "sequence":
+            per_pos = np.zeros(len(its))
+            for pos in (0, 1):
+                idx = [i for i, it in enumerate(its) if it.position == pos]
+                if idx:
+                    per_pos[idx] = _fixed_span_iou([its[i] for i in idx])[0]
+            rows["best fixed span per position"] = per_pos
+        out["kinds"][kind] = {
+            "items": len(its), "captions": len({(it.video, it.caption) for it in its}),
+            "mean_pred_s": float(np.mean([it.pred[1] - it.pred[0] for it in its])),
+            "mean_true_s": float(np.mean([it.truth[1] - it.truth[0] for it in its])),
+            "fixed_position": f,
+            "methods": {name: {"miou": float(v.mean()), "iou50": float((v >= 0.5).mean())} for name, v in rows.items()},
+        }
+    return out
+
+
+def moment_report(model: Any, data: Any, world_dir: str | Path) -> dict[str, Any]:
+    """:func:`collect` then :func:`summarize`."""
+    return summarize(collect(model, data, world_dir))
+
+
+def format_moments(report: dict[str, Any]) -> str:
+    """Plain-text lines of :func:`summarize`'s result."""
+    lines = [f"time spans (hanet.model.moments) on {report['videos']} two-action clips"
+             + (f" ({report['no_times']} without frame times skipped)" if report["no_times"] else "") + ":"]
+    for kind, k in report["kinds"].items():
+        lines.append(f"  {kind}: {k['items']} spans of {k['captions']} captions (predicted {k['mean_pred_s']:.2f} s "
+                     f"long on average, true {k['mean_true_s']:.2f} s)")
+        for name, m in k["methods"].items():
+            lines.append(f"    {name:<30} mean tIoU {m['miou']:.3f}   IoU>=0.5 {100 * m['iou50']:5.1f}%")
+    return "\n".join(lines)
+
+
+def items_as_dicts(collected: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(asdict(it), iou=it.iou) for it in collected["items"]]
+
+
+__all__ = ["KINDS", "MomentItem", "collect", "summarize", "moment_report", "format_moments", "items_as_dicts"]

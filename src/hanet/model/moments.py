@@ -1,0 +1,216 @@
+"""Where in a video a query matches: time spans from the action level's per-frame concepts.
+
+HANet's action level classifies every frame into verb concepts (512 for MSR-VTT), and the
+video's verb concepts are those frames' top-k MIL pool: each concept's per-frame probability
+(``verb_frame_probs``) is the model's own answer to "when does this action happen". The text
+side classifies every word into the same concepts; a verb phrase's concepts are its words'
+(max over the words, ``verb_phrase_probs``). A phrase's span is read where the two meet:
+
+**The rule.** Take the phrase's most probable verb concept ``c`` and the video's probability of
+``c`` at each of its ``L`` frames, ``r_t``. The span is the contiguous run of frames ``[a, b]``
+where ``r`` stands highest above its own clip average:
+``argmax_{a <= b} sum_{t=a..b} (r_t - mean(r))`` (a maximum-sum window; no threshold to tune).
+A concept that is flat over the clip gives no stretch (``excess`` 0): the span is then the whole
+clip, said so. The hit's span applies the rule to the mean of the query's verb phrases' curves;
+a query without a verb phrase names no action and gets the whole clip, said so.
+
+Why not the individual level's phrase-frame attention (what ``ind_verb`` averages)? It marks
+the few frames that look most like the phrase (a peak at the instant a shape vanishes), not how
+long the action lasts: on the built-in world's validation split its spans had a mean temporal
+IoU of 0.44 with the true action for captions naming one action of a two-action clip, below the
+whole clip's 0.50; the concept curves above reach 0.67 (``hanet evaluate --world``, docs/search.md).
+Spans cost no model call: the curves are stored per video and the phrase concepts come with the
+query's encoding.
+
+**Seconds.** A feature frame stands for the time from the midpoint with its predecessor to the
+midpoint with its successor (the first from 0, the last to the clip's duration when known):
+for uniform sampling (``hanet extract --num-frames``, the frame at the centre of each of N equal
+parts) these are exactly the parts. Features without frame times (the released MSR-VTT files)
+give spans in frames only, with a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+#: excess below this is "flat" (float noise)
+UNIFORM_EPS = 1e-6
+
+
+@dataclass
+class Span:
+    """A stretch of a video.
+
+    Attributes:
+        first_frame: first feature frame (0-based).
+        last_frame: last feature frame (inclusive).
+        start: start in seconds, or None without frame times.
+        end: end in seconds, or None.
+        excess: how far the concept stands above its clip average over the span (sum over
+            its frames; 0: a flat curve).
+        note: why the span is the whole clip or has no times, else None.
+    """
+
+    first_frame: int
+    last_frame: int
+    start: Optional[float]
+    end: Optional[float]
+    excess: float
+    note: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        if self.start is not None and self.end is not None:
+            return f"{self.start:.1f}\u2013{self.end:.1f} s"
+        return f"frames {self.first_frame}\u2013{self.last_frame}"
+
+
+def best_windows(excess: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The maximum-sum window of each row, all rows at once.
+
+    Args:
+        excess: (..., F) per-frame values (what lies past a row's length is ignored).
+        lengths: (...) valid frames per row (>= 1).
+
+    Returns:
+        (first, last, total), each (...): the window ``[first, last]`` maximising
+        ``sum(excess_t)`` over it, and that sum (ties: the earliest, then the shortest).
+    """
+    L = np.maximum(np.asarray(lengths, np.int64), 1)
+    F = np.shape(excess)[-1]
+    t = np.arange(F)
+    valid = t < L[..., None]
+    x = np.where(valid, np.asarray(excess, np.float64), 0.0)
+    c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, -1)], -1)  # (..., F + 1)
+    sums = c[..., None, 1:] - c[..., :-1, None]  # [a, b] -> sum of frames a..b, (..., F, F)
+    ok = (t[:, None] <= t[None, :]) & valid[..., None, :]  # a <= b < L
+    sums = np.where(ok, sums, -np.inf)
+    flat = sums.reshape(sums.shape[:-2] + (F * F,))
+    best = flat.argmax(-1)  # first maximum in (a, b) order: earliest start, then shortest
+    return best // F, best % F, np.take_along_axis(flat, best[..., None], -1)[..., 0]
+
+
+def frame_bounds(times: Optional[Sequence[float]], length: int, duration: Optional[float] = None
+                 ) -> Optional[np.ndarray]:
+    """(length + 1,) the time boundaries of a video's feature frames, or None without times.
+
+    Args:
+        times: each feature frame's time in seconds (at least ``length`` of them), or None.
+        length: valid frames.
+        duration: the clip's duration, if known (the last frame ends there).
+    """
+    if not times or len(times) < length or length < 1:
+        return None
+    t = np.asarray(times[:length], np.float64)
+    if length == 1:
+        return np.array([0.0, float(duration)]) if duration else None
+    first = max(0.0, t[0] - (t[1] - t[0]) / 2)
+    last = t[-1] + (t[-1] - t[-2]) / 2
+    if duration and float(duration) > t[-1]:
+        last = float(duration)
+    return np.concatenate([[first], (t[1:] + t[:-1]) / 2, [last]])
+
+
+def make_span(first: int, last: int, excess: float, length: int, bounds: Optional[np.ndarray],
+              note: Optional[str] = None) -> Span:
+    """A :class:`Span` from a window, with seconds where the frames have times (``note``: the
+    whole clip, for that reason)."""
+    first, last = int(first), int(last)
+    if note is not None:
+        first, last, excess = 0, max(length - 1, 0), 0.0
+    elif length <= 1:
+        note = "one frame: the whole clip"
+        first, last = 0, max(length - 1, 0)
+    elif excess <= UNIFORM_EPS:
+        note = "the concept is flat over the clip: the whole clip"
+        first, last = 0, length - 1
+    start = end = None
+    if bounds is not None:
+        start, end = round(float(bounds[first]), 3), round(float(bounds[last + 1]), 3)
+    elif note is None:
+        note = "the features carry no frame times: frames only"
+    return Span(first, last, start, end, round(float(max(excess, 0.0)), 6), note)
+
+
+@dataclass
+class Moments:
+    """Spans of a block of videos for one query.
+
+    Attributes:
+        hit: the span of each video (None when there is nothing to read it from).
+        phrases: per video, ``(kind, slot) -> Span`` of each of the query's verb phrases.
+    """
+
+    hit: list[Optional[Span]]
+    phrases: list[dict[tuple[str, int], Span]]
+
+
+def phrase_curves(frame_probs: np.ndarray, phrase_probs: np.ndarray) -> np.ndarray:
+    """Each phrase's concept over each video's frames.
+
+    Args:
+        frame_probs: (Nv, F, Cv) the videos' per-frame verb concept probabilities.
+        phrase_probs: (n, Cv) the phrases' verb concept probabilities.
+
+    Returns:
+        (Nv, n, F): ``frame_probs[v, t, argmax(phrase_probs[j])]``.
+    """
+    top = np.asarray(phrase_probs).argmax(-1)  # (n,)
+    return np.moveaxis(np.asarray(frame_probs, np.float32)[:, :, top], 1, 2)
+
+
+def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs: Optional[np.ndarray],
+            slots: Sequence[int], times: Sequence[Optional[Sequence[float]]],
+            durations: Sequence[Optional[float]]) -> Moments:
+    """Spans of videos for one query.
+
+    Args:
+        frame_probs: (Nv, F, Cv) the videos' per-frame verb concept probabilities, or None
+            (an index that does not store them: no spans).
+        lengths: (Nv,) valid frames per video.
+        phrase_probs: (Pv, Cv) the query's verb phrase slots' concept probabilities
+            (``TextEncoderOutput.verb_phrase_probs[q]``), or None.
+        slots: the filled verb slots (the phrases to read).
+        times: per video, its feature frames' times (or None).
+        durations: per video, its duration in seconds (or None).
+
+    Returns:
+        :class:`Moments` of the Nv videos.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    Nv = len(lengths)
+    if frame_probs is None or phrase_probs is None:
+        return Moments([None] * Nv, [{} for _ in range(Nv)])
+    bounds = [frame_bounds(times[i], int(lengths[i]), durations[i]) for i in range(Nv)]
+    slots = list(slots)
+    if not slots:
+        hit = [make_span(0, 0, 0.0, int(lengths[i]), bounds[i], "the query names no action: the whole clip")
+               for i in range(Nv)]
+        return Moments(hit, [{} for _ in range(Nv)])
+    curves = phrase_curves(frame_probs, np.asarray(phrase_probs)[slots])  # (Nv, n, F)
+    F = curves.shape[-1]
+    valid = np.arange(F)[None, None, :] < lengths[:, None, None]
+    mean = np.where(valid, curves, 0).sum(-1, keepdims=True) / np.maximum(lengths, 1)[:, None, None]
+    centred = np.where(valid, curves - mean, 0.0)  # above (> 0) or below its clip average
+    a, b, ex = best_windows(centred, np.broadcast_to(lengths[:, None], curves.shape[:2]))
+    phrase_spans = [{("verb", int(s)): make_span(a[i, j], b[i, j], ex[i, j], int(lengths[i]), bounds[i])
+                     for j, s in enumerate(slots)} for i in range(Nv)]
+    ha, hb, hex_ = best_windows(centred.mean(1), lengths)
+    hit = [make_span(ha[i], hb[i], hex_[i], int(lengths[i]), bounds[i]) for i in range(Nv)]
+    return Moments(hit, phrase_spans)
+
+
+def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two time intervals."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "moments", "temporal_iou",
+           "UNIFORM_EPS"]
