@@ -34,6 +34,7 @@ scratch (a new cluster, a dropped collection).
 URLs:
 
 * ``http://host:6333`` / ``https://...``: a Qdrant server or cluster (``qdrant-client``);
+  ``?shards=N&replicas=R`` spreads a new collection over a cluster;
 * ``edge:PATH``: the Qdrant engine in-process (``qdrant-edge-py``): shards in ``PATH``,
   relative to the index directory (``edge:engine`` by default). One process at a time;
 * ``local:PATH`` / ``:memory:``: ``qdrant-client``'s local mode, a pure-Python stand-in for
@@ -111,17 +112,31 @@ class _Client:
         except ImportError:
             raise EngineError("the qdrant backend needs qdrant-client: pip install 'hanet[engine]'") from None
         self.url = url
+        self.layout: dict[str, int] = {}
         try:
             if url.startswith(("http://", "https://")):
+                from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+                parts = urlsplit(url)
+                query = parse_qs(parts.query)
+                # ?shards=N&replicas=R: how a new collection is spread over a cluster
+                for key, name in (("shards", "shard_number"), ("replicas", "replication_factor")):
+                    if key in query:
+                        value = query[key][0]
+                        if not value.isdigit() or int(value) < 1:
+                            raise EngineError(f"{url}: {key}={value!r} is not a positive whole number")
+                        self.layout[name] = int(value)
                 with warnings.catch_warnings():
                     # an unreachable server is reported by the first request, with the URL
                     warnings.filterwarnings("ignore", message="Failed to obtain server version")
-                    self.client = QdrantClient(url=url, timeout=30)
+                    self.client = QdrantClient(url=urlunsplit(parts._replace(query="")), timeout=30)
             elif url == ":memory:":
                 self.client = QdrantClient(location=":memory:")
             else:
                 path = Path(url[len("local:"):])
                 self.client = QdrantClient(path=str(path if path.is_absolute() else index_dir / path))
+        except EngineError:
+            raise
         except Exception as exc:  # the client raises its own and the transport's errors
             raise _fail(url, "connecting", exc) from None
 
@@ -147,7 +162,7 @@ class _Client:
         quant = (M.ScalarQuantization(scalar=M.ScalarQuantizationConfig(type=M.ScalarType.INT8, always_ram=True))
                  if remote else None)
         self._call(f"creating collection {name}", lambda: self.client.create_collection(
-            name, vectors_config={VECTOR: params}, quantization_config=quant))
+            name, vectors_config={VECTOR: params}, quantization_config=quant, **self.layout))
         self._call(f"indexing the payload of {name}", lambda: self.client.create_payload_index(
             name, "row", M.PayloadSchemaType.INTEGER))
 
