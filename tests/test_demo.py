@@ -39,6 +39,15 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
     assert "by kind of caption" in (work / "results.md").read_text()
     assert "say nothing about which model is better" in (work / "results.md").read_text()  # --quick says so
     assert res["concept_map"]["verb_mAP"] > 0 and res["verb_peaks"]["verbs"] > 0
+    # time spans against the world's true action spans, with both baselines
+    mom = res["moments"]
+    assert mom["videos"] > 0 and set(mom["kinds"]) <= {"one action", "sequence"} and mom["kinds"]
+    for k in mom["kinds"].values():
+        assert k["items"] >= k["captions"] > 0
+        assert set(k["methods"]) >= {"model", "whole clip", "best fixed span"}
+        for m in k["methods"].values():
+            assert 0 <= m["miou"] <= 1 and 0 <= m["iou50"] <= 1
+    assert "Where in the clip (time spans" in (work / "results.md").read_text()
     assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
     # three free-text queries, then two test captions with where the clip they describe ranks
     assert [q["target"] is None for q in res["queries"]] == [True, True, True, False, False]
@@ -62,9 +71,16 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
     # the same breakdown from `hanet evaluate --world`
     assert main(["evaluate", "--run", str(work / "runs" / "hanet"), "--split", "tst", "--world", str(work / "world"),
                  "--no-per-score", "--device", "cpu", "--out", str(tmp_path / "eval.json")]) == 0
-    printed = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    out_text = capsys.readouterr().out
+    printed = {line.split()[0]: line.split() for line in out_text.splitlines() if line.startswith("  ")}
     for kind, v in res["breakdown"]["hanet"]["kinds"].items():
         assert int(printed[kind][1]) == v["queries"] and float(printed[kind][4]) == pytest.approx(v["r1"], abs=0.01)
+    # and the demo's time-span figures
+    saved = json.loads((tmp_path / "eval.json").read_text())["moments"]
+    assert saved["kinds"].keys() == mom["kinds"].keys()
+    for kind, k in mom["kinds"].items():
+        assert saved["kinds"][kind]["methods"]["model"]["miou"] == pytest.approx(k["methods"]["model"]["miou"], abs=1e-6)
+        assert f"mean tIoU {k['methods']['model']['miou']:.3f}" in out_text
 
     # A second run trusts nothing it cannot verify, and skips everything it can.
     assert main(["demo", "--quick", "--workdir", str(work), "--no-progress"]) == 0

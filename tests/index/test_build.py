@@ -273,3 +273,14 @@ def test_approximate_first_stage_finds_the_exhaustive_answers(tmp_path, run_dir,
     again = SearchIndex.open(idx, parser=index.queries.parser)
     assert [h.video_id for h in again.search(QUERY, k=5)] == want
     assert index_info(idx)["first_stage"]["kind"] == "ivf"
+
+
+def test_probed_lists_hold_several_times_the_pool():
+    """Short lists are probed in greater number: the pool must come from rows the query looked at."""
+    from hanet.index.faiss_stage import DEFAULT_NPROBE, probe_lists
+
+    assert probe_lists(2530, 1_000_000, 2000) == DEFAULT_NPROBE  # 1M rows: 48 lists hold 19,000 rows
+    assert probe_lists(113, 800, 2000) == 113                     # the demo's 800 videos: every list
+    assert probe_lists(1265, 100_000, 2000) == 203                # ceil(8 * 2000 / (100000 / 1265))
+    assert probe_lists(1265, 100_000, 80, nprobe=300) == 300      # a larger request is kept
+    assert probe_lists(16, 10, 4) == 16

@@ -72,3 +72,18 @@ def test_make_span_rounds_to_the_bounds():
     s = make_span(2, 3, 0.5, 6, np.array([0, .5, 1, 1.5, 2, 2.5, 3.0]))
     assert (s.start, s.end, s.excess, s.note) == (1.0, 2.0, 0.5, None)
     assert s.to_dict() == {"first_frame": 2, "last_frame": 3, "start": 1.0, "end": 2.0, "excess": 0.5, "note": None}
+
+
+def test_a_phrase_curve_weighs_its_three_most_probable_concepts():
+    from hanet.model.moments import TOP_CONCEPTS, phrase_curves
+
+    assert TOP_CONCEPTS == 3
+    rng = np.random.default_rng(0)
+    fp = rng.random((2, 6, 5)).astype(np.float32)  # 2 videos, 6 frames, 5 concepts
+    phrase = np.array([[0.05, 0.6, 0.0, 0.3, 0.1], [0, 0, 0, 0, 0]], np.float32)
+    curves = phrase_curves(fp, phrase)
+    assert curves.shape == (2, 2, 6)
+    want = (0.6 * fp[:, :, 1] + 0.3 * fp[:, :, 3] + 0.1 * fp[:, :, 4]) / 1.0  # concept 0 (0.05) left out
+    np.testing.assert_allclose(curves[:, 0], want, rtol=1e-6)
+    # a phrase without concept mass: its first three concepts, equally
+    np.testing.assert_allclose(curves[:, 1], fp[:, :, :3].mean(-1), rtol=1e-6)

@@ -50,7 +50,7 @@ class PhraseMoment:
         kind: ``verb`` or ``noun``.
         role: its semantic role (``V``, ``ARG0``...).
         text: its words.
-        span: the frames its attention picks.
+        span: where the curve of its most probable verb concept stands highest (the one rule).
     """
 
     kind: str
@@ -68,9 +68,10 @@ class Hit:
         video_id: the video.
         score: the fused HANet score (what ranks).
         scores: the seven scores.
-        moment: the span that best matches the query (:mod:`hanet.model.moments`), or None
-            (a query without phrases, or the ``global`` variant, which attends to nothing).
-        phrases: each query phrase's own span.
+        moment: the span that best matches the query (:mod:`hanet.model.moments`); the whole
+            clip with a ``note`` when the query names no action or the curve is flat; None for an
+            index that stores no per-frame concepts.
+        phrases: each verb phrase's own span.
     """
 
     rank: int
