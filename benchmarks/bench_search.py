@@ -90,21 +90,28 @@ def pct(xs: list[float], p: float) -> float:
 
 
 # ---------------------------------------------------------------------- building a synthetic index
-def build_synthetic(out: Path, n: int, dims: str, seed: int = 0, chunk: int = 2000) -> Path:
-    """An index of n random videos for a random model of the preset's dimensions."""
+def random_model(dims: str, seed: int = 0):
+    """(config, vocabulary, model) of a randomly initialised HANet of a preset's dimensions."""
     import torch
 
     from hanet.config import get_preset
-    from hanet.index.build import IndexWriter, create_index
-    from hanet.index.scorer import precompute
-    from hanet.index.store import field_shapes
     from hanet.model import HANet
 
     cfg = get_preset(DIMS[dims])
     vocab = vocabulary()
     cfg.model.text.num_words = len(vocab)
     torch.manual_seed(seed)
-    model = HANet(cfg.model, seed=seed).eval()
+    return cfg, vocab, HANet(cfg.model, seed=seed).eval()
+
+
+def build_synthetic(out: Path, n: int, dims: str, seed: int = 0, chunk: int = 2000) -> Path:
+    """An index of n random videos for a random model of the preset's dimensions."""
+
+    from hanet.index.build import IndexWriter, create_index
+    from hanet.index.scorer import precompute
+    from hanet.index.store import field_shapes
+
+    cfg, vocab, model = random_model(dims, seed)
     idx = out / "index"
     if idx.exists():
         shutil.rmtree(idx)
@@ -223,17 +230,10 @@ def build_structured(out: Path, n: int, dims: str, first_stage: str = "auto", se
                      chunk: int = 2000, frame_dtype: str = "float16", backend: str = "embedded",
                      engine_url: Optional[str] = None) -> tuple[Path, float]:
     """An index of n videos in ``n / 200`` topics for a random model of the preset's dimensions."""
-    import torch
 
-    from hanet.config import get_preset
     from hanet.index.build import IndexWriter, create_index
-    from hanet.model import HANet
 
-    cfg = get_preset(DIMS[dims])
-    vocab = vocabulary()
-    cfg.model.text.num_words = len(vocab)
-    torch.manual_seed(seed)
-    model = HANet(cfg.model, seed=seed).eval()
+    cfg, vocab, model = random_model(dims, seed)
     idx = out / "index"
     if idx.exists():
         shutil.rmtree(idx)
