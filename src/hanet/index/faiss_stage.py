@@ -406,5 +406,5 @@ class FirstStage:
 
 
 __all__ = ["PARTS", "ANN_PART", "ANN_MIN_ROWS", "DEFAULT_NPROBE", "POOL_FACTOR", "PROBE_ROWS_FACTOR", "probe_lists",
-           "FIRST_STAGES", "partial_weights", "remaining_bound", "unit_rows", "first_stage_vectors", "proxy_vectors", "partial_of_rows",
-           "best_of_pools", "FirstStage"]
+           "FIRST_STAGES", "partial_weights", "remaining_bound", "unit_rows", "first_stage_vectors", "proxy_vectors",
+           "partial_of_rows", "best_of_pools", "FirstStage"]

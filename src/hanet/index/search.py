@@ -50,7 +50,7 @@ class PhraseMoment:
         kind: ``verb`` or ``noun``.
         role: its semantic role (``V``, ``ARG0``...).
         text: its words.
-        span: where the curve of its most probable verb concept stands highest (the one rule).
+        span: where the curve of its three most probable verb concepts stands highest (the one rule).
     """
 
     kind: str

@@ -23,7 +23,7 @@ whole clip's 0.50; the concept curves above reach 0.67 (``hanet evaluate --world
 Three concepts rather than the single most probable one: a phrase's words often split their
 mass between a concept and its near neighbours (on the validation split of three training seeds,
 mean IoU 0.643 / 0.650 for one action / each action of a sequence, against 0.625 / 0.629 with the
-top concept alone and 0.59 / 0.57 with all concepts weighted, where unrelated concepts blur the curve).
+top concept alone and 0.625 / 0.573 with all concepts weighted, where unrelated concepts blur the curve).
 Spans cost no model call: the curves are stored per video and the phrase concepts come with the
 query's encoding.
 
@@ -228,5 +228,5 @@ def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "moments", "temporal_iou", "TOP_CONCEPTS",
-           "UNIFORM_EPS"]
+__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "moments", "temporal_iou",
+           "TOP_CONCEPTS", "UNIFORM_EPS"]
