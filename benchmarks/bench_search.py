@@ -320,13 +320,13 @@ def cmd_scale(args: argparse.Namespace) -> int:
           f"({info['first_stage']['lists']} lists); {info['disk_bytes'] / 2 ** 30:.2f} GiB on disk, "
           f"{per_video / 1024:.1f} KiB of records per video", file=sys.stderr)
     code = (f"import json,sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_search as b; "
-            f"print(json.dumps(b.latency(b.Path({str(idx)!r}), {args.queries}, 10, {args.candidates!r}, 1)))")
+            f"print(json.dumps(b.latency(b.Path({str(idx)!r}), {args.queries}, 10, {args.candidates!r}, {args.threads})))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if r.returncode:
         print(r.stderr, file=sys.stderr)
         return 1
     lat = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"latency: {lat['queries']} text queries, one at a time, 1 torch thread: p50 {lat['p50_ms']:.1f} ms, "
+    print(f"latency: {lat['queries']} text queries, one at a time, {args.threads} torch thread(s): p50 {lat['p50_ms']:.1f} ms, "
           f"p99 {lat['p99_ms']:.1f} ms; stages p50 {lat['stage_p50_ms']}; RSS {lat['rss_mib']:.0f} MiB "
           f"(peak {lat['peak_rss_mib']:.0f})", file=sys.stderr)
     index = SearchIndex.open(idx, threads=args.agreement_threads)
@@ -357,7 +357,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     index.close()
     print(f"RESULT backend={args.backend} videos={args.videos} dims={args.dims} frames={info['frame_dtype']} p50_ms={lat['p50_ms']:.1f} "
           f"p99_ms={lat['p99_ms']:.1f} agreement_at_10={agr['agreement_at_10']:.4f} rss_mib={lat['rss_mib']:.0f} "
-          f"build_s={build_s:.0f} bytes_per_video={per_video}" + (" against=reference" if args.reference else ""))
+          f"build_s={build_s:.0f} bytes_per_video={per_video}" + (" against=reference" if args.reference else "")
+          + (f" threads={args.threads}" if args.threads != 1 else ""))
     return 0
 
 
@@ -651,6 +652,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("--agreement-queries", type=int, default=200)
     c.add_argument("--agreement-threads", type=int, default=None, help="torch threads for the exhaustive reference")
     c.add_argument("--candidates", type=int, help="second-stage candidates (default: the index's default, 500)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads of the timed searches (default 1, what "
+                   "`hanet serve` gives each of its 2 concurrent searches on 2 cores)")
     c.add_argument("--reference", metavar="OUT", help="measure agreement against the exhaustive answers cached in "
                    "another scale folder of the same N and dims (e.g. the float16 one, for --frame-dtype int8)")
     a = sub.add_parser("agreement", help="two-stage vs exhaustive top-k on an index built from a trained run")
