@@ -52,7 +52,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from hanet.errors import HanetError
-from hanet.index.faiss_stage import POOL_FACTOR, best_of_pools, first_stage_vectors, proxy_vectors
+from hanet.index.faiss_stage import best_of_pools, first_stage_vectors, pool_size, proxy_vectors
 
 BACKENDS = ("embedded", "qdrant")
 VECTOR = "proxy"
@@ -102,6 +102,17 @@ def _fail(url: str, what: str, exc: BaseException) -> EngineError:
                        f"the index's engine URL is right (`hanet index info` shows it); nothing was changed")
 
 
+def _guarded(url: str, what: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, with any error of the client or the engine (they raise their own and their
+    transport's) turned into an :class:`EngineError` naming the URL and what was being done."""
+    try:
+        return fn()
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise _fail(url, what, exc) from None
+
+
 # ---------------------------------------------------------------------- adapters
 class _Client:
     """A Qdrant server (or qdrant-client's local mode) through ``qdrant-client``."""
@@ -141,14 +152,9 @@ class _Client:
             raise _fail(url, "connecting", exc) from None
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # local mode warns that it ignores search params
-                return fn()
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise _fail(self.url, what, exc) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode warns that it ignores search params
+            return _guarded(self.url, what, fn)
 
     def exists(self, name: str) -> bool:
         return bool(self._call(f"looking up collection {name}", lambda: self.client.collection_exists(name)))
@@ -245,12 +251,7 @@ class _Edge:
         return s
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise _fail(self.url, what, exc) from None
+        return _guarded(self.url, what, fn)
 
     def exists(self, name: str) -> bool:
         return name in self.shards or (self._path(name) / "wal").exists()
@@ -430,8 +431,8 @@ class EngineStage:
         Returns:
             Per query, up to ``c`` int64 rows ascending.
         """
-        pool = max(int(c) * POOL_FACTOR, int(c))
-        found = self.engine.query(self.name, proxy_vectors(queries, self.variant), pool, self.exact)
+        pool = pool_size(c, self.coll.size, alive)
+        found = self.engine.query(self.name, proxy_vectors(queries, self.variant), max(pool, 1), self.exact)
         pools = []
         for r in found:
             r = r[r < self.coll.size]  # points of a build still being committed, or after this snapshot

@@ -60,6 +60,15 @@ PROBE_ROWS_FACTOR = 8
 FIRST_STAGES = ("auto", "exact", "ivf")
 
 
+def pool_size(c: int, ntotal: int, alive: Optional[np.ndarray] = None) -> int:
+    """Rows an approximate first stage asks for to keep ``c`` candidates: :data:`POOL_FACTOR`
+    times ``c``, plus the dead rows (they are dropped from the pool afterwards), at most every row."""
+    pool = max(int(c) * POOL_FACTOR, int(c))
+    if alive is not None and not alive.all():
+        pool += int((~alive).sum())
+    return min(pool, int(ntotal))
+
+
 def probe_lists(nlist: int, rows: int, pool: int, nprobe: Optional[int] = None) -> int:
     """Lists a query probes: ``nprobe`` (default :data:`DEFAULT_NPROBE`), raised so that they
     hold about :data:`PROBE_ROWS_FACTOR` times the pool, at most every list."""
@@ -357,12 +366,10 @@ class FirstStage:
         """
         faiss = _faiss()
         ann = self.indexes[ANN_PART]
-        pool = max(int(c) * POOL_FACTOR, int(c))
-        if alive is not None and not alive.all():
-            pool = min(self.ntotal, pool + int((~alive).sum()))
+        pool = pool_size(c, self.ntotal, alive)
         probe = probe_lists(int(ann.nlist), self.ntotal, pool, nprobe)
         # per-call parameters: one index object serves concurrent searches
-        _, rows = ann.search(proxy_vectors(queries, self.variant), min(pool, self.ntotal),
+        _, rows = ann.search(proxy_vectors(queries, self.variant), pool,
                              params=faiss.SearchParametersIVF(nprobe=probe))
         pools = []
         for r in rows:
@@ -405,6 +412,6 @@ class FirstStage:
         return np.sort(top, axis=1).astype(np.int64), best_left
 
 
-__all__ = ["PARTS", "ANN_PART", "ANN_MIN_ROWS", "DEFAULT_NPROBE", "POOL_FACTOR", "PROBE_ROWS_FACTOR", "probe_lists",
+__all__ = ["PARTS", "ANN_PART", "ANN_MIN_ROWS", "DEFAULT_NPROBE", "POOL_FACTOR", "PROBE_ROWS_FACTOR", "pool_size", "probe_lists",
            "FIRST_STAGES", "partial_weights", "remaining_bound", "unit_rows", "first_stage_vectors", "proxy_vectors",
            "partial_of_rows", "best_of_pools", "FirstStage"]

@@ -158,11 +158,16 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
     return VideoEncoderOutput(lengths=lengths, verb_frame_probs=None, noun_frame_probs=None, **f, **ints)
 
 
+def stores_frame_concepts(coll: Collection) -> bool:
+    """Whether a collection's records hold per-frame verb concepts (indexes built before time
+    spans do not); an empty collection counts as holding them."""
+    return not coll.segments or "verb_frame_probs" in (coll.segments[0].dtype.names or ())
+
+
 def frame_concepts(coll: Collection, rows: np.ndarray) -> Optional[np.ndarray]:
     """(n, T, Cv) float32 the videos' per-frame verb concept probabilities (what time spans
     read), or None for an index that does not store them."""
-    have = set(coll.segments[0].dtype.names) if coll.segments else set()
-    if "verb_frame_probs" not in have:
+    if not coll.segments or not stores_frame_concepts(coll):
         return None
     return coll.gather("verb_frame_probs", np.asarray(rows, np.int64)).astype(np.float32)
 
@@ -178,4 +183,4 @@ def text_outputs(coll: Collection, rows: np.ndarray):
 
 
 __all__ = ["PRECOMPUTED_FIELDS", "quantize_frames", "stored_values", "precompute", "StoredVideos", "video_outputs",
-           "frame_concepts", "text_outputs"]
+           "stores_frame_concepts", "frame_concepts", "text_outputs"]

@@ -26,7 +26,7 @@ import torch
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
-from hanet.index.scorer import StoredVideos, frame_concepts, text_outputs, video_outputs
+from hanet.index.scorer import StoredVideos, frame_concepts, stores_frame_concepts, text_outputs, video_outputs
 from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
                                read_manifest)
 from hanet.model.moments import Moments, Span, moments
@@ -443,8 +443,7 @@ class SearchIndex:
     @property
     def moments_note(self) -> Optional[str]:
         """Why hits carry no time spans, or None when they can."""
-        segs = self.videos.segments
-        if segs and "verb_frame_probs" not in (segs[0].dtype.names or ()):
+        if not stores_frame_concepts(self.videos):
             return (f"{self.path}: this index stores no per-frame concepts (built by an older hanet): no time "
                     f"spans; rebuild it with `hanet index build` for them")
         return None

@@ -89,34 +89,27 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
         ``{"items": [MomentItem], "videos": two-action clips, "no_times": clips skipped for want
         of frame times}``.
     """
-    from hanet.data.formats import kept_frame_times, pad_or_subsample
     from hanet.data.synth.world import load_annotations
+    from hanet.index.build import encode_stored_videos
     from hanet.index.query import QueryEncoder
     from hanet.text.normalize import normalize_caption
     from hanet.text.rolegraph import graph_for_normalized
 
     model.eval()
     anns = load_annotations(world_dir)
-    T = model.config.max_frames_in_video
     targets = [(n, acts) for n in data.names if (acts := _main_actions(anns.get(n, {}))) is not None]
     enc = QueryEncoder(model, data.word2int, max_chars=10 ** 6, cache_size=0)
     items: list[MomentItem] = []
     no_times = 0
-    for s in range(0, len(targets), batch_size):
-        part = targets[s:s + batch_size]
-        feats, lens, times, durs = [], [], [], []
-        for name, _ in part:
-            raw = data.features.get(name)
-            x, length = pad_or_subsample(raw, T)
-            attrs = data.features.attrs(name)
-            feats.append(x)
-            lens.append(length)
-            times.append(kept_frame_times(attrs.get("timestamps"), raw.shape[0], T))
-            durs.append(attrs.get("duration") or anns[name].get("duration_s"))
-        video = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
-        # as the index stores them
-        frame_probs = video.verb_frame_probs.numpy().astype(np.float16).astype(np.float32)
-        for j, (name, acts) in enumerate(part):
+    acts_of = dict(targets)
+    # encoded as the index encodes them (fixed padding), frame times and durations as it records them
+    for part, fields, metas in encode_stored_videos(model, data.features, [n for n, _ in targets], batch_size):
+        lens = [m["length"] for m in metas]
+        times = [m["frame_times"] for m in metas]
+        durs = [m["duration"] or anns[n].get("duration_s") for n, m in zip(part, metas)]
+        frame_probs = fields["verb_frame_probs"].astype(np.float16).astype(np.float32)  # as stored
+        for j, name in enumerate(part):
+            acts = acts_of[name]
             if times[j] is None:
                 no_times += 1
                 continue
