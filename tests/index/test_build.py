@@ -284,3 +284,43 @@ def test_probed_lists_hold_several_times_the_pool():
     assert probe_lists(1265, 100_000, 2000) == 203                # ceil(8 * 2000 / (100000 / 1265))
     assert probe_lists(1265, 100_000, 80, nprobe=300) == 300      # a larger request is kept
     assert probe_lists(16, 10, 4) == 16
+
+
+@pytest.mark.parametrize("frame_dtype", ["float16", "int8"])
+def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, monkeypatch):
+    """Frames too large to convert whole (MSR-VTT's sizes) are multiplied as stored, block by
+    block (StoredFrames): the same values and the same seven scores as the float32 copy, for
+    rows from two segments in any order and blocks of any size."""
+    import hanet.index.scorer as scorer
+    from hanet.index.scorer import StoredFrames, StoredVideos, gather_float, stored_values
+    from hanet.index.store import FRAME_FIELDS
+
+    names_file = tmp_path / "first.txt"
+    names_file.write_text("\n".join(corpus.names[:6]))
+    out = tmp_path / "two"
+    build_index(run_dir, corpus.features, out, names=str(names_file), thumbnails=False, frame_dtype=frame_dtype)
+    add_videos(out, corpus.features, run_dir=run_dir, thumbnails=False)
+    q = SearchIndex.open(out, parser=index.queries.parser)
+    assert len(q.videos.segments) == 2
+    enc = q.queries.encode([QUERY, "two w5 are chasing a w6 and a w9 in the w11"])
+    small = StoredVideos.from_collection(q.videos, np.arange(q.videos.size))
+    assert all(isinstance(getattr(small, f), torch.Tensor) for f in FRAME_FIELDS)  # this corpus: converted whole
+    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
+    rng = np.random.default_rng(0)
+    for rows in (np.arange(q.videos.size), rng.permutation(q.videos.size)[:9], np.array([8, 2, 2, 11])):
+        raw = q.videos.gather_many(FRAME_FIELDS + tuple(f + "_scale" for f in FRAME_FIELDS if frame_dtype == "int8"),
+                                   rows)
+        for block in (1 << 22, 1):  # one block; one video per block
+            monkeypatch.setattr(StoredFrames, "BLOCK_BYTES", block)
+            stored = StoredVideos.from_collection(q.videos, rows)
+            for f in FRAME_FIELDS:
+                frames = getattr(stored, f)
+                assert isinstance(frames, StoredFrames) and frames.shape == raw[f].shape
+                np.testing.assert_array_equal(frames.float().numpy(), stored_values(raw, f))
+            whole = StoredVideos(**{k: (v.float() if isinstance(v, StoredFrames) else v)
+                                    for k, v in vars(stored).items()})
+            with torch.no_grad():
+                a, b = q.model.score(stored, enc.text), q.model.score(whole, enc.text)
+            for (name, x), (_, y) in zip(a.items(), b.items()):
+                np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert set(gather_float(q.videos, ("global_embeds",), rows)) == {"global_embeds", "lengths"}

@@ -125,3 +125,27 @@ def test_global_variant_fast_path_equals_full_encoder():
         scores = glob.score(glob.encode_video(feats, lens), glob.encode_text(text))
     torch.testing.assert_close(out.scores, scores.sent, atol=1e-6, rtol=0)
     assert float(scores.verb.abs().max()) == 0  # the global variant fills only the sentence score
+
+
+def test_unpadded_captions_skip_packing_with_the_same_states():
+    """In eval mode a batch without padding (a single query) runs the BiGRU unpacked: the same
+    word states as the packed run that batches with padding take."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    model = _small_model().eval()
+    enc = model.text_encoder
+    g = torch.Generator().manual_seed(3)
+    for B, L in ((1, 7), (3, 5)):
+        ids = torch.randint(0, enc.config.text.num_words, (B, L), generator=g)
+        lengths = torch.full((B,), L)
+        with torch.no_grad():
+            fast = enc.encode_words(ids, lengths)
+            packed = pack_padded_sequence(enc.word_embed(ids), lengths, batch_first=True, enforce_sorted=False)
+            out, _ = pad_packed_sequence(enc.rnn(packed)[0], batch_first=True, total_length=L)
+        fwd, bwd = out.chunk(2, dim=2)
+        torch.testing.assert_close(fast, (fwd + bwd) / 2, rtol=1e-6, atol=1e-6)
+    # padded batches keep the packed path: states are exactly zero after each length
+    ids = torch.randint(0, enc.config.text.num_words, (2, 6), generator=g)
+    with torch.no_grad():
+        states = enc.encode_words(ids, torch.tensor([6, 3]))
+    assert torch.count_nonzero(states[1, 3:]) == 0 and torch.count_nonzero(states[1, :3]) > 0

@@ -192,6 +192,11 @@ class QueryEncoder:
         out = self.model.encode_text(batch)
         return EncodedQueries(out, infos)
 
+    def clear_cache(self) -> None:
+        """Forget the encoded queries kept (benchmarks time encoding afresh)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def encode_one(self, text: str) -> EncodedQueries:
         """Encode one query, through a small LRU cache keyed by its canonical form."""
         norm = self.check(text)

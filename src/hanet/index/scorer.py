@@ -11,12 +11,13 @@ about half of the work per candidate, which is what first-stage candidates cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
-from hanet.index.store import FRAME_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection
+from hanet.index.store import (FRAME_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection,
+                               IndexFormatError)
 
 
 PRECOMPUTED_FIELDS: dict[str, tuple[str, str]] = {
@@ -77,15 +78,24 @@ def precompute(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+#: A frame field whose float32 copy for the rows scored would exceed this stays as stored
+#: (:class:`StoredFrames`). Measured on the project's machine, read and seven scores: 200
+#: candidates at MSR-VTT's sizes (16 MB per frame field) 26.4 ms as stored against 36.5 ms
+#: converted whole; 500 at the synth sizes (6 MB) 23.2 against 21.0 ms.
+LAZY_BYTES = 8 << 20
+
+
 @dataclass
 class StoredVideos:
-    """Stored encodings of a block of videos, float32 tensors (F = frames or clips)."""
+    """Stored encodings of a block of videos, float32 tensors (F = frames or clips); frames and
+    clips too large to convert whole (:data:`LAZY_BYTES`) are :class:`StoredFrames`, as stored,
+    which the phrase scores multiply by the phrases block by block."""
 
     global_embeds: torch.Tensor
-    verb_clips: torch.Tensor
-    noun_clips: torch.Tensor
-    verb_frames: torch.Tensor
-    noun_frames: torch.Tensor
+    verb_clips: "StoredFrames | torch.Tensor"
+    noun_clips: "StoredFrames | torch.Tensor"
+    verb_frames: "StoredFrames | torch.Tensor"
+    noun_frames: "StoredFrames | torch.Tensor"
     verb_probs: torch.Tensor
     noun_probs: torch.Tensor
     lengths: torch.Tensor
@@ -107,27 +117,161 @@ class StoredVideos:
             rows: (n,) rows.
             only_global: read the global embeddings only (the ``global`` variant needs nothing else).
         """
-        names = ("global_embeds",) if only_global else VIDEO_FLOAT_FIELDS + tuple(PRECOMPUTED_FIELDS) + ("lengths",)
-        arrays = _dequantized(coll, coll.gather_many(names + _scales(coll, names), rows))
-        vals = {name: _to_float(a) for name, a in arrays.items() if name != "lengths"}
+        names = ("global_embeds",) if only_global else VIDEO_FLOAT_FIELDS + tuple(PRECOMPUTED_FIELDS)
+        lazy = () if only_global or not coll.segments else tuple(
+            f for f in FRAME_FIELDS if len(rows) * int(np.prod(coll.segments[0].dtype[f].shape)) * 4 > LAZY_BYTES)
+        vals = gather_float(coll, names, rows, lazy=lazy)
         if only_global:
             empty = vals["global_embeds"].new_zeros(len(rows), 0)
             return cls(vals["global_embeds"], *([empty] * 15))
-        vals["lengths"] = torch.from_numpy(arrays["lengths"].astype(np.int64))
         return cls(**vals)
+
+
+class StoredFrames:
+    """(n, F, d) frame or clip vectors of n videos as the records hold them (float16, or int8
+    with one scale per vector), views into the records read.
+
+    The phrase scores need these vectors only through their dot products with a few phrases
+    (norms and Gram matrices are precomputed), so :meth:`dots` converts them to float32 a block
+    of videos at a time, into a buffer that stays in cache, instead of materialising a float32
+    copy of every candidate's frames: at MSR-VTT's sizes that copy was most of a query's memory
+    traffic. Values are those of :func:`stored_values`, computed with the same float32 arithmetic.
+
+    Args:
+        parts: (positions (m,) int64 of these videos among the n, values (m, F, d) float16 or
+            int8 tensor, scales (m, F) float16 tensor or None) per group of records read.
+        n: videos.
+        shape: (F, d).
+    """
+
+    #: bytes of float32 converted per block: a few MiB, within the last-level cache (measured
+    #: on the project's machine, per vector: 0.61 us in blocks of 120 vectors, 0.37 us of 960)
+    BLOCK_BYTES = 1 << 22
+
+    def __init__(self, parts: list[tuple[np.ndarray, torch.Tensor, Optional[torch.Tensor]]], n: int,
+                 shape: tuple[int, int]) -> None:
+        self.parts = parts
+        self.shape = (int(n),) + tuple(int(x) for x in shape)
+
+    def _step(self) -> int:
+        F, d = self.shape[1:]
+        return max(1, min(self.shape[0], self.BLOCK_BYTES // max(F * d * 4, 1)))
+
+    def _blocks(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(positions (m,) among the n videos, their float32 values (m, F, d)) per block.
+
+        A block gathers up to the block size of videos across the groups read (a collection of
+        many segments gives many small groups): one copy per group piece, one product per block.
+        """
+        step = self._step()
+        buf = torch.from_numpy(np.empty((step,) + self.shape[1:], np.float32))  # see gather_float
+        fill, pending = 0, []
+        for pos, vals, scale in self.parts:
+            b = 0
+            while b < len(pos):
+                take = min(step - fill, len(pos) - b)
+                dst = buf[fill:fill + take]
+                dst.copy_(vals[b:b + take])  # converts while copying
+                if scale is not None:
+                    dst.mul_(scale[b:b + take].to(torch.float32).unsqueeze(-1))
+                pending.append(pos[b:b + take])
+                fill, b = fill + take, b + take
+                if fill == step:
+                    yield np.concatenate(pending), buf
+                    fill, pending = 0, []
+        if fill:
+            yield np.concatenate(pending), buf[:fill]
+
+    @staticmethod
+    def _put(out: torch.Tensor, pos: np.ndarray, values: torch.Tensor) -> None:
+        if len(pos) and bool((np.diff(pos) == 1).all()):
+            out[int(pos[0]):int(pos[0]) + len(pos)] = values
+        else:
+            out[torch.from_numpy(pos)] = values
+
+    def dots(self, phrases: torch.Tensor) -> torch.Tensor:
+        """(n, F, k) float32 dot products of every vector with every phrase.
+
+        Args:
+            phrases: (k, d) float32.
+        """
+        n, F, d = self.shape
+        k = phrases.shape[0]
+        out = torch.empty(n, F, k, dtype=torch.float32)
+        for pos, block in self._blocks():
+            m = len(pos)
+            # (k, d) @ (d, m F): with so few phrases, this orientation is the faster product
+            prod = torch.matmul(phrases, block.reshape(m * F, d).t())
+            self._put(out, pos, prod.t().reshape(m, F, k))
+        return out
+
+    def float(self) -> torch.Tensor:
+        """(n, F, d) float32 the values (what :func:`stored_values` gives)."""
+        out = torch.from_numpy(np.empty(self.shape, np.float32))
+        for pos, block in self._blocks():
+            self._put(out, pos, block)
+        return out
+
+
+def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
+                 lazy: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Float fields of rows as float32 tensors, plus ``lengths`` (int64), in one read.
+
+    Each field goes from the records read straight into its float32 tensor (one pass: no
+    contiguous copy in the stored dtype first); int8 fields are scaled as :func:`stored_values`
+    does, with the same float32 arithmetic. The fields in ``lazy`` stay as stored
+    (:class:`StoredFrames`). This is the second stage's read, the largest cost per candidate at
+    MSR-VTT's sizes.
+
+    Args:
+        coll: the videos.
+        names: float fields.
+        rows: (n,) rows, any order.
+        lazy: fields of ``names`` (of :data:`~hanet.index.store.FRAME_FIELDS`) to leave as stored.
+
+    Returns:
+        field -> (n, ...) float32 tensor (or :class:`StoredFrames`) in the order of ``rows``;
+        ``lengths`` -> (n,) int64.
+    """
+    rows = np.asarray(rows, np.int64)
+    if not coll.segments:
+        raise IndexFormatError(f"the index holds no {coll.part}")
+    dt = coll.segments[0].dtype
+    scaled = set(_scales(coll, names))
+    # numpy allocates these (tens of MB per query at MSR-VTT's sizes) with transparent huge pages
+    # where the kernel offers them on request; torch.empty does not, and faulting in 4 KiB pages
+    # made the copy ~6x slower on the project's VM (45 vs 7 ms for 200 candidates)
+    out: dict[str, Any] = {n: torch.from_numpy(np.empty((len(rows),) + dt[n].shape, np.float32))
+                           for n in names if n not in lazy}
+    parts: dict[str, list] = {n: [] for n in names if n in lazy}
+    lengths = torch.empty(len(rows), dtype=torch.int64)
+    for idx, recs in coll.read_groups(rows):
+        # the groups of ascending rows (what first stages hand over) are runs of positions
+        run = bool((np.diff(idx) == 1).all())
+        where = slice(int(idx[0]), int(idx[-1]) + 1) if run else torch.from_numpy(idx)
+        for n in names:
+            src = torch.from_numpy(recs[n])  # a strided view into the records
+            scale = torch.from_numpy(recs[n + "_scale"]) if n + "_scale" in scaled else None
+            if n in parts:
+                parts[n].append((idx, src, scale))
+                continue
+            if scale is not None:
+                src = src.to(torch.float32) * scale.to(torch.float32).unsqueeze(-1)
+            if run:
+                out[n][where].copy_(src)  # converts while copying
+            else:
+                out[n][where] = src.to(torch.float32)
+        lengths[where] = torch.from_numpy(recs["lengths"].astype(np.int64))
+    for n, p in parts.items():
+        out[n] = StoredFrames(p, len(rows), dt[n].shape)
+    out["lengths"] = lengths
+    return out
 
 
 def _scales(coll: Collection, names: tuple[str, ...]) -> tuple[str, ...]:
     """The scale fields of the int8 fields among ``names`` (an index built with ``frame_dtype=int8``)."""
     have = set(coll.segments[0].dtype.names) if coll.segments else set()
     return tuple(n + "_scale" for n in names if n + "_scale" in have)
-
-
-def _dequantized(coll: Collection, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    for name in [n for n in arrays if n + "_scale" in arrays]:
-        arrays[name] = stored_values(arrays, name)
-        del arrays[name + "_scale"]
-    return arrays
 
 
 def _to_float(a: np.ndarray) -> torch.Tensor:
@@ -146,11 +290,10 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
     from hanet.model.video import VideoEncoderOutput
 
     peaks = ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
-    names = VIDEO_FLOAT_FIELDS + ("lengths",) + (peaks if with_peaks else ())
-    a = _dequantized(coll, coll.gather_many(names + _scales(coll, names), rows))
-    f = {name: _to_float(a[name]) for name in VIDEO_FLOAT_FIELDS}
-    lengths = torch.from_numpy(a["lengths"].astype(np.int64))
+    f = gather_float(coll, VIDEO_FLOAT_FIELDS, rows)
+    lengths = f.pop("lengths")
     if with_peaks:
+        a = coll.gather_many(peaks, rows)
         ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in peaks}
     else:
         empty = torch.zeros(len(rows), 0, dtype=torch.int64)
@@ -182,5 +325,5 @@ def text_outputs(coll: Collection, rows: np.ndarray):
     return TextEncoderOutput(word_attn=torch.zeros(len(rows), 1), **f, **ints)
 
 
-__all__ = ["PRECOMPUTED_FIELDS", "quantize_frames", "stored_values", "precompute", "StoredVideos", "video_outputs",
+__all__ = ["PRECOMPUTED_FIELDS", "LAZY_BYTES", "quantize_frames", "stored_values", "precompute", "StoredVideos", "StoredFrames", "gather_float", "video_outputs",
            "stores_frame_concepts", "frame_concepts", "text_outputs"]

@@ -420,6 +420,25 @@ class Collection:
         """
         return self.gather_many((name,), rows)[name]
 
+    def read_groups(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The records of rows, one positional read per run of consecutive rows, segment by segment.
+
+        Args:
+            rows: (n,) global rows, any order.
+
+        Yields:
+            (positions in ``rows`` (m,) int64, their records (m,) structured array, a private copy).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.segments:
+            raise IndexFormatError(f"the index holds no {self.part}")
+        seg, local = self.locate(rows)
+        order = np.lexsort((local, seg))
+        bounds = np.flatnonzero(np.diff(seg[order])) + 1
+        for idx in np.split(order, bounds):
+            if len(idx):
+                yield idx, self.segments[int(seg[idx[0]])].read(local[idx])  # ascending within the group
+
     def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of several fields, read once per row (positional reads, see :class:`Segment`).
 
@@ -433,14 +452,9 @@ class Collection:
         rows = np.asarray(rows, dtype=np.int64)
         if not self.segments:
             raise IndexFormatError(f"the index holds no {self.part}")
-        seg, local = self.locate(rows)
-        order = np.lexsort((local, seg))
-        bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        groups = [order[g] for g in np.split(np.arange(len(rows)), bounds) if len(g)]
         dt = self.segments[0].dtype
         out = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in names}
-        for idx in groups:
-            recs = self.segments[int(seg[idx[0]])].read(local[idx])  # ascending within the group
+        for idx, recs in self.read_groups(rows):
             for n in names:
                 out[n][idx] = recs[n]
         return out

@@ -176,7 +176,8 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     phrases and no (Nv, n, d) tensor is built.
 
     Args:
-        frames: (Nv, F, d) frame or clip embeddings.
+        frames: (Nv, F, d) frame or clip embeddings (a tensor, or an index's
+            :class:`~hanet.index.scorer.StoredFrames`).
         phrases: (Nc, P, d) phrase embeddings.
         phrase_valid: (Nc, P) bool, the phrases that count (others are ignored).
         sigma: softmax temperature over frames.
@@ -193,7 +194,14 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     index = flat_valid.nonzero().squeeze(1)  # (n,) valid phrase slots
     flat_p = phrases.reshape(Nc * P, d).index_select(0, index)  # (n, d)
     owner = torch.div(index, P, rounding_mode="floor")  # caption of each valid phrase
-    dots = torch.matmul(frames, flat_p.t())  # (Nv, F, n) raw frame-phrase dot products
+    if not isinstance(frames, torch.Tensor):
+        # an index's stored frames (hanet.index.scorer.StoredFrames): the dot products come
+        # block by block from the stored values; anything else needs them whole
+        dots = frames.dots(flat_p)
+        if frame_norm is None or gram is None:
+            frames = frames.float()
+    else:
+        dots = torch.matmul(frames, flat_p.t())  # (Nv, F, n) raw frame-phrase dot products
     if frame_norm is None:
         frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
     phrase_norm = (flat_p.pow(2).sum(-1) + 1e-18).sqrt()  # (n,)
