@@ -152,7 +152,8 @@ def test_every_hit_says_when_it_matches(tmp_path, index, corpus, run_dir, parser
             out = index.model.encode_video(feats, lens)
         times = kept_frame_times(list(np.arange(n) / RATE), n, T)
         ref = moments(out.verb_frame_probs.numpy().astype(np.float16).astype(np.float32), lens.numpy(),
-                      enc.text.verb_phrase_probs[0].numpy(), verb_slots, [times], [n / RATE]).hit[0]
+                      enc.text.verb_phrase_probs[0].numpy(), verb_slots, [times], [n / RATE],
+                      kernel=index.config.video.verb_kernel).hit[0]
         assert (ref.first_frame, ref.last_frame) == (m.first_frame, m.last_frame)
     d = two.to_dict()["hits"][0]
     assert set(d["moment"]) >= {"start", "end"} and d["phrases"][0]["text"] == "riding" and "start" in d["phrases"][0]

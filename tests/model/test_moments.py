@@ -87,3 +87,25 @@ def test_a_phrase_curve_weighs_its_three_most_probable_concepts():
     np.testing.assert_allclose(curves[:, 0], want, rtol=1e-6)
     # a phrase without concept mass: its first three concepts, equally
     np.testing.assert_allclose(curves[:, 1], fp[:, :, :3].mean(-1), rtol=1e-6)
+
+
+def test_edge_frames_take_the_nearest_wholly_covered_frame():
+    """The verb classifier's zero-padded window makes the first and last kernel // 2 frames
+    partial: they take the value of the nearest frame whose window lies inside the clip, so an
+    action that runs to the clip's end is read to the end."""
+    from hanet.model.moments import edge_filled
+
+    curves = np.arange(2 * 10, dtype=np.float32).reshape(2, 1, 10)
+    out = edge_filled(curves, np.array([10, 7]), kernel=5)
+    assert out[0, 0].tolist() == [2, 2, 2, 3, 4, 5, 6, 7, 7, 7]
+    assert out[1, 0, :7].tolist() == [12, 12, 12, 13, 14, 14, 14]  # frames past the length are not read
+    np.testing.assert_array_equal(edge_filled(curves, np.array([10, 4]), kernel=5)[1], curves[1])  # too short
+    np.testing.assert_array_equal(edge_filled(curves, np.array([10, 7]), kernel=1), curves)
+    # an action in the last four of twelve frames whose end the classifier under-reads
+    probs = np.full((1, 12, 3), 0.1, np.float32)
+    probs[0, 8:, 1] = [0.9, 0.9, 0.25, 0.2]
+    phrase = np.array([[0.0, 1.0, 0.0]], np.float32)
+    raw = moments(probs, np.array([12]), phrase, [0], [None], [None])
+    fixed = moments(probs, np.array([12]), phrase, [0], [None], [None], kernel=5)
+    assert (raw.hit[0].first_frame, raw.hit[0].last_frame) == (8, 9)
+    assert (fixed.hit[0].first_frame, fixed.hit[0].last_frame) == (8, 11)

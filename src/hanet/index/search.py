@@ -466,7 +466,7 @@ class SearchIndex:
         slots = np.flatnonzero(text.verb_lens[0].numpy() > 0).tolist()
         lengths = [int(m.get("length") or 0) for m in metas]
         return moments(probs, np.array(lengths, np.int64), phrase, slots, [m.get("frame_times") for m in metas],
-                       [m.get("duration") for m in metas])
+                       [m.get("duration") for m in metas], kernel=self.config.video.verb_kernel)
 
     def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
         """(7, n) the seven scores of rows for one query."""

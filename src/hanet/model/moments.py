@@ -27,6 +27,15 @@ top concept alone and 0.625 / 0.573 with all concepts weighted, where unrelated 
 Spans cost no model call: the curves are stored per video and the phrase concepts come with the
 query's encoding.
 
+**The clip's edges.** The verb classifier is a temporal convolution (``verb_kernel`` = 5 frames,
+zero-padded, as in the official code): at the first and last ``kernel // 2`` frames part of its
+window lies outside the clip, so an action that runs to the clip's end scores lower there and
+the window stopped short of it (predicted spans sat about a frame inside the true ones at both
+ends). Those frames therefore take the value of the nearest frame whose window lies wholly in the
+clip (:func:`edge_filled`) before the window is chosen. On the validation split of three training
+seeds: mean IoU 0.682 / 0.682 for one action / each action of a sequence, against 0.643 / 0.650
+with the raw edge frames, with spans of the same mean length (0.47 of the clip).
+
 **Seconds.** A feature frame stands for the time from the midpoint with its predecessor to the
 midpoint with its successor (the first from 0, the last to the clip's duration when known):
 for uniform sampling (``hanet extract --num-frames``, the frame at the centre of each of N equal
@@ -180,9 +189,30 @@ def phrase_curves(frame_probs: np.ndarray, phrase_probs: np.ndarray) -> np.ndarr
     return np.einsum("vfnk,nk->vnf", fp[:, :, top], w)
 
 
+def edge_filled(curves: np.ndarray, lengths: np.ndarray, kernel: int) -> np.ndarray:
+    """Curves whose first and last ``kernel // 2`` frames take the value of the nearest frame
+    whose classifier window lies wholly inside the clip (see the module's docstring).
+
+    Args:
+        curves: (Nv, n, F) per-frame values.
+        lengths: (Nv,) valid frames per video; videos of at most ``2 * (kernel // 2)`` frames
+            are left as they are (no frame has a whole window).
+        kernel: the verb classifier's temporal kernel (``config.video.verb_kernel``).
+
+    Returns:
+        (Nv, n, F) a new array.
+    """
+    h = int(kernel) // 2
+    F = curves.shape[-1]
+    t = np.arange(F)[None, :]
+    L = np.asarray(lengths, np.int64)[:, None]
+    idx = np.where((L > 2 * h) & (t < L), np.clip(t, h, np.maximum(L - 1 - h, h)), t)  # (Nv, F)
+    return np.take_along_axis(curves, np.broadcast_to(idx[:, None, :], curves.shape), -1)
+
+
 def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs: Optional[np.ndarray],
             slots: Sequence[int], times: Sequence[Optional[Sequence[float]]],
-            durations: Sequence[Optional[float]]) -> Moments:
+            durations: Sequence[Optional[float]], kernel: int = 1) -> Moments:
     """Spans of videos for one query.
 
     Args:
@@ -194,6 +224,8 @@ def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs
         slots: the filled verb slots (the phrases to read).
         times: per video, its feature frames' times (or None).
         durations: per video, its duration in seconds (or None).
+        kernel: the model's verb classifier kernel (``config.video.verb_kernel``; 1: no edge
+            correction).
 
     Returns:
         :class:`Moments` of the Nv videos.
@@ -208,7 +240,7 @@ def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs
         hit = [make_span(0, 0, 0.0, int(lengths[i]), bounds[i], "the query names no action: the whole clip")
                for i in range(Nv)]
         return Moments(hit, [{} for _ in range(Nv)])
-    curves = phrase_curves(frame_probs, np.asarray(phrase_probs)[slots])  # (Nv, n, F)
+    curves = edge_filled(phrase_curves(frame_probs, np.asarray(phrase_probs)[slots]), lengths, kernel)  # (Nv, n, F)
     F = curves.shape[-1]
     valid = np.arange(F)[None, None, :] < lengths[:, None, None]
     mean = np.where(valid, curves, 0).sum(-1, keepdims=True) / np.maximum(lengths, 1)[:, None, None]
@@ -228,5 +260,6 @@ def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "moments", "temporal_iou",
+__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "edge_filled", "moments",
+           "temporal_iou",
            "TOP_CONCEPTS", "UNIFORM_EPS"]

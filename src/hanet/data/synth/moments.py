@@ -122,7 +122,7 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
             for c, info in enumerate(q.infos):
                 verbs = [p for p in info.phrases if p.kind == "verb"]
                 m = moments(frame_probs[j:j + 1], np.array([lens[j]]), q.text.verb_phrase_probs[c].numpy(),
-                            [p.slot for p in verbs], [times[j]], [durs[j]])
+                            [p.slot for p in verbs], [times[j]], [durs[j]], kernel=model.config.video.verb_kernel)
                 named = []
                 for p in verbs:
                     hit = [k for k, f in enumerate(forms) if f & set(p.words)]
