@@ -217,9 +217,9 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
                  lazy: tuple[str, ...] = ()) -> dict[str, Any]:
     """Float fields of rows as float32 tensors, plus ``lengths`` (int64), in one read.
 
-    Each field goes from the records read straight into its float32 tensor (one pass: no
-    contiguous copy in the stored dtype first); int8 fields are scaled as :func:`stored_values`
-    does, with the same float32 arithmetic. The fields in ``lazy`` stay as stored
+    Each field is copied out of the records in its stored dtype, then converted to float32 in
+    one pass; int8 fields are scaled as :func:`stored_values` does, with the same float32
+    arithmetic. The fields in ``lazy`` stay as stored, views into the records
     (:class:`StoredFrames`). This is the second stage's read, the largest cost per candidate at
     MSR-VTT's sizes.
 
@@ -238,33 +238,29 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
         raise IndexFormatError(f"the index holds no {coll.part}")
     dt = coll.segments[0].dtype
     scaled = set(_scales(coll, names))
-    # numpy allocates these (tens of MB per query at MSR-VTT's sizes) with transparent huge pages
-    # where the kernel offers them on request; torch.empty does not, and faulting in 4 KiB pages
-    # made the copy ~6x slower on the project's VM (45 vs 7 ms for 200 candidates)
-    out: dict[str, Any] = {n: torch.from_numpy(np.empty((len(rows),) + dt[n].shape, np.float32))
-                           for n in names if n not in lazy}
+    plain = [n for n in names if n not in lazy]
+    copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"]
+    stored = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in copied}
     parts: dict[str, list] = {n: [] for n in names if n in lazy}
-    lengths = torch.empty(len(rows), dtype=torch.int64)
     for idx, recs in coll.read_groups(rows):
-        # the groups of ascending rows (what first stages hand over) are runs of positions
-        run = bool((np.diff(idx) == 1).all())
-        where = slice(int(idx[0]), int(idx[-1]) + 1) if run else torch.from_numpy(idx)
-        for n in names:
-            src = torch.from_numpy(recs[n])  # a strided view into the records
+        for n in copied:  # contiguous, in the stored dtype (numpy's copy of a field is fast)
+            stored[n][idx] = recs[n]
+        for n in parts:  # views into the records (StoredFrames converts them block by block)
             scale = torch.from_numpy(recs[n + "_scale"]) if n + "_scale" in scaled else None
-            if n in parts:
-                parts[n].append((idx, src, scale))
-                continue
-            if scale is not None:
-                src = src.to(torch.float32) * scale.to(torch.float32).unsqueeze(-1)
-            if run:
-                out[n][where].copy_(src)  # converts while copying
-            else:
-                out[n][where] = src.to(torch.float32)
-        lengths[where] = torch.from_numpy(recs["lengths"].astype(np.int64))
+            parts[n].append((idx, torch.from_numpy(recs[n]), scale))
+    out: dict[str, Any] = {}
+    for n in plain:
+        # numpy allocates the float32 arrays (tens of MB per query at MSR-VTT's sizes) with
+        # transparent huge pages where the kernel offers them on request; torch.empty does not,
+        # and faulting in 4 KiB pages made the conversion ~6x slower on the project's VM
+        dst = torch.from_numpy(np.empty(stored[n].shape, np.float32))
+        dst.copy_(torch.from_numpy(stored[n]))  # torch's float16 -> float32 is vectorised, numpy's is not
+        if n + "_scale" in scaled:  # the arithmetic of stored_values: float32(x) * float32(scale)
+            dst.mul_(torch.from_numpy(stored[n + "_scale"]).to(torch.float32).unsqueeze(-1))
+        out[n] = dst
     for n, p in parts.items():
         out[n] = StoredFrames(p, len(rows), dt[n].shape)
-    out["lengths"] = lengths
+    out["lengths"] = torch.from_numpy(stored["lengths"].astype(np.int64))
     return out
 
 
