@@ -187,18 +187,18 @@ def _metadata(fingerprint: str, source: str, dims: dict[str, int]) -> dict[str, 
 
 
 def _index_videos(index: Any, batch: int) -> Iterator[tuple[list[str], list[int], dict[str, np.ndarray], list[dict]]]:
-    from hanet.index.scorer import frame_concepts, stores_frame_concepts, video_outputs
+    from hanet.index.scorer import stores_frame_concepts, video_outputs
 
     coll = index.videos
     if not stores_frame_concepts(coll):
         raise HanetError(f"{index.path}: this index stores no per-frame concepts (built by an older hanet); "
                          f"rebuild it, or export its feature file with --run")
     for rows in coll.chunks(batch):
-        out = video_outputs(coll, rows, with_peaks=True)
+        out = video_outputs(coll, rows, with_peaks=True, with_frame_concepts=True)  # one read per record
         f = {name: getattr(out, name).numpy() for name in ("global_embeds", "verb_probs", "noun_probs", "verb_frames",
                                                           "noun_frames", "verb_clips", "noun_clips", "top_verbs",
                                                           "top_nouns", "lengths")}
-        f["verb_frame_probs"] = frame_concepts(coll, rows)
+        f["verb_frame_probs"] = out.verb_frame_probs.numpy()
         yield [coll.ids[r] for r in rows.tolist()], rows.tolist(), f, [coll.meta(int(r)) for r in rows.tolist()]
 
 

@@ -170,10 +170,7 @@ class StoredFrames:
             b = 0
             while b < len(pos):
                 take = min(step - fill, len(pos) - b)
-                dst = buf[fill:fill + take]
-                dst.copy_(vals[b:b + take])  # converts while copying
-                if scale is not None:
-                    dst.mul_(scale[b:b + take].to(torch.float32).unsqueeze(-1))
+                _convert_into(buf[fill:fill + take], vals[b:b + take], None if scale is None else scale[b:b + take])
                 pending.append(pos[b:b + take])
                 fill, b = fill + take, b + take
                 if fill == step:
@@ -213,8 +210,17 @@ class StoredFrames:
         return out
 
 
+def _convert_into(dst: torch.Tensor, vals: torch.Tensor, scale: Optional[torch.Tensor]) -> None:
+    """``dst`` (float32) = ``vals`` as float32, times its per-vector ``scale`` for int8: the
+    arithmetic of :func:`stored_values` (float32(x) * float32(scale)); torch's float16 ->
+    float32 is vectorised, numpy's is not."""
+    dst.copy_(vals)
+    if scale is not None:
+        dst.mul_(scale.to(torch.float32).unsqueeze(-1))
+
+
 def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
-                 lazy: tuple[str, ...] = ()) -> dict[str, Any]:
+                 lazy: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Float fields of rows as float32 tensors, plus ``lengths`` (int64), in one read.
 
     Each field is copied out of the records in its stored dtype, then converted to float32 in
@@ -228,10 +234,11 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
         names: float fields.
         rows: (n,) rows, any order.
         lazy: fields of ``names`` (of :data:`~hanet.index.store.FRAME_FIELDS`) to leave as stored.
+        extra: other fields read in the same pass, returned as numpy arrays in their stored dtype.
 
     Returns:
-        field -> (n, ...) float32 tensor (or :class:`StoredFrames`) in the order of ``rows``;
-        ``lengths`` -> (n,) int64.
+        field -> (n, ...) float32 tensor (or :class:`StoredFrames`, or for ``extra`` a numpy
+        array) in the order of ``rows``; ``lengths`` -> (n,) int64.
     """
     rows = np.asarray(rows, np.int64)
     if not coll.segments:
@@ -239,7 +246,8 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
     dt = coll.segments[0].dtype
     scaled = set(_scales(coll, names))
     plain = [n for n in names if n not in lazy]
-    copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"]
+    copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"] + \
+        [n for n in extra if n not in plain and n != "lengths"]
     stored = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in copied}
     parts: dict[str, list] = {n: [] for n in names if n in lazy}
     for idx, recs in coll.read_groups(rows):
@@ -254,12 +262,14 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
         # transparent huge pages where the kernel offers them on request; torch.empty does not,
         # and faulting in 4 KiB pages made the conversion ~6x slower on the project's VM
         dst = torch.from_numpy(np.empty(stored[n].shape, np.float32))
-        dst.copy_(torch.from_numpy(stored[n]))  # torch's float16 -> float32 is vectorised, numpy's is not
-        if n + "_scale" in scaled:  # the arithmetic of stored_values: float32(x) * float32(scale)
-            dst.mul_(torch.from_numpy(stored[n + "_scale"]).to(torch.float32).unsqueeze(-1))
+        _convert_into(dst, torch.from_numpy(stored[n]),
+                      torch.from_numpy(stored[n + "_scale"]) if n + "_scale" in scaled else None)
         out[n] = dst
     for n, p in parts.items():
         out[n] = StoredFrames(p, len(rows), dt[n].shape)
+    for n in extra:
+        if n not in plain and n != "lengths":
+            out[n] = stored[n]
     out["lengths"] = torch.from_numpy(stored["lengths"].astype(np.int64))
     return out
 
@@ -275,26 +285,30 @@ def _to_float(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)
 
 
-def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False):
-    """Stored encodings of videos as a :class:`~hanet.model.video.VideoEncoderOutput` (float32).
+def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False, with_frame_concepts: bool = False):
+    """Stored encodings of videos as a :class:`~hanet.model.video.VideoEncoderOutput` (float32),
+    in one read of their records.
 
     Args:
         coll: the videos.
         rows: (n,) rows.
         with_peaks: also load the selected concepts and their frames (explanations).
+        with_frame_concepts: also load ``verb_frame_probs`` (what :func:`frame_concepts` reads;
+            the index must store them, :func:`stores_frame_concepts`).
     """
     from hanet.model.video import VideoEncoderOutput
 
     peaks = ("top_verbs", "top_nouns", "verb_peaks", "noun_peaks")
-    f = gather_float(coll, VIDEO_FLOAT_FIELDS, rows)
+    extra = (peaks if with_peaks else ()) + (("verb_frame_probs",) if with_frame_concepts else ())
+    f = gather_float(coll, VIDEO_FLOAT_FIELDS, rows, extra=extra)
     lengths = f.pop("lengths")
     if with_peaks:
-        a = coll.gather_many(peaks, rows)
-        ints = {name: torch.from_numpy(a[name].astype(np.int64)) for name in peaks}
+        ints = {name: torch.from_numpy(f.pop(name).astype(np.int64)) for name in peaks}
     else:
         empty = torch.zeros(len(rows), 0, dtype=torch.int64)
         ints = {"top_verbs": empty, "top_nouns": empty, "verb_peaks": empty, "noun_peaks": empty}
-    return VideoEncoderOutput(lengths=lengths, verb_frame_probs=None, noun_frame_probs=None, **f, **ints)
+    frame_probs = torch.from_numpy(f.pop("verb_frame_probs").astype(np.float32)) if with_frame_concepts else None
+    return VideoEncoderOutput(lengths=lengths, verb_frame_probs=frame_probs, noun_frame_probs=None, **f, **ints)
 
 
 def stores_frame_concepts(coll: Collection) -> bool:
