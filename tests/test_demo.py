@@ -47,6 +47,11 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
         assert set(k["methods"]) >= {"model", "whole clip", "best fixed span"}
         for m in k["methods"].values():
             assert 0 <= m["miou"] <= 1 and 0 <= m["iou50"] <= 1
+        # split by the action named: the parts add up to the whole
+        parts = k["by_action"].values()
+        assert sum(p["items"] for p in parts) == k["items"]
+        assert sum(p["methods"]["model"]["miou"] * p["items"] for p in parts) / k["items"] == \
+            pytest.approx(k["methods"]["model"]["miou"])
     assert "Where in the clip (time spans" in (work / "results.md").read_text()
     assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
     # three free-text queries, then two test captions with where the clip they describe ranks

@@ -559,6 +559,10 @@ def _fmt_moments(m: dict[str, Any]) -> list[str]:
         f = {name: f"{v['miou']:.3f} / {100 * v['iou50']:.0f}%" for name, v in k["methods"].items()}
         label = "name one of the two actions" if kind == "one action" else "name both in order (one span per verb)"
         lines.append(f"| {label} | {k['items']} | {f['model']} | {f['whole clip']} | {f['best fixed span']} |")
+        for which, part in k.get("by_action", {}).items():
+            g = {name: f"{v['miou']:.3f} / {100 * v['iou50']:.0f}%" for name, v in part["methods"].items()}
+            lines.append(f"| ... of which the {which} action | {part['items']} | {g['model']} | {g['whole clip']} "
+                         f"| {g['best fixed span']} |")
     seq = m["kinds"].get("sequence", {}).get("methods", {}).get("best fixed span per position")
     if seq:
         lines += ["", f"(An oracle that knows the world splits a two-action clip near its middle and places the first "

@@ -324,3 +324,26 @@ def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, i
             for (name, x), (_, y) in zip(a.items(), b.items()):
                 np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
     assert set(gather_float(q.videos, ("global_embeds",), rows)) == {"global_embeds", "lengths"}
+
+
+def test_record_reads_in_pieces_give_the_same_records(index, monkeypatch):
+    """Reads are split to stay below the allocator's mmap threshold (hanet.index.memory): the
+    pieces cover every row once and give the same fields and the same stored encodings."""
+    import hanet.index.store as store
+    from hanet.index.scorer import StoredVideos
+    from hanet.index.store import FRAME_FIELDS
+
+    coll = index.videos
+    rows = np.random.default_rng(3).permutation(coll.size)
+    names = FRAME_FIELDS + ("global_embeds", "lengths")
+    whole = coll.gather_many(names, rows)
+    stored = vars(StoredVideos.from_collection(coll, rows))
+    monkeypatch.setattr(store, "READ_BYTES", 2 * coll.segments[0].dtype.itemsize + 1)
+    pieces = list(coll.read_groups(rows))
+    assert len(pieces) >= coll.size // 2 and all(len(idx) <= 2 for idx, _ in pieces)
+    assert sorted(np.concatenate([idx for idx, _ in pieces]).tolist()) == list(range(coll.size))
+    got = coll.gather_many(names, rows)
+    for n in names:
+        np.testing.assert_array_equal(got[n], whole[n], err_msg=n)
+    for n, v in vars(StoredVideos.from_collection(coll, rows)).items():
+        torch.testing.assert_close(v, stored[n], rtol=0, atol=0, msg=n)

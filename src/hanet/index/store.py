@@ -43,6 +43,7 @@ import numpy as np
 
 from hanet.errors import HanetError
 from hanet.io import atomic_write_text, commit_dir, ensure_dir, write_failure
+from hanet.index.memory import READ_BYTES
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -427,7 +428,8 @@ class Collection:
             rows: (n,) global rows, any order.
 
         Yields:
-            (positions in ``rows`` (m,) int64, their records (m,) structured array, a private copy).
+            (positions in ``rows`` (m,) int64, their records (m,) structured array, a private copy),
+            at most :data:`~hanet.index.memory.READ_BYTES` of records at a time.
         """
         rows = np.asarray(rows, dtype=np.int64)
         if not self.segments:
@@ -435,9 +437,15 @@ class Collection:
         seg, local = self.locate(rows)
         order = np.lexsort((local, seg))
         bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        for idx in np.split(order, bounds):
-            if len(idx):
-                yield idx, self.segments[int(seg[idx[0]])].read(local[idx])  # ascending within the group
+        for group in np.split(order, bounds):
+            if not len(group):
+                continue
+            segment = self.segments[int(seg[group[0]])]
+            # a few MiB per read keeps each array below the allocator's mmap threshold (memory.py)
+            step = max(1, READ_BYTES // max(segment.dtype.itemsize, 1))
+            for s in range(0, len(group), step):
+                idx = group[s:s + step]
+                yield idx, segment.read(local[idx])  # ascending within the group
 
     def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of several fields, read once per row (positional reads, see :class:`Segment`).
