@@ -246,8 +246,8 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
     dt = coll.segments[0].dtype
     scaled = set(_scales(coll, names))
     plain = [n for n in names if n not in lazy]
-    copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"] + \
-        [n for n in extra if n not in plain and n != "lengths"]
+    extra_only = [n for n in extra if n not in plain and n != "lengths"]
+    copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"] + extra_only
     stored = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in copied}
     parts: dict[str, list] = {n: [] for n in names if n in lazy}
     for idx, recs in coll.read_groups(rows):
@@ -267,9 +267,8 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
         out[n] = dst
     for n, p in parts.items():
         out[n] = StoredFrames(p, len(rows), dt[n].shape)
-    for n in extra:
-        if n not in plain and n != "lengths":
-            out[n] = stored[n]
+    for n in extra_only:
+        out[n] = stored[n]
     out["lengths"] = torch.from_numpy(stored["lengths"].astype(np.int64))
     return out
 
