@@ -347,3 +347,32 @@ def test_record_reads_in_pieces_give_the_same_records(index, monkeypatch):
         np.testing.assert_array_equal(got[n], whole[n], err_msg=n)
     for n, v in vars(StoredVideos.from_collection(coll, rows)).items():
         torch.testing.assert_close(v, stored[n], rtol=0, atol=0, msg=n)
+
+
+def test_one_field_of_a_few_rows_reads_only_that_field(tmp_path, run_dir, corpus, index, monkeypatch):
+    """A few rows' per-frame concepts (a search's hits) come from reads of that field alone, in any
+    row order, across segments: the same values as whole records; a truncated file is a clear error."""
+    import hanet.index.store as store
+
+    out = tmp_path / "two"
+    names_file = tmp_path / "first.txt"
+    names_file.write_text("\n".join(corpus.names[:6]))
+    build_index(run_dir, corpus.features, out, names=str(names_file), thumbnails=False)
+    add_videos(out, corpus.features, run_dir=run_dir, thumbnails=False)
+    coll = SearchIndex.open(out, parser=index.queries.parser).videos
+    assert len(coll.segments) == 2
+    rows = np.array([coll.size - 1, 0, 7, 3, 7, coll.size - 2])  # both segments, unordered, repeated
+    field = coll.gather("verb_frame_probs", rows)
+    whole = coll.gather_many(("verb_frame_probs",), rows)["verb_frame_probs"]
+    assert field.dtype == whole.dtype and field.shape == (len(rows),) + coll.segments[0].dtype["verb_frame_probs"].shape
+    np.testing.assert_array_equal(field, whole)
+    monkeypatch.setattr(store, "FIELD_READ_ROWS", 0)  # many rows: whole records, the same answer
+    np.testing.assert_array_equal(coll.gather("verb_frame_probs", rows), whole)
+    monkeypatch.undo()
+    last = coll.segments[-1]
+    path = last.path / "records.npy"
+    last.close()
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - last.dtype.itemsize // 2)
+    with pytest.raises(IndexFormatError, match=r"records.npy: truncated \(row"):
+        coll.gather("verb_frame_probs", np.array([coll.size - 1]))

@@ -90,6 +90,19 @@ def test_two_stage_is_exhaustive_restricted_to_first_stage_candidates(index, cor
             assert [h.video_id for h in res.hits] == order[:3]
 
 
+def test_one_query_parsed_alongside_its_word_states_encodes_as_parsed_first(index, parser):
+    """A single query's parse runs on the parser's thread while its BiGRU runs: the same
+    encoding, bit for bit, as parsing first."""
+    from hanet.index.query import QueryEncoder
+
+    for q in (QUERY, "a man w12 is riding w40 on a w7", "w90"):
+        q_enc = QueryEncoder(index.model, index.word2int, parser=parser, cache_size=0)
+        one = q_enc.encode([q]).text
+        first = q_enc.encode([q], graphs=parser.parse([q_enc.check(q)])).text
+        for name in ("global_embeds", "verb_embeds", "noun_embeds", "verb_probs", "noun_probs", "word_attn"):
+            assert torch.equal(getattr(one, name), getattr(first, name)), (q, name)
+
+
 def test_bad_queries_are_clear_errors(index):
     with pytest.raises(QueryError, match="empty query"):
         index.search("   ")

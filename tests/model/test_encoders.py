@@ -149,3 +149,35 @@ def test_unpadded_captions_skip_packing_with_the_same_states():
     with torch.no_grad():
         states = enc.encode_words(ids, torch.tensor([6, 3]))
     assert torch.count_nonzero(states[1, 3:]) == 0 and torch.count_nonzero(states[1, :3]) > 0
+
+
+def test_word_states_computed_ahead_give_the_same_encoding():
+    """encode_words calls its callback once, before the recurrence, on both GRU paths; states
+    computed ahead and passed to the encoder give exactly its own outputs; wrong shapes are refused."""
+    model = _small_model().eval()
+    enc = model.text_encoder
+    cfg = enc.config
+    g = torch.Generator().manual_seed(5)
+    B, L = 1, 6
+    ids = torch.randint(0, cfg.text.num_words, (B, L), generator=g)
+    lengths = torch.full((B,), L)
+    verb = torch.zeros(B, cfg.num_verbs, L, dtype=torch.bool)
+    verb[0, 0, 1] = True
+    noun = torch.zeros(B, cfg.num_nouns, L, dtype=torch.bool)
+    noun[0, 0, 3:5] = True
+    roles = torch.zeros(B, cfg.num_verbs + cfg.num_nouns, dtype=torch.int64)
+    roles[0, 0], roles[0, cfg.num_verbs] = 1, 2
+    n = 1 + cfg.num_verbs + cfg.num_nouns
+    edges = torch.zeros(B, n, n)
+    edges[0, 1, 0] = edges[0, 1 + cfg.num_verbs, 1] = edges[0, 1, 1 + cfg.num_verbs] = 1.0
+    calls = []
+    with torch.no_grad():
+        states = enc.encode_words(ids, lengths, before_recurrence=lambda: calls.append("unpacked"))
+        enc.encode_words(torch.cat([ids, ids]), torch.tensor([L, 3]), before_recurrence=lambda: calls.append("packed"))
+        ahead = enc(ids, lengths, verb, noun, roles, edges, words=states)
+        own = enc(ids, lengths, verb, noun, roles, edges)
+    assert calls == ["unpacked", "packed"]
+    for name in ("global_embeds", "verb_embeds", "noun_embeds", "verb_probs", "noun_probs"):
+        assert torch.equal(getattr(ahead, name), getattr(own, name)), name
+    with pytest.raises(ShapeError, match="words"):
+        enc(ids, lengths, verb, noun, roles, edges, words=states[:, :3])

@@ -321,7 +321,7 @@ def frame_concepts(coll: Collection, rows: np.ndarray) -> Optional[np.ndarray]:
     read), or None for an index that does not store them."""
     if not coll.segments or not stores_frame_concepts(coll):
         return None
-    return coll.gather("verb_frame_probs", np.asarray(rows, np.int64)).astype(np.float32)
+    return _to_float(coll.gather("verb_frame_probs", np.asarray(rows, np.int64))).numpy()
 
 
 def text_outputs(coll: Collection, rows: np.ndarray):

@@ -87,10 +87,16 @@ class HANet(nn.Module):
         """
         return self.video_encoder(features, lengths)
 
-    def encode_text(self, text: TextBatch) -> TextEncoderOutput:
-        """Encode captions with their role graphs (see :class:`~hanet.data.batch.TextBatch`)."""
+    def encode_text(self, text: TextBatch, words: Optional[torch.Tensor] = None) -> TextEncoderOutput:
+        """Encode captions with their role graphs (see :class:`~hanet.data.batch.TextBatch`).
+
+        Args:
+            text: the captions.
+            words: (B, L, h) their BiGRU word states when already computed
+                (:meth:`~hanet.model.text.TextEncoder.encode_words`); None computes them.
+        """
         return self.text_encoder(text.word_ids, text.lengths, text.verb_masks.bool(), text.noun_masks.bool(),
-                                 text.node_roles.long(), text.edges.float())
+                                 text.node_roles.long(), text.edges.float(), words=words)
 
     # ---------------------------------------------------------------- scoring
     def score(self, video: VideoEncoderOutput, text: TextEncoderOutput) -> ScoreOutput:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -139,12 +139,18 @@ class TextEncoder(nn.Module):
         self.noun_head = nn.Linear(h, config.num_noun_concepts)
         self.noun_bn = nn.BatchNorm1d(config.num_noun_concepts)
 
-    def encode_words(self, word_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_words(self, word_ids: torch.Tensor, lengths: torch.Tensor,
+                     before_recurrence: Optional[Callable[[], object]] = None) -> torch.Tensor:
         """BiGRU word states, directions averaged.
 
         Args:
             word_ids: (B, L) int64 word ids.
             lengths: (B,) int64 number of words (>= 1).
+            before_recurrence: called once, right before the GRU's recurrence, with no torch
+                call left between it and the recurrence: work it starts on another thread
+                (a query's parse) then runs while the recurrence, which releases the GIL,
+                streams its weights. Without that ordering the other thread would take the GIL
+                at one of the small ops before and keep it for Python's switch interval (5 ms).
 
         Returns:
             (B, L, h) word states, exactly zero after each caption's length.
@@ -153,10 +159,16 @@ class TextEncoder(nn.Module):
         if not self.training and bool((lengths == word_ids.shape[1]).all()):
             # nothing padded (a single query): the same GRU without packing, which computes the
             # input projections of all steps in one product instead of one per step; the same
-            # values (tested), ~2 ms less per query at MSR-VTT's sizes
-            out, _ = self.rnn(embeds)
+            # values (tested), ~2 ms less per query at MSR-VTT's sizes. The initial state is
+            # made here (zeros, the GRU's own default) so that no op runs after the callback.
+            hx = embeds.new_zeros(2, embeds.shape[0], self.rnn.hidden_size)
+            if before_recurrence is not None:
+                before_recurrence()
+            out, _ = self.rnn(embeds, hx)
         else:
             packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            if before_recurrence is not None:
+                before_recurrence()
             out, _ = self.rnn(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=word_ids.shape[1])
         fwd, bwd = out.chunk(2, dim=2)
@@ -186,7 +198,8 @@ class TextEncoder(nn.Module):
         return out[0], out[1]
 
     def forward(self, word_ids: torch.Tensor, lengths: torch.Tensor, verb_masks: torch.Tensor,
-                noun_masks: torch.Tensor, node_roles: torch.Tensor, edges: torch.Tensor) -> TextEncoderOutput:
+                noun_masks: torch.Tensor, node_roles: torch.Tensor, edges: torch.Tensor,
+                words: Optional[torch.Tensor] = None) -> TextEncoderOutput:
         """Encode a batch of captions with their role graphs.
 
         Args:
@@ -197,6 +210,8 @@ class TextEncoder(nn.Module):
             node_roles: (B, Pv + Pn) int64 semantic-role id of each phrase slot.
             edges: (B, 1 + Pv + Pn, 1 + Pv + Pn) float adjacency of the role graph (node 0 is
                 the sentence, then the verb slots, then the noun slots).
+            words: (B, L, h) :meth:`encode_words` of these word ids when already computed (a
+                query's, while its role graph was parsed); None computes them.
 
         Returns:
             :class:`TextEncoderOutput`.
@@ -204,7 +219,10 @@ class TextEncoder(nn.Module):
         cfg = self.config
         _check_text_inputs(word_ids, lengths, verb_masks, noun_masks, node_roles, edges, cfg)
         B, L = word_ids.shape
-        words = self.encode_words(word_ids, lengths)  # (B, L, h)
+        if words is None:
+            words = self.encode_words(word_ids, lengths)  # (B, L, h)
+        elif words.shape != (B, L, self.rnn.hidden_size):
+            raise ShapeError(f"words: expected {(B, L, self.rnn.hidden_size)} (B, L, h), got {tuple(words.shape)}")
         valid = torch.arange(L, device=word_ids.device).unsqueeze(0) < lengths.unsqueeze(1)
         attn = self.word_attn(words).squeeze(2).masked_fill(~valid, -1e18).softmax(dim=1)
         sent = torch.einsum("bl,blh->bh", attn, words)
