@@ -81,8 +81,10 @@ def precompute(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 #: A frame field whose float32 copy for the rows scored would exceed this stays as stored
 #: (:class:`StoredFrames`). Measured on the project's machine, read and seven scores: 200
 #: candidates at MSR-VTT's sizes (16 MB per frame field) 26.4 ms as stored against 36.5 ms
-#: converted whole; 500 at the synth sizes (6 MB) 23.2 against 21.0 ms.
-LAZY_BYTES = 8 << 20
+#: converted whole; 500 at the synth sizes (6 MB) 23.2 against 21.0 ms. Their verb clips
+#: (8.2 MB at 200 candidates, converted whole with the limit at 8 MiB): 20.8 against 22.2 ms
+#: as stored (alternated per query), hence 6 MiB, still above the synth sizes' 6.1 MB.
+LAZY_BYTES = 6 << 20
 
 
 @dataclass
