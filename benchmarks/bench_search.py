@@ -559,7 +559,6 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
     from hanet.index import SearchIndex
     from hanet.index.query import QueryError
-    from hanet.index.search import DEFAULT_CANDIDATES
     from hanet.text.normalize import normalize_caption
 
     index = SearchIndex.open(args.index)
@@ -577,7 +576,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         enc_texts.append(norm)
         enc_gts.append(g)
     k = args.k
-    c_default = args.candidates or DEFAULT_CANDIDATES
+    c_default = args.candidates or index.default_candidates()
     sweep = sorted({int(x) for x in args.sweep.split(",") if x} | {c_default}) if args.sweep else [c_default]
     t0 = time.time()
     exact_rows, tw_rows, certified = [], {c: [] for c in sweep}, {c: [] for c in sweep}
@@ -660,7 +659,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("--queries", type=int, default=300, help="timed text queries (after 10 warm-up ones)")
     c.add_argument("--agreement-queries", type=int, default=200)
     c.add_argument("--agreement-threads", type=int, default=None, help="torch threads for the exhaustive reference")
-    c.add_argument("--candidates", type=int, help="second-stage candidates (default: the index's default, 500)")
+    c.add_argument("--candidates", type=int, help="second-stage candidates (default: the index's default, "
+                   "`hanet index info`: 500 at the synth sizes, 200 at MSR-VTT's)")
     c.add_argument("--threads", type=int, default=1, help="torch threads of the timed searches (default 1, what "
                    "`hanet serve` gives each of its 2 concurrent searches on 2 cores)")
     c.add_argument("--rehearse", action="store_true", help="run the timed queries once, untimed, before timing "

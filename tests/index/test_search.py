@@ -182,3 +182,17 @@ def test_every_hit_says_when_it_matches(tmp_path, index, corpus, run_dir, parser
     assert hits["v0"].moment.start is None and hits["v0"].moment.note == "the features carry no frame times: frames only"
     assert hits["v1"].moment.note == "one frame: the whole clip" and hits["v1"].moment.last_frame == 0
     assert nt.search(QUERY, k=1)[0].moment.note == "the query names no action: the whole clip"
+
+
+def test_default_candidates_follow_the_record_size(index):
+    """By default a query's candidates read at most 36 MiB of records (500 at most)."""
+    from hanet.index.build import index_info
+    from hanet.index.search import DEFAULT_CANDIDATES, default_candidates
+
+    assert default_candidates(174_844) == 200  # an MSR-VTT-size float16 record
+    assert default_candidates(103_304) == 350  # int8 frames
+    assert default_candidates(21_468) == DEFAULT_CANDIDATES == 500  # the synth sizes
+    assert default_candidates(10 ** 9) == 50  # never fewer than one step
+    assert index.default_candidates() == default_candidates(index.videos.segments[0].dtype.itemsize)
+    assert index_info(index.path)["default_candidates"] == index.default_candidates()
+    assert index.search_result(QUERY, k=3).candidates == min(index.default_candidates(), index.num_videos)

@@ -24,6 +24,7 @@ def test_health_and_openapi(client, search_index):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["videos"] == search_index.num_videos and h["captions"] > 0
     assert h["model"] == search_index.fingerprint[:16] and h["limits"]["max_k"] == 100
+    assert h["default_candidates"] == search_index.default_candidates()
     schema = client.get("/openapi.json").json()
     assert {"/health", "/search", "/explain", "/captions", "/videos/{video_id}", "/videos/{video_id}/thumbnail.jpg",
             "/videos/{video_id}/preview"} <= set(schema["paths"])

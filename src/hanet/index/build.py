@@ -975,6 +975,9 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
         import faiss
 
         lists = int(faiss.read_index(str(d / ann_file), faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC).nlist)
+    from hanet.index.search import default_candidates
+
+    per_field = _bytes_per_field(videos, mc, m.get("frame_dtype", "float16"))
     return {
         "index": str(d), "generation": m["generation"], "hanet_version": m.get("hanet_version"),
         "videos": videos.num_alive, "videos_deleted": videos.size - videos.num_alive,
@@ -987,7 +990,8 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
         "first_stage": {"policy": m.get("first_stage", "auto"),
                         "kind": "qdrant" if m.get("engine") else "ivf" if ann_file else "exact", "lists": lists},
         "engine": ({k: v for k, v in m["engine"].items() if k != "uid"} if m.get("engine") else None),
-        "bytes_per_video": _bytes_per_field(videos, mc, m.get("frame_dtype", "float16")),
+        "bytes_per_video": per_field,
+        "default_candidates": default_candidates(sum(per_field.values())),
         "frame_dtype": m.get("frame_dtype", "float16"),
         "disk_bytes": disk, "updated": m.get("updated"),
     }

@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
                   f"  stored per video: {sum(info['bytes_per_video'].values()) / 1024:.1f} KiB, frames as "
                   f"{info['frame_dtype']} ("
                   + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
-                  + ", ...)")
+                  + ", ...)\n"
+                  f"  default candidates: {info['default_candidates']} (as many as 36 MiB of records hold, at most 500)")
         return 0
     if cmd == "delete":
         from hanet.index.build import delete_videos

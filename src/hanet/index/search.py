@@ -34,8 +34,24 @@ from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
 
 MODES = ("two-stage", "exhaustive")
 DEFAULT_CANDIDATES = 500
-"""Videos the first stage hands to full scoring. An index of at most this many live videos is
+"""The most videos the first stage hands to full scoring by default (:func:`default_candidates`:
+fewer where records are large). An index of at most the candidates' number of live videos is
 scored exhaustively whatever the mode."""
+CANDIDATE_READ_BYTES = 36 << 20
+"""By default a query's candidates read at most this many bytes of records: what full scoring
+costs is their records, read and multiplied (about 0.12 ms per 171 KiB record on the project's
+machine), so at MSR-VTT's sizes 500 candidates took 88 ms at p50 against 43-60 ms for 200, with
+0.9935 of the exhaustive top 10 kept at 100,000 videos (docs/search.md, Figures)."""
+CANDIDATE_STEP = 50
+
+
+def default_candidates(record_bytes: int) -> int:
+    """Candidates by default for records of this size: as many as :data:`CANDIDATE_READ_BYTES`
+    holds, rounded down to a multiple of :data:`CANDIDATE_STEP`, between that step and
+    :data:`DEFAULT_CANDIDATES` (500 at the synth sizes, 21 KiB a video; 200 at MSR-VTT's, 171 KiB)."""
+    fit = CANDIDATE_READ_BYTES // max(int(record_bytes), 1)
+    return int(max(CANDIDATE_STEP, min(DEFAULT_CANDIDATES, fit // CANDIDATE_STEP * CANDIDATE_STEP)))
+
 PAIR_BUDGET = 2_000_000
 """(video, query) pairs scored at once in exhaustive mode (bounds the temporaries)."""
 MAX_CHUNK = 4096
@@ -382,12 +398,18 @@ class SearchIndex:
     def _fused_rows(self, rows: np.ndarray, text: Any) -> np.ndarray:
         return fuse(self.score_rows(rows, text), self.variant).numpy()
 
-    def _check(self, k: int, mode: str, candidates: Optional[int]) -> int:
+    def default_candidates(self, part: str = "videos") -> int:
+        """First-stage candidates when none are asked for (:func:`default_candidates` of the
+        part's record size)."""
+        coll = self.videos if part == "videos" else self.captions
+        return default_candidates(coll.segments[0].dtype.itemsize) if coll.segments else DEFAULT_CANDIDATES
+
+    def _check(self, k: int, mode: str, candidates: Optional[int], part: str = "videos") -> int:
         if mode not in MODES:
             raise HanetError(f"unknown search mode {mode!r}; choose {' or '.join(MODES)}")
         if int(k) < 1:
             raise HanetError(f"k must be >= 1, not {k}")
-        c = DEFAULT_CANDIDATES if candidates is None else int(candidates)
+        c = self.default_candidates(part) if candidates is None else int(candidates)
         if c < 1:
             raise HanetError(f"candidates must be >= 1, not {candidates}")
         return max(c, int(k))
@@ -496,7 +518,7 @@ class SearchIndex:
             text: the query.
             k: hits.
             mode: ``two-stage`` (default) or ``exhaustive``.
-            candidates: first-stage candidates (default :data:`DEFAULT_CANDIDATES`).
+            candidates: first-stage candidates (default :meth:`default_candidates`).
 
         Raises:
             QueryError: a query that cannot be searched.
@@ -533,7 +555,7 @@ class SearchIndex:
             text: the query (any casing and punctuation).
             k: hits.
             mode: ``two-stage`` (default) or ``exhaustive`` (exact).
-            candidates: first-stage candidates (default :data:`DEFAULT_CANDIDATES`).
+            candidates: first-stage candidates (default :meth:`default_candidates`).
 
         Returns:
             Hits, best first.
@@ -549,7 +571,7 @@ class SearchIndex:
             HanetError: no captions are indexed.
             UnknownVideoError: no such video.
         """
-        c = self._check(k, mode, candidates)
+        c = self._check(k, mode, candidates, part="captions")
         caps = self.captions
         if caps.num_alive == 0:
             raise HanetError(f"{self.path}: no captions are indexed (build with --captions for video-to-text search)")
@@ -622,5 +644,5 @@ class SearchIndex:
         return explain(self, text, video_id)
 
 
-__all__ = ["MODES", "DEFAULT_CANDIDATES", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "Ranking", "SearchIndex",
+__all__ = ["MODES", "DEFAULT_CANDIDATES", "CANDIDATE_READ_BYTES", "default_candidates", "Hit", "CaptionHit", "SearchResult", "CaptionResult", "Ranking", "SearchIndex",
            "QueryError"]

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=10, help="results (default 10)")
     parser.add_argument("--mode", default="two-stage", choices=["two-stage", "exhaustive"],
                         help="two-stage (first-stage candidates, then the full score; default) or exhaustive (exact)")
-    parser.add_argument("--candidates", type=int, help="first-stage candidates (default 500)")
+    parser.add_argument("--candidates", type=int, help="first-stage candidates (default: as many as 36 MiB of "
+                        "records hold, at most 500: 500 at the synth sizes, 200 at MSR-VTT's; `hanet index info` says)")
     parser.add_argument("--video", metavar="ID", help="video-to-text: rank the indexed captions for this video")
     parser.add_argument("--run", help="refuse to search unless the index was built with this run's model")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -3,7 +3,7 @@
 Endpoints (all answers JSON, errors included, except the page, images and video files)::
 
     GET /health                          status, sizes, model fingerprint, requests in flight
-    GET /search?q=...&k=10&mode=two-stage&candidates=500
+    GET /search?q=...&k=10&mode=two-stage&candidates=N   (default: the index's, in /health)
     GET /explain?q=...&video=ID          why a video matches a query
     GET /videos/{id}                     metadata (frames, times, duration, thumbnail and preview URLs)
     GET /videos/{id}/thumbnail.jpg       the strip of the frames the model saw
@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hanet import __version__
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.query import QueryError
-from hanet.index.search import DEFAULT_CANDIDATES, SearchIndex
+from hanet.index.search import SearchIndex
 
 log = logging.getLogger("hanet.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -195,6 +195,7 @@ class HealthOut(BaseModel):
     generation: int
     model: str
     variant: str
+    default_candidates: int
     in_flight: int
     limits: dict[str, Any]
 
@@ -360,15 +361,16 @@ def _add_search_routes(app: Any, index: Any, limits: ServeLimits, gate: _Gate) -
         """Liveness and what is served."""
         return {"status": "ok", "version": __version__, "videos": index.num_videos, "captions": index.num_captions,
                 "generation": index.generation, "model": index.fingerprint[:16], "variant": index.variant,
-                "in_flight": app.state.in_flight,
+                "default_candidates": index.default_candidates(), "in_flight": app.state.in_flight,
                 "limits": asdict(limits)}
 
     @app.get("/search", response_model=SearchOut, responses=errors, tags=["search"])
     async def search(q: str = Query(..., description="the text query"),
                      k: int = Query(10, ge=1, le=limits.max_k, description="results"),
                      mode: str = Query("two-stage", pattern="^(two-stage|exhaustive)$"),
-                     candidates: int = Query(DEFAULT_CANDIDATES, ge=1, le=limits.max_candidates,
-                                             description="first-stage candidates")) -> dict[str, Any]:
+                     candidates: Optional[int] = Query(None, ge=1, le=limits.max_candidates,
+                                                       description="first-stage candidates (default: the "
+                                                                   "index's, see /health)")) -> dict[str, Any]:
         """Text-to-video search: the k best videos by HANet's fused score."""
         gate.check_query(q)
         if mode == "exhaustive" and not limits.allow_exhaustive:
