@@ -103,6 +103,37 @@ def test_one_query_parsed_alongside_its_word_states_encodes_as_parsed_first(inde
             assert torch.equal(getattr(one, name), getattr(first, name)), (q, name)
 
 
+def test_a_forked_child_encodes_with_a_parse_thread_of_its_own(index, parser):
+    """A child forked after a query was encoded does not wait on its parent's parser thread."""
+    import os
+    import time
+
+    from hanet.index.query import QueryEncoder
+
+    q_enc = QueryEncoder(index.model, index.word2int, parser=parser)
+    want = q_enc.encode([QUERY]).text.global_embeds
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 if it encodes the same, 1 otherwise, 2 on any error
+        code = 2
+        try:
+            torch.set_num_threads(1)  # torch's own thread pool does not survive a fork either
+            got = q_enc.encode([QUERY]).text.global_embeds
+            code = 0 if torch.allclose(got, want, rtol=1e-5, atol=1e-6) else 1
+        finally:
+            os._exit(code)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child never finished encoding")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_bad_queries_are_clear_errors(index):
     with pytest.raises(QueryError, match="empty query"):
         index.search("   ")

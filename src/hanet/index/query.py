@@ -8,6 +8,7 @@ turned into word ids, phrase masks and graph by the training reader's
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class QueryEncoder:
         self._parser = parser
         self._parse_lock = threading.Lock()
         self._parse_thread: Any = None
+        self._parse_pid = 0
         self._cache: OrderedDict[str, EncodedQueries] = OrderedDict()
         self._cache_size = int(cache_size)
         self._cache_lock = threading.Lock()
@@ -205,8 +207,10 @@ class QueryEncoder:
         from concurrent.futures import ThreadPoolExecutor
 
         with self._parse_lock:
-            if self._parse_thread is None:
+            # a forked child inherits the executor but not its thread: it would wait forever
+            if self._parse_thread is None or self._parse_pid != os.getpid():
                 self._parse_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hanet-parse")
+                self._parse_pid = os.getpid()
         parser = self.parser  # loaded here, not on the worker: a load error is raised where it is seen
         ids = self.encoder.tokens(norms[0])  # check() let through only texts with words
         word_ids = torch.tensor([ids], dtype=torch.int64)
