@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "info":
         from hanet.index.build import index_info
+        from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
 
         info = index_info(args.index)
         if args.json:
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{info['frame_dtype']} ("
                   + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
                   + ", ...)\n"
-                  f"  default candidates: {info['default_candidates']} (as many as 36 MiB of records hold, at most 500)")
+                  f"  default candidates: {info['default_candidates']} (as many as "
+                  f"{CANDIDATE_READ_BYTES >> 20} MiB of records hold, at most {DEFAULT_CANDIDATES})")
         return 0
     if cmd == "delete":
         from hanet.index.build import delete_videos

@@ -195,9 +195,7 @@ class QueryEncoder:
             infos.append(QueryInfo(text, norm, kept, unknown, len(words) - len(kept),
                                    _phrases(enc.verb_mask, enc.noun_mask, enc.roles, kept)))
         batch = collate_captions(items, norms)
-        if states is not None and states.shape[1] != batch.word_ids.shape[1]:
-            states = None  # cannot happen (same tokens, same cut); recompute rather than trust it
-        out = self.model.encode_text(batch, words=states)
+        out = self.model.encode_text(batch, words=states)  # the encoder checks the states' shape
         return EncodedQueries(out, infos)
 
     def _parse_alongside_words(self, norms: list[str]) -> tuple[list[Any], torch.Tensor]:

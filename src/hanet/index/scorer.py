@@ -308,7 +308,7 @@ def video_outputs(coll: Collection, rows: np.ndarray, with_peaks: bool = False, 
     else:
         empty = torch.zeros(len(rows), 0, dtype=torch.int64)
         ints = {"top_verbs": empty, "top_nouns": empty, "verb_peaks": empty, "noun_peaks": empty}
-    frame_probs = torch.from_numpy(f.pop("verb_frame_probs").astype(np.float32)) if with_frame_concepts else None
+    frame_probs = _to_float(f.pop("verb_frame_probs")) if with_frame_concepts else None
     return VideoEncoderOutput(lengths=lengths, verb_frame_probs=frame_probs, noun_frame_probs=None, **f, **ints)
 
 

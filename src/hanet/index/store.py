@@ -324,15 +324,17 @@ class Segment:
         starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
         ends = np.append(starts[1:], len(rows))
         for s, e in zip(starts.tolist(), ends.tolist()):
-            want = (e - s) * size
-            pos = self._offset + int(rows[s]) * size
-            done = 0
-            while done < want:  # a short read is legal; finish it
-                n = os.preadv(fd, [buf[s * size + done:e * size]], pos + done)
-                if n <= 0:
-                    raise IndexFormatError(f"{self.path / 'records.npy'}: truncated (row {int(rows[s])})")
-                done += n
+            self._read_exactly(fd, buf[s * size:e * size], self._offset + int(rows[s]) * size, int(rows[s]))
         return out
+
+    def _read_exactly(self, fd: int, view: memoryview, pos: int, row: int) -> None:
+        """Fill ``view`` from ``records.npy`` at byte ``pos`` (``row``: the first row, for the error)."""
+        done, want = 0, len(view)
+        while done < want:  # a short read is legal; finish it
+            n = os.preadv(fd, [view[done:]], pos + done)
+            if n <= 0:
+                raise IndexFormatError(f"{self.path / 'records.npy'}: truncated (row {row})")
+            done += n
 
     def read_field(self, rows: np.ndarray, name: str) -> np.ndarray:
         """One field of rows, reading only that field's bytes of each record (a search's few
@@ -352,13 +354,7 @@ class Segment:
         buf = memoryview(out.view(np.uint8).reshape(-1))
         want = base.itemsize
         for i, r in enumerate(np.asarray(rows, dtype=np.int64).tolist()):
-            pos = self._offset + r * dt.itemsize + offset
-            done = 0
-            while done < want:  # a short read is legal; finish it
-                n = os.preadv(fd, [buf[i * want + done:(i + 1) * want]], pos + done)
-                if n <= 0:
-                    raise IndexFormatError(f"{self.path / 'records.npy'}: truncated (row {r})")
-                done += n
+            self._read_exactly(fd, buf[i * want:(i + 1) * want], self._offset + r * dt.itemsize + offset, r)
         return out
 
     def close(self) -> None:
