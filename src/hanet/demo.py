@@ -211,7 +211,10 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
 
     ann = work / "annotations"
     mcfg = get_preset("synth")
-    fp_prepare = _hash(fp_world, mcfg.model.num_verb_concepts, mcfg.model.num_noun_concepts)
+    from hanet.text.rolegraph import RULES_VERSION
+
+    # the rules' version: a workdir prepared by older role-graph rules is prepared (and trained) again
+    fp_prepare = _hash(fp_world, mcfg.model.num_verb_concepts, mcfg.model.num_noun_concepts, RULES_VERSION)
 
     def do_prepare() -> dict[str, Any]:
         rep = prepare_dataset(world / "ref_captions.json", world / "trn_names.npy", ann,
@@ -568,6 +571,9 @@ def _fmt_moments(m: dict[str, Any]) -> list[str]:
         lines += ["", f"(An oracle that knows the world splits a two-action clip near its middle and places the first "
                   f"verb's span early and the second's late, at the best fixed positions for these very clips, "
                   f"reaches {seq['miou']:.3f} / {100 * seq['iou50']:.0f}% on the sequence captions.)"]
+    if m.get("unparsed"):
+        lines += ["", f"({m['unparsed']} captions name both actions but their parse has a verb phrase for only one: "
+                  "left out of both rows.)"]
     return lines
 
 

@@ -320,3 +320,21 @@ def test_cli(tmp_path: Path, capsys) -> None:
     (tmp_path / "file").write_text("x")
     assert main(["synth", "--out", str(tmp_path / "file"), "--quick", "--videos", "8"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_what_a_caption_is_judged_on_comes_from_its_words() -> None:
+    from hanet.data.synth.moments import _forms, judge
+
+    grow, disappear = (_forms(frozenset(vocab.action_verbs(a))) for a in ("grow", "disappear"))
+    forms = [grow, disappear]
+    # one verb phrase per action named: a sequence, in the phrases' order
+    assert judge("a rhombus grows and then disappears".split(), [["grows"], ["disappears"]], forms) == \
+        ("sequence", [0, 1])
+    # the same caption parsed with one verb missed ("grows" read as a noun) names both actions:
+    # not a caption naming the second one alone
+    assert judge("a rhombus grows and then disappears".split(), [["disappears"]], forms) == ("unparsed", [])
+    assert judge("a purple rhombus fades away".split(), [["fades", "away"]], forms) == ("one action", [1])
+    assert judge("a rhombus is getting bigger".split(), [["getting", "bigger"]], forms)[0] == "one action"
+    # a verb phrase naming neither action (another object's) or none at all: not judged
+    assert judge("a rhombus grows as a star spins".split(), [["grows"], ["spins"]], forms) == (None, [])
+    assert judge("a purple rhombus".split(), [], forms) == (None, [])

@@ -56,6 +56,43 @@ def test_shared_subjects_relative_clauses_and_participles(parser: RoleGraphParse
     assert {("tries", "ARG1", "to open the door"), ("open", "ARG0", "a man")} <= e
 
 
+def test_verbs_the_tagger_reads_as_plural_nouns_are_predicates(parser: RoleGraphParser) -> None:
+    # en_core_web_sm tags "sings", "travels", "grows" here as plural nouns (a compound with the
+    # noun before them); a role labeller sees the verbs, and the action is what a query names
+    doc = parser.nlp("a girl sings and dances")
+    assert [t.tag_ for t in doc][2:] == ["NNS", "CC", "NNS"]  # the misreading this rule undoes
+    e = edges_as_text(parser.parse_one("a girl sings and dances"))
+    assert {("sings", "ARG0", "a girl"), ("dances", "ARG0", "a girl")} <= e
+    caption = "a red square travels to the left and then it grows"
+    e = edges_as_text(parser.parse_one(caption))
+    assert {("travels", "ARG0", "a red square"), ("travels", "ARGM-DIR", "to the left"),
+            ("grows", "ARG1", "it")} <= e
+    analysis = parser.analyze_one(caption)
+    assert analysis.verbs == ["travel", "grow"] and "travel" not in analysis.nouns
+    assert parser.analyze_one("a purple diamond vanishes").verbs == ["vanish"]  # not the noun rule's "vanishe"
+    e = edges_as_text(parser.parse_one("a blue star travels to the right and rotates in place"))
+    assert {("rotates", "ARG0", "a blue star"), ("rotates", "ARGM-LOC", "in place")} <= e
+    # the misread verb and its subject made the subject of the next verb, or its complement
+    e = edges_as_text(parser.parse_one("a tiny purple block drops then goes up"))
+    assert {("drops", "ARG1", "a tiny purple block"), ("goes", "ARG0", "a tiny purple block")} <= e
+    e = edges_as_text(parser.parse_one("first a blue shape rises and then it moves upward"))
+    assert {("rises", "ARG1", "a blue shape"), ("moves", "ARG0", "it")} <= e
+    assert not any(v == "moves" and "rises" in arg for v, _, arg in e)
+    # a verb tagged as one whose subject was parsed as its modifiers, an unlabelled second verb
+    e = edges_as_text(parser.parse_one("a dot grows and then fades away"))
+    assert {("grows", "ARG1", "a dot"), ("fades", "ARG1", "a dot")} <= e
+    e = edges_as_text(parser.parse_one("a triangle slides up then flickers"))
+    assert ("flickers", "ARG0", "a triangle") in e
+    # plural nouns stay nouns: no subject, no singular determiner
+    for caption in ("the kitchen counters", "a man's hands", "cartoon characters are dancing",
+                    "a few birds", "a dozen eggs"):
+        graph = parser.parse_one(caption)
+        assert [w for r, w in summary(graph) if r == "V"] in ([], ["dancing"]), caption
+    assert parser.analyze_one("the kitchen counters").nouns == ["kitchen", "counter"]
+    e = edges_as_text(parser.parse_one("a great many birds fly"))
+    assert e == {("fly", "ARG0", "a great many birds")}
+
+
 def test_roles_by_preposition_and_adverb(parser: RoleGraphParser) -> None:
     e = edges_as_text(parser.parse_one("a woman is putting the food into a bowl"))
     assert ("putting", "ARG2", "into a bowl") in e

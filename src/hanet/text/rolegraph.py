@@ -17,6 +17,11 @@ tokenises differently ("man's" is one word, two spaCy tokens); every non-ROOT no
 non-empty span. The rules (``docs/prepare.md`` has the full table):
 
 * predicates: tokens spaCy tags as main verbs (``pos_ == "VERB"``), not auxiliaries, not "be";
+  and present-tense verbs the tagger read as plural nouns after their subject ("a girl sings",
+  "a red square travels to the left": an ``NNS`` with a subject, or with a singular determiner
+  and a modifier before it, heading the sentence or hung on the verb after it), with their
+  conjoined bare plurals ("... sings and dances"); the words the parser hung on a verb as a
+  noun's modifiers ("a [red square] travels") are its subject;
 * ``nsubj`` -> ARG0 (ARG1 for a short list of unaccusative verbs: "the water is boiling"),
   ``nsubjpass`` -> ARG1, ``agent`` ("by ...") -> ARG0, ``dobj`` -> ARG1, ``dative``/``iobj``
   -> ARG2, ``xcomp``/``ccomp`` -> ARG1, ``attr``/``acomp``/``oprd`` -> ARG2;
@@ -26,7 +31,8 @@ non-empty span. The rules (``docs/prepare.md`` has the full table):
   ARGM-TMP whenever the object is a time noun ("in the morning");
 * adverbs: manner -> ARGM-MNR, time -> ARGM-TMP, place -> ARGM-LOC, direction -> ARGM-DIR,
   negation -> ARGM-NEG, modals -> ARGM-MOD; adverbial clauses by their marker;
-* subjects are shared the way a role labeller shares them: conjoined verbs, controlled
+* subjects are shared the way a role labeller shares them: conjoined verbs (and a second verb
+  left unlabelled, "slides up then flickers"), controlled
   infinitives/gerunds and adverbial clauses take their governor's subject; a participle or
   relative clause takes the noun it modifies (the relative pronoun becomes ``R-ARG0``/``R-ARG1``);
 * an argument's span is the dependency subtree of its head (prepositions included, as PropBank
@@ -75,7 +81,7 @@ READER_ROLES = ("V", "ARG1", "ARG0", "ARG2", "ARG3", "ARG4", "ARGM-LOC", "ARGM-M
                 "ARGM-DIR", "ARGM-ADV", "ARGM-PRP", "ARGM-PRD", "ARGM-COM", "ARGM-MOD", "NOUN")
 
 # Bump when a rule changes: cached parses made by another version are then recomputed.
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 
 # --------------------------------------------------------------------------- word tables
 _BE = frozenset(["be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"])
@@ -193,6 +199,14 @@ _VERB_SIDE_PREPS = frozenset("""in on at into onto to inside toward towards thro
 
 _SUBJ = ("nsubj", "csubj")
 _SUBJPASS = ("nsubjpass", "csubjpass")
+# a noun's own modifiers: a word carrying one is read as a noun, and a verb misread as a noun
+# carries its subject's words this way
+_NOMINAL_MODIFIERS = ("det", "amod", "compound", "nummod", "poss", "nmod", "quantmod")
+# where the parser puts a verb it read as a plural noun, under the verb that follows it
+_MISREAD_AS_ARGUMENT = ("nsubj", "ccomp", "npadvmod", "dep")
+# words of quantity that do take a plural after "a" ("a few birds"): no misread verb there
+_QUANTITY_WORDS = frozenset("""few many several dozen dozens hundred hundreds thousand thousands
+    couple lot lots bunch pair handful number variety series set group crowd team""".split())
 _REL_PRON_TAGS = frozenset(["WDT", "WP", "WP$"])
 
 
@@ -381,6 +395,61 @@ class _DocRules:
         self._lemmas: dict[int, str] = {}
         self._subjects: dict[int, tuple[str, list[int]] | None] = {}
         self._visiting: set[int] = set()
+        self.misread = self._misread_verbs()
+        for i in self.misread:
+            # retagged, so that the concepts, the lemma ("vanishes" -> "vanish", not the noun
+            # rule's "vanishe") and every rule below read them as the verbs they are
+            self.tokens[i].tag_ = "VBZ"
+            self.tokens[i].pos_ = "VERB"
+
+    # ---- verbs the tagger read as plural nouns
+    def _misread_verbs(self) -> frozenset[int]:
+        """Tokens tagged as plural nouns that are present-tense verbs after their subject.
+
+        The small English model often reads "NOUN VERB-s" as a compound noun: "a girl sings"
+        (girl/compound, sings/NNS), "a red square travels to the left and then it grows"
+        (travels/NNS heading the sentence). A role labeller sees the verbs there, and so must
+        we (else the action is lost from the role graph and the verb concepts). Read as a verb:
+        a plural noun heading the sentence that has a subject (nominal subjects belong to
+        verbs), or that carries a singular determiner ("a", "an": no plural noun takes one)
+        with a modifier between them ("a [girl] sings", "a [red square] travels"); then the
+        bare plurals conjoined to it ("sings and dances").
+        """
+        found: set[int] = set()
+        for t in self.tokens:
+            if t.tag_ != "NNS" or self.word_of[t.i] is None:
+                continue
+            lefts = list(t.lefts)
+            if any(w.lower_ in _QUANTITY_WORDS for c in lefts for w in c.subtree):
+                continue  # "a few birds", "a great many birds": a plural after all
+            singular = any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in lefts) and \
+                any(c.dep_ in ("compound", "amod") for c in lefts)
+            subject = any(c.dep_ in _SUBJ for c in lefts)
+            if t.dep_ == "ROOT":
+                if singular or subject:
+                    found.add(t.i)
+            elif (singular or subject) and t.dep_ in _MISREAD_AS_ARGUMENT and t.head.i > t.i \
+                    and t.head.pos_ == "VERB":
+                # "a tiny block drops then goes up": "a tiny block drops" read as the subject
+                # of "goes", "first a shape rises and then it moves" as its complement
+                found.add(t.i)
+        for t in self.tokens:  # conjuncts after their verb, in sentence order
+            if t.i not in found and self._bare_plural_conjunct(t, found):
+                found.add(t.i)
+        return frozenset(found)
+
+    @staticmethod
+    def _bare_plural_conjunct(tok: Any, verbs: set[int]) -> bool:
+        # "dances" in "a girl sings and dances", "rotates in place" in "... travels to the right
+        # and rotates in place": a plural with no noun modifier of its own, joined to a verb
+        # ("a dot blinks then shrinks": "shrinks" hung on "blinks" as an unlabelled dependent)
+        return (tok.dep_ in ("conj", "dep") and tok.tag_ == "NNS" and tok.head.i < tok.i
+                and (tok.head.i in verbs or tok.head.pos_ == "VERB")
+                and not any(c.dep_ in _NOMINAL_MODIFIERS for c in tok.children))
+
+    def verbal(self, tok: Any) -> bool:
+        """A verb (or auxiliary) as tagged, or a verb the tagger read as a plural noun."""
+        return tok.pos_ in ("VERB", "AUX") or tok.i in self.misread
 
     # ---- helpers
     def lemma(self, tok: Any) -> str:
@@ -458,10 +527,21 @@ class _DocRules:
 
     def _own_subject(self, pred: Any) -> tuple[str, list[int]] | None:
         for c in pred.children:
+            if c.dep_ in _SUBJ and c.i in self.misread:
+                # "[a tiny block drops] then goes up": the subject is the misread verb's
+                shared = self.subject(c)
+                return None if shared is None else (self.adjust("ARG0", pred), shared[1])
             if c.dep_ in _SUBJ and not self._is_rel_pronoun(c, pred):
                 return self.adjust("ARG0", pred), self.subtree(c)
             if c.dep_ in _SUBJPASS and not self._is_rel_pronoun(c, pred):
                 return "ARG1", self.subtree(c)
+        # the parser hung the subject's words on the verb as a noun's modifiers ("a [red]
+        # [square] travels", read as a plural noun; "a [square] expands", tagged a verb yet
+        # parsed as a noun phrase): those before it, from the determiner on; a determiner
+        # alone is no subject ("the dancing")
+        words = [t for c in pred.lefts if c.dep_ in _NOMINAL_MODIFIERS for t in self.subtree(c)]
+        if len(words) >= 2 and (pred.i in self.misread or any(c.dep_ == "det" for c in pred.lefts)):
+            return self.adjust("ARG0", pred), words
         return None
 
     def _inherited_subject(self, pred: Any) -> tuple[str, list[int]] | None:
@@ -480,9 +560,13 @@ class _DocRules:
                 return None  # "a knife to cut bread": the noun is not the cutter
             return self.adjust(role, pred), tokens
         governor = None
-        if dep in ("conj", "advcl", "xcomp") and head.i != pred.i and head.pos_ in ("VERB", "AUX"):
+        if dep in ("conj", "advcl", "xcomp") and head.i != pred.i and self.verbal(head):
             governor = head
-        elif dep == "pcomp" and head.dep_ == "prep" and head.head.pos_ in ("VERB", "AUX"):
+        elif dep == "dep" and head.i < pred.i and self.verbal(head):
+            governor = head  # "a triangle slides up then flickers": an unlabelled second verb
+        elif dep == "acomp" and pred.tag_ == "VBG" and head.lower_ in _BE:
+            governor = head  # "a star is [spinning] and then stands still": a progressive misparsed
+        elif dep == "pcomp" and head.dep_ == "prep" and self.verbal(head.head):
             governor = head.head
         if governor is None:
             return None
@@ -532,6 +616,8 @@ class _DocRules:
         merged: set[int] = set()
         for c in pred.children:
             dep = c.dep_
+            if c.i in self.misread:
+                continue  # a predicate of its own ("[first a shape rises] and then it moves")
             if self._is_rel_pronoun(c, pred):
                 role = "ARG1" if dep in _SUBJPASS or dep in ("dobj", "attr") else \
                     self.adjust("ARG0", pred)

@@ -4,13 +4,17 @@ The world's annotations hold the frame span of every action, so the span rule of
 :mod:`hanet.model.moments` can be judged. Clips whose main object does two actions in sequence
 (``two_actions``: "... bounces and then spins") give two kinds of test items:
 
-* **one action**: a caption of such a clip whose verb phrases name exactly one of its two
-  actions ("the circle bounces"); the hit's span against that action's true span;
+* **one action**: a caption of such a clip that names exactly one of its two actions ("the
+  circle bounces"); the hit's span against that action's true span;
 * **sequence**: a caption naming both in order ("first it bounces and then it spins"); each
   verb phrase's own span against its action's span.
 
-A verb phrase names an action when one of its words is a form (base, third person, gerund) of
-one of the action's verbs; phrases naming both actions or none are left out.
+A word names an action when it is a form (base, third person, gerund) of one of the action's
+verbs. What a caption names is read from its own words, not from its parse: a caption naming
+both actions whose parse found a verb phrase for only one of them ("a rhombus grows and then
+disappears" with "grows" read as a noun) is neither kind, and is counted (``unparsed``), not
+judged as naming one action. Captions with a verb phrase naming both actions or none are left
+out.
 
 Baselines, on the same items: the **whole clip**, and the **best fixed span of the same
 length**: each prediction's length placed at one position shared by all items (start at
@@ -69,6 +73,41 @@ def _forms(verbs: frozenset[str]) -> set[str]:
     return out
 
 
+def judge(words: list[str], phrases: list[list[str]], forms: list[set[str]]) -> tuple[Optional[str], list[int]]:
+    """What a caption of a two-action clip is judged on, and the action each verb phrase names.
+
+    What the caption names is read from its own words, not from its parse: a parse can miss a
+    verb ("a rhombus grows and then disappears", "grows" read as a noun), and the caption then
+    names both actions though its only verb phrase names the second.
+
+    Args:
+        words: the caption's words.
+        phrases: the words of each of its verb phrases, in order.
+        forms: the forms of each action's verbs (first action, second action).
+
+    Returns:
+        ``("one action", [k, ...])`` when the caption names action k alone and every verb
+        phrase names it; ``("sequence", [0, 1])`` or ``[1, 0]`` when it has two verb phrases
+        naming one action each, both actions; ``("unparsed", [])`` when it names both but its
+        verb phrases do not; else ``(None, [])`` (a phrase naming both actions or neither).
+    """
+    said = {k for k, f in enumerate(forms) if f & set(words)}
+    named = []
+    for p in phrases:
+        hit = [k for k, f in enumerate(forms) if f & set(p)]
+        named.append(hit[0] if len(hit) == 1 else None)
+    known = {k for k in named if k is not None}
+    if None in named:
+        return None, []
+    if len(said) == 1 and known == said:
+        return "one action", named
+    if len(said) == 2 and len(named) == 2 and known == {0, 1}:
+        return "sequence", named
+    if len(said) == 2 and known != {0, 1}:
+        return "unparsed", []
+    return None, []
+
+
 def _main_actions(ann: dict[str, Any]) -> Optional[list[Any]]:
     from hanet.data.synth.world import action_spans
 
@@ -93,7 +132,8 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
 
     Returns:
         ``{"items": [MomentItem], "videos": two-action clips, "no_times": clips skipped for want
-        of frame times}``.
+        of frame times, "unparsed": captions naming both actions whose parse has a verb phrase
+        for one only}``.
     """
     from hanet.data.synth.world import load_annotations
     from hanet.index.build import encode_stored_videos
@@ -106,7 +146,7 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
     targets = [(n, acts) for n in data.names if (acts := _main_actions(anns.get(n, {}))) is not None]
     enc = QueryEncoder(model, data.word2int, max_chars=10 ** 6, cache_size=0)
     items: list[MomentItem] = []
-    no_times = 0
+    no_times = unparsed = 0
     acts_of = dict(targets)
     # encoded as the index encodes them (fixed padding), frame times and durations as it records them
     for part, fields, metas in encode_stored_videos(model, data.features, [n for n, _ in targets], batch_size):
@@ -127,24 +167,25 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
             truth = [(float(a.start_s), float(a.end_s)) for a in acts]
             for c, info in enumerate(q.infos):
                 verbs = [p for p in info.phrases if p.kind == "verb"]
+                kind, named = judge(norms[c].split(), [p.words for p in verbs], forms)
+                if kind == "unparsed":
+                    unparsed += 1
+                if kind not in KINDS:
+                    continue
                 m = moments(frame_probs[j:j + 1], np.array([lens[j]]), q.text.verb_phrase_probs[c].numpy(),
                             [p.slot for p in verbs], [times[j]], [durs[j]], kernel=model.config.video.verb_kernel)
-                named = []
-                for p in verbs:
-                    hit = [k for k, f in enumerate(forms) if f & set(p.words)]
-                    named.append(hit[0] if len(hit) == 1 else None)
-                known = [k for k in named if k is not None]
                 dur = float(durs[j] or truth[1][1])
-                if known and len(set(known)) == 1 and None not in named and m.hit[0] is not None:
-                    span = m.hit[0]
-                    items.append(MomentItem(name, caps[c], "one action", " ".join(verbs[0].words), 0,
-                                            (span.start, span.end), truth[known[0]], dur, known[0]))
-                elif len(verbs) >= 2 and None not in named and sorted(set(named)) == [0, 1] and len(named) == 2:
-                    for pos, (p, k) in enumerate(zip(verbs, named)):
-                        span = m.phrases[0][("verb", p.slot)]
-                        items.append(MomentItem(name, caps[c], "sequence", " ".join(p.words), pos,
-                                                (span.start, span.end), truth[k], dur, k))
-    return {"items": items, "videos": len(targets), "no_times": no_times}
+                if kind == "one action":
+                    if m.hit[0] is not None:
+                        span = m.hit[0]
+                        items.append(MomentItem(name, caps[c], kind, " ".join(verbs[0].words), 0,
+                                                (span.start, span.end), truth[named[0]], dur, named[0]))
+                    continue
+                for pos, (p, k) in enumerate(zip(verbs, named)):
+                    span = m.phrases[0][("verb", p.slot)]
+                    items.append(MomentItem(name, caps[c], kind, " ".join(p.words), pos,
+                                            (span.start, span.end), truth[k], dur, k))
+    return {"items": items, "videos": len(targets), "no_times": no_times, "unparsed": unparsed}
 
 
 def _fixed_span_iou(items: list[MomentItem], grid: int = 101) -> tuple[np.ndarray, float]:
@@ -163,7 +204,8 @@ def _fixed_span_iou(items: list[MomentItem], grid: int = 101) -> tuple[np.ndarra
 def summarize(collected: dict[str, Any]) -> dict[str, Any]:
     """Mean temporal IoU and the share with IoU >= 0.5, of the model's spans and of the baselines."""
     items: list[MomentItem] = collected["items"]
-    out: dict[str, Any] = {"videos": collected["videos"], "no_times": collected["no_times"], "kinds": {}}
+    out: dict[str, Any] = {"videos": collected["videos"], "no_times": collected["no_times"],
+                           "unparsed": collected.get("unparsed", 0), "kinds": {}}
     for kind in KINDS:
         its = [it for it in items if it.kind == kind]
         if not its:
@@ -208,6 +250,9 @@ def format_moments(report: dict[str, Any]) -> str:
     """Plain-text lines of :func:`summarize`'s result."""
     lines = [f"time spans (hanet.model.moments) on {report['videos']} two-action clips"
              + (f" ({report['no_times']} without frame times skipped)" if report["no_times"] else "") + ":"]
+    if report.get("unparsed"):
+        lines.append(f"  ({report['unparsed']} captions naming both actions left out: their parse found a verb "
+                     "phrase for one only)")
     for kind, k in report["kinds"].items():
         lines.append(f"  {kind}: {k['items']} spans of {k['captions']} captions (predicted {k['mean_pred_s']:.2f} s "
                      f"long on average, true {k['mean_true_s']:.2f} s)")
@@ -223,4 +268,4 @@ def items_as_dicts(collected: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(asdict(it), iou=it.iou) for it in collected["items"]]
 
 
-__all__ = ["KINDS", "MomentItem", "collect", "summarize", "moment_report", "format_moments", "items_as_dicts"]
+__all__ = ["KINDS", "MomentItem", "judge", "collect", "summarize", "moment_report", "format_moments", "items_as_dicts"]
