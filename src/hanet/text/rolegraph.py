@@ -410,10 +410,12 @@ class _DocRules:
         (girl/compound, sings/NNS), "a red square travels to the left and then it grows"
         (travels/NNS heading the sentence). A role labeller sees the verbs there, and so must
         we (else the action is lost from the role graph and the verb concepts). Read as a verb:
-        a plural noun heading the sentence that has a subject (nominal subjects belong to
-        verbs), or that carries a singular determiner ("a", "an": no plural noun takes one)
-        with a modifier between them ("a [girl] sings", "a [red square] travels"); then the
-        bare plurals conjoined to it ("sings and dances").
+        a plural noun that has a subject (nominal subjects belong to verbs), or that carries a
+        singular determiner ("a", "an": no plural noun takes one) with a modifier between them
+        ("a [girl] sings", "a [red square] travels"), heading the sentence or hung on the verb
+        after it; not after a word of quantity ("a few birds"). Then the bare plurals joined to
+        a verb ("sings and dances"; "shoots a basketball and misses"). The caller retags them
+        all as verbs.
         """
         found: set[int] = set()
         for t in self.tokens:
@@ -447,10 +449,6 @@ class _DocRules:
                 and (tok.head.i in verbs or tok.head.pos_ == "VERB")
                 and not any(c.dep_ in _NOMINAL_MODIFIERS for c in tok.children))
 
-    def verbal(self, tok: Any) -> bool:
-        """A verb (or auxiliary) as tagged, or a verb the tagger read as a plural noun."""
-        return tok.pos_ in ("VERB", "AUX") or tok.i in self.misread
-
     # ---- helpers
     def lemma(self, tok: Any) -> str:
         if tok.i not in self._lemmas:
@@ -463,12 +461,8 @@ class _DocRules:
     def is_predicate(self, tok: Any) -> bool:
         if self.word_of[tok.i] is None or tok.lower_ in _BE:
             return False
-        if tok.pos_ == "VERB":
-            return tok.dep_ not in ("aux", "auxpass") and self.lemma(tok) != "be"
-        # "a man shoots a basketball and misses": the tagger reads "misses" as a plural noun,
-        # yet the parser joins it to the verb. A bare plural conjoined to a verb is a verb.
-        return (tok.dep_ == "conj" and tok.tag_ == "NNS" and tok.head.pos_ == "VERB"
-                and not any(True for _ in tok.children))
+        # verbs the tagger read as plural nouns are retagged as verbs by now (_misread_verbs)
+        return tok.pos_ == "VERB" and tok.dep_ not in ("aux", "auxpass") and self.lemma(tok) != "be"
 
     def is_passive(self, tok: Any) -> bool:
         return any(c.dep_ in ("auxpass", "nsubjpass", "csubjpass", "agent")
@@ -540,7 +534,7 @@ class _DocRules:
         # parsed as a noun phrase): those before it, from the determiner on; a determiner
         # alone is no subject ("the dancing")
         words = [t for c in pred.lefts if c.dep_ in _NOMINAL_MODIFIERS for t in self.subtree(c)]
-        if len(words) >= 2 and (pred.i in self.misread or any(c.dep_ == "det" for c in pred.lefts)):
+        if len(words) >= 2 and any(c.dep_ == "det" for c in pred.lefts):
             return self.adjust("ARG0", pred), words
         return None
 
@@ -560,13 +554,13 @@ class _DocRules:
                 return None  # "a knife to cut bread": the noun is not the cutter
             return self.adjust(role, pred), tokens
         governor = None
-        if dep in ("conj", "advcl", "xcomp") and head.i != pred.i and self.verbal(head):
+        if dep in ("conj", "advcl", "xcomp") and head.i != pred.i and head.pos_ in ("VERB", "AUX"):
             governor = head
-        elif dep == "dep" and head.i < pred.i and self.verbal(head):
+        elif dep == "dep" and head.i < pred.i and head.pos_ in ("VERB", "AUX"):
             governor = head  # "a triangle slides up then flickers": an unlabelled second verb
         elif dep == "acomp" and pred.tag_ == "VBG" and head.lower_ in _BE:
             governor = head  # "a star is [spinning] and then stands still": a progressive misparsed
-        elif dep == "pcomp" and head.dep_ == "prep" and self.verbal(head.head):
+        elif dep == "pcomp" and head.dep_ == "prep" and head.head.pos_ in ("VERB", "AUX"):
             governor = head.head
         if governor is None:
             return None
