@@ -279,7 +279,8 @@ def test_probed_lists_hold_several_times_the_pool():
     """Short lists are probed in greater number: the pool must come from rows the query looked at."""
     from hanet.index.faiss_stage import DEFAULT_NPROBE, probe_lists
 
-    assert probe_lists(2530, 1_000_000, 2000) == DEFAULT_NPROBE  # 1M rows: 48 lists hold 19,000 rows
+    assert probe_lists(2530, 1_000_000, 1000) == DEFAULT_NPROBE  # 1M rows, a pool of 1,000: 32 lists hold 12,600 rows
+    assert probe_lists(2530, 1_000_000, 2000) == 41               # a pool of 2,000: ceil(8 * 2000 / 395)
     assert probe_lists(113, 800, 2000) == 113                     # the demo's 800 videos: every list
     assert probe_lists(1265, 100_000, 2000) == 203                # ceil(8 * 2000 / (100000 / 1265))
     assert probe_lists(1265, 100_000, 80, nprobe=300) == 300      # a larger request is kept
