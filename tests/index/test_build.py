@@ -290,8 +290,9 @@ def test_probed_lists_hold_several_times_the_pool():
 @pytest.mark.parametrize("frame_dtype", ["float16", "int8"])
 def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, monkeypatch):
     """Frames too large to convert whole (MSR-VTT's sizes) are multiplied as stored, block by
-    block (StoredFrames): the same values and the same seven scores as the float32 copy, for
-    rows from two segments in any order and blocks of any size."""
+    block (StoredFrames), or as they are read when the phrases are known (the search's path):
+    the same values and the same seven scores as the float32 copy, for rows from two segments
+    in any order and blocks and read groups of any size."""
     import hanet.index.scorer as scorer
     from hanet.index.scorer import StoredFrames, StoredVideos, gather_float, stored_values
     from hanet.index.store import FRAME_FIELDS
@@ -324,6 +325,22 @@ def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, i
                 a, b = q.model.score(stored, enc.text), q.model.score(whole, enc.text)
             for (name, x), (_, y) in zip(a.items(), b.items()):
                 np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        # multiplied as read (the search's path): groups of one record and of several
+        for group in (1, 1 << 22):
+            monkeypatch.setattr(scorer, "DOTS_READ_BYTES", group)
+            as_read = StoredVideos.from_collection(q.videos, rows, text=enc.text)
+            for f in FRAME_FIELDS:
+                frames = getattr(as_read, f)
+                assert isinstance(frames, StoredFrames) and frames.prepared is not None and not frames.parts
+                with pytest.raises(RuntimeError, match="dot products"):
+                    frames.float()
+            with torch.no_grad():
+                c = q.model.score(as_read, enc.text)
+            for (name, x), (_, y) in zip(c.items(), b.items()):
+                np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+            other = enc.text.select(slice(1, 2))  # other phrases than those read with: refused, not wrong
+            with pytest.raises(RuntimeError, match="dot products"):
+                q.model.score(as_read, other)
     assert set(gather_float(q.videos, ("global_embeds",), rows)) == {"global_embeds", "lengths"}
 
 

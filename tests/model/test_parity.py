@@ -47,7 +47,13 @@ def test_seeded_init_matches_official(reference_dir, ref_config):
     model = HANet(ref_config.model, seed=0)
     ref = from_official_state(_states(sup, "init_state"), model)
     for k, v in model.state_dict().items():
-        assert torch.equal(v, ref[k]), k
+        if k.startswith("text_encoder.rnn.weight_"):
+            # orthogonal_: the same normal draws, then LAPACK's float32 QR, whose last bit
+            # depends on the CPU's kernels (the reference was drawn on an AVX2 machine; an
+            # AVX-512 one differs by an ulp in some entries): equal to float32 rounding
+            torch.testing.assert_close(v, ref[k], rtol=0, atol=2e-7, msg=k)
+        else:
+            assert torch.equal(v, ref[k]), k
     # A different seed gives different weights.
     other = HANet(ref_config.model, seed=1)
     assert not torch.equal(other.video_encoder.level_proj[0].weight, model.video_encoder.level_proj[0].weight)
@@ -92,7 +98,9 @@ def test_parity_on_a_second_reference_set_with_true_states(reference_seed3_dir):
     lines: list[str] = []
     checks = run_parity(reference_seed3_dir, report=lines.append)
     by_group = {c.group: c for c in checks}
-    assert by_group["init: HANet(seed=3) = official"].max_diff == 0  # seed from reference.json
+    # seed from reference.json; exact but for the GRU's orthogonal QR, whose last bit depends
+    # on the CPU (see test_seeded_init_matches_official)
+    assert by_group["init: HANet(seed=3) = official"].max_diff <= 2e-7
     assert not [c.line() for c in checks if not c.ok], "\n".join(lines)
     assert "train: state after one Adam step" in by_group and "test: metrics (must be equal)" in by_group
 

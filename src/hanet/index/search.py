@@ -378,8 +378,8 @@ class SearchIndex:
     def _fused(self, video: Any, text: Any) -> np.ndarray:
         return self.model.fused_score(self._score(video, text)).numpy()
 
-    def _stored(self, rows: np.ndarray) -> StoredVideos:
-        return StoredVideos.from_collection(self.videos, rows, only_global=self.variant == "global")
+    def _stored(self, rows: np.ndarray, text: Any = None) -> StoredVideos:
+        return StoredVideos.from_collection(self.videos, rows, only_global=self.variant == "global", text=text)
 
     @torch.no_grad()
     def score_rows(self, rows: np.ndarray, text: Any) -> ScoreOutput:
@@ -393,7 +393,7 @@ class SearchIndex:
             :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices: ``model.score`` on the
             stored encodings, with their precomputed norms (see :mod:`hanet.index.scorer`).
         """
-        return self._score(self._stored(rows), text)
+        return self._score(self._stored(rows, text), text)
 
     def _fused_rows(self, rows: np.ndarray, text: Any) -> np.ndarray:
         return fuse(self.score_rows(rows, text), self.variant).numpy()

@@ -456,11 +456,12 @@ class Collection:
             out[at] = self.segments[s].read_field(local[at], name)
         return out
 
-    def read_groups(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def read_groups(self, rows: np.ndarray, max_bytes: Optional[int] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The records of rows, one positional read per run of consecutive rows, segment by segment.
 
         Args:
             rows: (n,) global rows, any order.
+            max_bytes: records per group at most (default :data:`~hanet.index.memory.READ_BYTES`).
 
         Yields:
             (positions in ``rows`` (m,) int64, their records (m,) structured array, a private copy),
@@ -477,7 +478,7 @@ class Collection:
                 continue
             segment = self.segments[int(seg[group[0]])]
             # a few MiB per read keeps each array below the allocator's mmap threshold (memory.py)
-            step = max(1, READ_BYTES // max(segment.dtype.itemsize, 1))
+            step = max(1, min(READ_BYTES, max_bytes or READ_BYTES) // max(segment.dtype.itemsize, 1))
             for s in range(0, len(group), step):
                 idx = group[s:s + step]
                 yield idx, segment.read(local[idx])  # ascending within the group

@@ -163,6 +163,21 @@ class PhraseAttention:
         return {int(self.slot[j]): (self.weights[video, :, j], float(self.sims[video, j])) for j in cols}
 
 
+def valid_phrases(phrases: torch.Tensor, phrase_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phrases that count, flattened: what the frames of every video are multiplied by.
+
+    Args:
+        phrases: (Nc, P, d) phrase embeddings.
+        phrase_valid: (Nc, P) bool.
+
+    Returns:
+        ((n, d) the valid phrases, (n,) int64 their flat slots c * P + p).
+    """
+    Nc, P, d = phrases.shape
+    index = phrase_valid.reshape(-1).nonzero().squeeze(1)
+    return phrases.reshape(Nc * P, d).index_select(0, index), index
+
+
 def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: torch.Tensor, sigma: float,
                      frame_valid: Optional[torch.Tensor] = None, frame_norm: Optional[torch.Tensor] = None,
                      gram: Optional[torch.Tensor] = None) -> PhraseAttention:
@@ -190,9 +205,7 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     """
     Nv, F, d = frames.shape
     Nc, P, _ = phrases.shape
-    flat_valid = phrase_valid.reshape(-1)
-    index = flat_valid.nonzero().squeeze(1)  # (n,) valid phrase slots
-    flat_p = phrases.reshape(Nc * P, d).index_select(0, index)  # (n, d)
+    flat_p, index = valid_phrases(phrases, phrase_valid)
     owner = torch.div(index, P, rounding_mode="floor")  # caption of each valid phrase
     if not isinstance(frames, torch.Tensor):
         # an index's stored frames (hanet.index.scorer.StoredFrames): the dot products come
@@ -254,6 +267,19 @@ def fuse(scores: ScoreOutput, variant: str = "hanet") -> torch.Tensor:
     return scores.sent if variant == "global" else scores.fused
 
 
+def phrase_queries(text: TextEncoderOutput, only: Optional[Sequence[str]] = None) -> dict[str, torch.Tensor]:
+    """Frame or clip field -> (n, d) the valid phrases :func:`score_and_attend` multiplies it
+    by, for the phrase scores in ``only`` (None: all four). An index reading stored frames can
+    take these dot products while the records are still in the cache
+    (:func:`hanet.index.scorer.gather_float`)."""
+    want = set(SCORE_NAMES if only is None else only)
+    out = {}
+    for name, (vfield, tfield, lens, _) in PHRASE_SCORES.items():
+        if name in want:
+            out[vfield] = valid_phrases(getattr(text, tfield), slot_mask(getattr(text, lens)))[0]
+    return out
+
+
 def score_and_attend(video, text: TextEncoderOutput, sigma: float, only: Optional[Sequence[str]] = None
                      ) -> tuple[ScoreOutput, dict[str, PhraseAttention]]:
     """The seven scores of every (video, caption) pair of a block, and the phrase attentions
@@ -307,5 +333,5 @@ def compute_scores(video, text: TextEncoderOutput, sigma: float,
 
 
 __all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "PHRASE_SCORES", "fusion_weights", "variant_scores",
-           "fuse", "ScoreOutput", "PhraseAttention", "cosine_sim", "jaccard_sim", "slot_mask", "phrase_attention",
-           "score_and_attend", "compute_scores"]
+           "fuse", "ScoreOutput", "PhraseAttention", "cosine_sim", "jaccard_sim", "slot_mask", "valid_phrases",
+           "phrase_attention", "phrase_queries", "score_and_attend", "compute_scores"]
