@@ -306,6 +306,9 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
                 _dots_into(dots[n], idx, run, torch.from_numpy(recs[n]), _scale_of(recs, n, scaled), p, bufs)
     out: dict[str, Any] = {}
     for n in plain:
+        if stored[n].dtype == np.float32 and n + "_scale" not in scaled:
+            out[n] = torch.from_numpy(stored[n])  # the precomputed norms and Gram matrices: already float32
+            continue
         # numpy allocates the float32 arrays (tens of MB per query at MSR-VTT's sizes) with
         # transparent huge pages where the kernel offers them on request; torch.empty does not,
         # and faulting in 4 KiB pages made the conversion ~6x slower on the project's VM
