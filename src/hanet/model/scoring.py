@@ -267,17 +267,12 @@ def fuse(scores: ScoreOutput, variant: str = "hanet") -> torch.Tensor:
     return scores.sent if variant == "global" else scores.fused
 
 
-def phrase_queries(text: TextEncoderOutput, only: Optional[Sequence[str]] = None) -> dict[str, torch.Tensor]:
+def phrase_queries(text: TextEncoderOutput) -> dict[str, torch.Tensor]:
     """Frame or clip field -> (n, d) the valid phrases :func:`score_and_attend` multiplies it
-    by, for the phrase scores in ``only`` (None: all four). An index reading stored frames can
-    take these dot products while the records are still in the cache
-    (:func:`hanet.index.scorer.gather_float`)."""
-    want = set(SCORE_NAMES if only is None else only)
-    out = {}
-    for name, (vfield, tfield, lens, _) in PHRASE_SCORES.items():
-        if name in want:
-            out[vfield] = valid_phrases(getattr(text, tfield), slot_mask(getattr(text, lens)))[0]
-    return out
+    by, for each of the four phrase scores. An index reading stored frames can take these dot
+    products while the records are still in the cache (:func:`hanet.index.scorer.gather_float`)."""
+    return {vfield: valid_phrases(getattr(text, tfield), slot_mask(getattr(text, lens)))[0]
+            for vfield, tfield, lens, _ in PHRASE_SCORES.values()}
 
 
 def score_and_attend(video, text: TextEncoderOutput, sigma: float, only: Optional[Sequence[str]] = None
