@@ -298,7 +298,7 @@ def agreement_at_k(index, text, exact: np.ndarray, k: int = 10, chunk: int = 64,
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from hanet.index import SearchIndex
+    from hanet.index import SearchIndex, native
     from hanet.index.build import index_info
     from hanet.index.store import read_manifest
 
@@ -359,7 +359,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     print(f"RESULT backend={args.backend} videos={args.videos} dims={args.dims} frames={info['frame_dtype']} p50_ms={lat['p50_ms']:.1f} "
           f"p99_ms={lat['p99_ms']:.1f} agreement_at_10={agr['agreement_at_10']:.4f} rss_mib={lat['rss_mib']:.0f} "
           f"build_s={build_s:.0f} bytes_per_video={per_video}" + (" against=reference" if args.reference else "")
-          + (f" threads={args.threads}" if args.threads != 1 else "") + (" rehearsed=1" if args.rehearse else ""))
+          + (f" threads={args.threads}" if args.threads != 1 else "") + (" rehearsed=1" if args.rehearse else "")
+          + f" kernel={'native' if native.library() is not None else 'torch'}")
     return 0
 
 

@@ -287,15 +287,24 @@ def test_probed_lists_hold_several_times_the_pool():
     assert probe_lists(16, 10, 4) == 16
 
 
+@pytest.mark.parametrize("kernel", ["native", "torch"])
 @pytest.mark.parametrize("frame_dtype", ["float16", "int8"])
-def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, monkeypatch):
+def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, kernel,
+                                                    monkeypatch, request):
     """Frames too large to convert whole (MSR-VTT's sizes) are multiplied as stored, block by
-    block (StoredFrames), or as they are read when the phrases are known (the search's path):
-    the same values and the same seven scores as the float32 copy, for rows from two segments
-    in any order and blocks and read groups of any size."""
+    block (StoredFrames), or as they are read when the phrases are known (the search's path, by
+    the compiled kernel or by torch): the same values and the same seven scores as the float32
+    copy, for rows from two segments in any order and blocks and read groups of any size."""
     import hanet.index.scorer as scorer
+    from hanet.index import native
     from hanet.index.scorer import StoredFrames, StoredVideos, gather_float, stored_values
     from hanet.index.store import FRAME_FIELDS
+
+    if kernel == "torch":
+        monkeypatch.setenv("HANET_NATIVE", "0")
+    native.reset()
+    request.addfinalizer(native.reset)  # later tests load the kernel afresh, with the environment restored
+    assert (native.library() is not None) == (kernel == "native"), native.status()
 
     names_file = tmp_path / "first.txt"
     names_file.write_text("\n".join(corpus.names[:6]))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hanet.errors import DataError, HanetError
+from hanet.index import native
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
 from hanet.index.faiss_stage import ANN_MIN_ROWS, FIRST_STAGES, FirstStage, first_stage_vectors
 from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, MOMENT_FIELDS, TEXT_FLOAT_FIELDS,
@@ -994,6 +995,7 @@ def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
         "default_candidates": default_candidates(sum(per_field.values())),
         "frame_dtype": m.get("frame_dtype", "float16"),
         "disk_bytes": disk, "updated": m.get("updated"),
+        "phrase_products": native.status(),  # this machine's, not the index's
     }
 
 

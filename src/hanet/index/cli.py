@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                   + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
                   + ", ...)\n"
                   f"  default candidates: {info['default_candidates']} (as many as "
-                  f"{CANDIDATE_READ_BYTES >> 20} MiB of records hold, at most {DEFAULT_CANDIDATES})")
+                  f"{CANDIDATE_READ_BYTES >> 20} MiB of records hold, at most {DEFAULT_CANDIDATES})\n"
+                  f"  phrase products on this machine: {info['phrase_products']}")
         return 0
     if cmd == "delete":
         from hanet.index.build import delete_videos

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
+from hanet.index import native
 from hanet.index.store import (FRAME_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, Collection,
                                IndexFormatError)
 from hanet.model.scoring import phrase_queries
@@ -283,17 +284,21 @@ def gather_float(coll: Collection, names: tuple[str, ...], rows: np.ndarray,
     extra_only = [n for n in extra if n not in plain and n != "lengths"]
     copied = plain + [n + "_scale" for n in plain if n + "_scale" in scaled] + ["lengths"] + extra_only
     stored = {n: np.empty((len(rows),) + dt[n].shape, dtype=dt[n].base) for n in copied}
-    dots_with = {n: p for n, p in (dots_with or {}).items() if n in lazy and n in names}
+    dots_with = {n: p.to(torch.float32).contiguous() for n, p in (dots_with or {}).items() if n in lazy and n in names}
     parts: dict[str, list] = {n: [] for n in names if n in lazy and n not in dots_with}
     dots = {n: torch.empty(len(rows), dt[n].shape[0], p.shape[0], dtype=torch.float32) for n, p in dots_with.items()}
     bufs: dict[tuple[int, ...], torch.Tensor] = {}  # float32 conversion buffers, reused group after group
+    # the compiled kernel converts and multiplies each group in one pass where it runs (hanet.index.native)
+    plan = native.DotsPlan.make(dt, {n: (p, dots[n]) for n, p in dots_with.items()}) if dots_with else None
     for idx, recs in coll.read_groups(rows, DOTS_READ_BYTES if dots_with else None):
         at = _positions(idx)
         for n in copied:  # contiguous, in the stored dtype (numpy's copy of a field is fast)
             stored[n][at] = recs[n]
         for n in parts:  # views into the records (StoredFrames converts them block by block)
             parts[n].append((idx, torch.from_numpy(recs[n]), _scale_of(recs, n, scaled)))
-        if dots_with:  # multiplied now, while this group is in the cache
+        if plan is not None:  # multiplied now, while this group is in the cache
+            plan.run(recs, idx)
+        else:
             for n, p in dots_with.items():
                 _dots_into(dots[n], at, torch.from_numpy(recs[n]), _scale_of(recs, n, scaled), p, bufs)
     out: dict[str, Any] = {}
@@ -336,7 +341,8 @@ def _block_dots(block: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
 
 def _dots_into(out: torch.Tensor, at: "slice | np.ndarray", vals: torch.Tensor,
                scale: Optional[torch.Tensor], phrases: torch.Tensor, bufs: dict) -> None:
-    """``out[at]`` = the dot products of one group's stored vectors with the phrases.
+    """``out[at]`` = the dot products of one group's stored vectors with the phrases, by torch
+    (where the compiled kernel of :mod:`hanet.index.native` does not run).
 
     Args:
         out: (n, F, k) float32.
