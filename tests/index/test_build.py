@@ -287,13 +287,13 @@ def test_probed_lists_hold_several_times_the_pool():
     assert probe_lists(16, 10, 4) == 16
 
 
-@pytest.mark.parametrize("kernel", ["native", "torch"])
+@pytest.mark.parametrize("kernel", ["native", "native-read", "torch"])
 @pytest.mark.parametrize("frame_dtype", ["float16", "int8"])
 def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, kernel,
                                                     monkeypatch, request):
     """Frames too large to convert whole (MSR-VTT's sizes) are multiplied as stored, block by
-    block (StoredFrames), or as they are read when the phrases are known (the search's path, by
-    the compiled kernel or by torch): the same values and the same seven scores as the float32
+    block (StoredFrames), or as they are read when the phrases are known (the search's path: by
+    the compiled kernel from the mapped records or from records read, or by torch): the same values and the same seven scores as the float32
     copy, for rows from two segments in any order and blocks and read groups of any size."""
     import hanet.index.scorer as scorer
     from hanet.index import native
@@ -302,9 +302,11 @@ def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, i
 
     if kernel == "torch":
         monkeypatch.setenv("HANET_NATIVE", "0")
+    if kernel == "native-read":  # the kernel on records read with pread, not mapped
+        monkeypatch.setattr(scorer, "MAPPED_READS", False)
     native.reset()
     request.addfinalizer(native.reset)  # later tests load the kernel afresh, with the environment restored
-    assert (native.library() is not None) == (kernel == "native"), native.status()
+    assert (native.library() is not None) == kernel.startswith("native"), native.status()
 
     names_file = tmp_path / "first.txt"
     names_file.write_text("\n".join(corpus.names[:6]))
@@ -403,3 +405,22 @@ def test_one_field_of_a_few_rows_reads_only_that_field(tmp_path, run_dir, corpus
         f.truncate(os.path.getsize(path) - last.dtype.itemsize // 2)
     with pytest.raises(IndexFormatError, match=r"records.npy: truncated \(row"):
         coll.gather("verb_frame_probs", np.array([coll.size - 1]))
+
+
+def test_a_truncated_segment_is_a_clear_error_before_it_is_mapped(tmp_path, run_dir, corpus, index, monkeypatch):
+    """The kernel reads frames from the records memory-mapped: a records file shorter than its rows
+    is refused when mapped, naming the file (a map would raise a bus error at the first missing page)."""
+    import hanet.index.scorer as scorer
+    from hanet.index import native
+
+    if native.library() is None:
+        pytest.skip(f"no kernel: {native.status()}")
+    out = tmp_path / "idx"
+    build_index(run_dir, corpus.features, out, thumbnails=False)
+    path = next((out / "segments").glob("v-*/records.npy"))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 100)
+    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
+    q = SearchIndex.open(out, parser=index.queries.parser)
+    with pytest.raises(IndexFormatError, match=r"records.npy: \d+ bytes, but \d+ rows .* the file is truncated"):
+        q.search(QUERY, k=3, candidates=5)

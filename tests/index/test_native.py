@@ -101,12 +101,30 @@ def test_a_plan_refuses_what_would_read_or_write_out_of_bounds(fresh):
         plan.run(records(3, 5, 16, rng), np.arange(3))  # records of another layout
     with pytest.raises(ValueError, match="do not fit"):
         plan.run(recs, np.arange(2))
+    with pytest.raises(IndexError, match="outside the 3 records"):
+        plan.run(recs, np.arange(2), rows=np.array([0, 3]))  # a segment's rows, past its end
+    assert torch.count_nonzero(out) == 0
     # layouts the kernel does not take: the caller is told to compute them itself
     assert native.DotsPlan.make(recs.dtype, {"mid": (torch.ones(1, 2), torch.zeros(3, 2, 1))}) is None
     assert native.DotsPlan.make(recs.dtype, {"h": (torch.ones(2, 15), out)}) is None      # wrong d
     assert native.DotsPlan.make(recs.dtype, {"h": (phrases.double(), out)}) is None        # not float32
     assert native.DotsPlan.make(recs.dtype, {"h": (phrases, torch.zeros(3, 2, 4).transpose(1, 2))}) is None
     assert native.DotsPlan.make(recs.dtype, {"missing": (phrases, out)}) is None
+
+
+def test_rows_of_a_whole_segment_are_multiplied_in_place(fresh):
+    """Given all of a segment's records (the search maps them) and some rows, the kernel reads those
+    rows where they are: the products of the same records copied out first."""
+    if not HAS_KERNEL_HERE:
+        pytest.skip(f"no kernel on this machine: {native.status()}")
+    rng = np.random.default_rng(3)
+    segment = records(40, 5, 24, rng)
+    rows = np.array([33, 2, 2, 17, 39, 0])
+    phrases = torch.from_numpy(rng.standard_normal((3, 24)).astype(np.float32))
+    in_place, copied = torch.zeros(6, 5, 3), torch.zeros(6, 5, 3)
+    native.DotsPlan.make(segment.dtype, {"q": (phrases, in_place)}).run(segment, np.arange(6), rows=rows)
+    native.DotsPlan.make(segment.dtype, {"q": (phrases, copied)}).run(segment[rows], np.arange(6))
+    assert torch.equal(in_place, copied)
 
 
 def test_the_kernel_is_compiled_once_then_found_in_its_cache(fresh):

@@ -37,6 +37,11 @@ TRIM_BYTES = 512 << 20
 #: record reads are split so that no one array passes this (below :data:`MMAP_BYTES`)
 READ_BYTES = 16 << 20
 
+#: pages of memory-mapped records (:meth:`hanet.index.store.Collection.mapped_groups`) a
+#: process may touch before it unmaps them again: its resident set grows by at most about
+#: this much for them, whatever the collection's size (the pages stay in the page cache)
+MAP_DROP_BYTES = 256 << 20
+
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
 

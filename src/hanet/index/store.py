@@ -33,8 +33,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -43,7 +45,7 @@ import numpy as np
 
 from hanet.errors import HanetError
 from hanet.io import atomic_write_text, commit_dir, ensure_dir, write_failure
-from hanet.index.memory import READ_BYTES
+from hanet.index.memory import MAP_DROP_BYTES, READ_BYTES
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -245,7 +247,9 @@ class Segment:
     ``pread`` instead (what search uses): on current kernels, touching scattered rows of a
     memory map maps whole page-cache folios around each of them, so the resident set of a
     process that reads a few megabytes per query grows towards the size of the index; a
-    positional read copies only the rows, straight from the page cache.
+    positional read copies only the rows, straight from the page cache. :meth:`mapped` is the
+    exception: the compiled kernel multiplies frames in place there, and the pages it touched
+    are unmapped again (:meth:`drop_mapped_pages`, :meth:`Collection.release_mapped`).
 
     Args:
         path: the segment folder.
@@ -262,6 +266,9 @@ class Segment:
         self._fd: Optional[int] = None
         self._dtype: Optional[np.dtype] = None
         self._offset = 0
+        self._map: Optional[mmap.mmap] = None
+        self._mapped: Optional[np.ndarray] = None
+        self._map_lock = threading.Lock()
 
     def _load(self, file: str) -> np.ndarray:
         a = self._arrays.get(file)
@@ -357,10 +364,53 @@ class Segment:
             self._read_exactly(fd, buf[i * want:(i + 1) * want], self._offset + r * dt.itemsize + offset, r)
         return out
 
+    def mapped(self) -> np.ndarray:
+        """(count,) the records as a read-only memory map, for the second stage's kernel
+        (:meth:`Collection.mapped_groups`), which reads only the fields it multiplies, in place.
+
+        The file's size is checked against the rows first: a truncated file is an
+        :class:`IndexFormatError` here, not a bus error at the first row it lacks. (A file
+        truncated while mapped still would be one; segments are never rewritten in place.)
+        """
+        if self._mapped is None:
+            with self._map_lock:
+                if self._mapped is None:
+                    fd = self._open_records()
+                    p = self.path / "records.npy"
+                    need = self._offset + self.count * self._dtype.itemsize
+                    size = os.fstat(fd).st_size
+                    if size < need:
+                        raise IndexFormatError(f"{p}: {size} bytes, but {self.count} rows of "
+                                               f"{self._dtype.itemsize} need {need}: the file is truncated")
+                    try:
+                        mm = mmap.mmap(fd, need, access=mmap.ACCESS_READ)
+                    except (OSError, ValueError) as exc:
+                        raise IndexFormatError(f"{p}: cannot be mapped ({exc})") from None
+                    self._map = mm
+                    self._mapped = np.frombuffer(mm, dtype=self._dtype, count=self.count, offset=self._offset)
+        return self._mapped
+
+    def drop_mapped_pages(self) -> None:
+        """Unmap the pages of :meth:`mapped` touched so far (they stay in the page cache), so
+        that they leave this process's resident set; the next read maps them again."""
+        mm = self._map
+        if mm is not None:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError, AttributeError):  # closed meanwhile, or no madvise here
+                pass
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._map is not None:
+            self._mapped = None
+            try:
+                self._map.close()
+            except BufferError:  # a view of it is still held somewhere: closed when that goes
+                pass
+            self._map = None
 
     def __del__(self) -> None:
         try:
@@ -411,6 +461,8 @@ class Collection:
         self.part = part
         self.segments = [Segment(Path(index_dir) / "segments" / s["name"], part, s["count"])
                          for s in info["segments"]]
+        self._map_lock = threading.Lock()
+        self._map_touched = 0
         counts = np.array([s.count for s in self.segments], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.size = int(self.offsets[-1])
@@ -482,6 +534,44 @@ class Collection:
             for s in range(0, len(group), step):
                 idx = group[s:s + step]
                 yield idx, segment.read(local[idx])  # ascending within the group
+
+    def mapped_groups(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The rows segment by segment, as positions into memory-mapped records (nothing read yet).
+
+        What the caller touches counts towards :data:`MAP_DROP_BYTES`; :meth:`release_mapped`
+        afterwards keeps the resident set bounded.
+
+        Args:
+            rows: (n,) global rows, any order.
+
+        Yields:
+            (positions in ``rows`` (m,) int64, the segment's records (count,) mapped, the rows
+            within them (m,) int64 ascending).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.segments:
+            raise IndexFormatError(f"the index holds no {self.part}")
+        seg, local = self.locate(rows)
+        order = np.lexsort((local, seg))
+        bounds = np.flatnonzero(np.diff(seg[order])) + 1
+        for group in np.split(order, bounds):
+            if len(group):
+                yield group, self.segments[int(seg[group[0]])].mapped(), local[group]
+
+    def release_mapped(self, rows: int) -> None:
+        """Count ``rows`` records of :meth:`mapped_groups` touched; past :data:`MAP_DROP_BYTES`
+        since the last drop, unmap the touched pages of every segment (one call each)."""
+        if not self.segments:
+            return
+        # a fault maps the page-cache folio around it (up to 64 KiB each side counted)
+        touched = int(rows) * (self.segments[0].dtype.itemsize + (128 << 10))
+        with self._map_lock:
+            self._map_touched += touched
+            if self._map_touched < MAP_DROP_BYTES:
+                return
+            self._map_touched = 0
+        for s in self.segments:
+            s.drop_mapped_pages()
 
     def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of several fields, read once per row (positional reads, see :class:`Segment`).

@@ -34,7 +34,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("dots.c")
 #: what ``hanet_dots_abi()`` of a library built from :data:`SOURCE` returns
-ABI = 2
+ABI = 3
 #: vectors per record and field the kernel takes (``HANET_MAX_F`` in the source)
 MAX_VECTORS = 4096
 
@@ -131,7 +131,7 @@ def _load() -> tuple[Optional[ctypes.CDLL], str]:
             return None, "this CPU lacks AVX2, FMA or F16C"
         lib.hanet_group_dots.restype = ctypes.c_int
         lib.hanet_group_dots.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                                         ctypes.POINTER(_Field), ctypes.c_int64]
+                                         ctypes.POINTER(_Field), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
         _state["path"] = lib_path
         return lib, "native"
     return None, "; ".join(reasons) or "no cache folder"
@@ -211,21 +211,32 @@ class DotsPlan:
                 return None
         return cls(lib, dtype, fields)
 
-    def run(self, recs: np.ndarray, pos: np.ndarray) -> None:
-        """``out[pos[i], f, j] = <recs[i][field][f], phrases[j]>`` for every field of the plan.
+    def run(self, recs: np.ndarray, pos: np.ndarray, rows: Optional[np.ndarray] = None) -> None:
+        """``out[pos[i], f, j] = <record i's field, vector f, phrases[j]>`` for every field of the plan.
 
         Args:
-            recs: (m,) records of the plan's dtype.
+            recs: records of the plan's dtype: (m,) read, or with ``rows`` all the records of
+                a segment (a read-only memory map: only the rows asked for are touched).
             pos: (m,) int64 their rows in the outputs.
+            rows: (m,) int64 the records of ``recs`` to use, or None for all of them in order.
         """
-        if recs.dtype != self.dtype or recs.ndim != 1 or len(pos) != len(recs):
+        m = len(pos) if rows is None else len(rows)
+        if recs.dtype != self.dtype or recs.ndim != 1 or len(pos) != m or (rows is None and len(recs) != m):
             raise ValueError(f"records {recs.dtype} ({recs.shape}) and {len(pos)} positions do not fit this plan")
-        if not len(recs):
+        if not m:
             return
         pos = np.ascontiguousarray(pos, dtype=np.int64)
-        if self.lib.hanet_group_dots(recs.ctypes.data, len(recs), recs.strides[0], pos.ctypes.data,
-                                     self._fields, self._n) != 0:
+        if rows is not None:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+        stride = recs.strides[0] if len(recs) > 1 else recs.dtype.itemsize
+        rc = self.lib.hanet_group_dots(recs.ctypes.data, m, stride, pos.ctypes.data, self._fields, self._n,
+                                       None if rows is None else rows.ctypes.data, len(recs))
+        if rc == -1:
             raise IndexError(f"positions {int(pos.min())}..{int(pos.max())} outside the outputs' rows")
+        if rc == -3:
+            raise IndexError(f"rows {int(rows.min())}..{int(rows.max())} outside the {len(recs)} records")
+        if rc != 0:
+            raise ValueError(f"the kernel refused these fields (code {rc})")
 
 
 __all__ = ["SOURCE", "ABI", "MAX_VECTORS", "library", "library_name", "status", "reset", "DotsPlan"]

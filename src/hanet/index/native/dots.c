@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int hanet_dots_abi(void) { return 2; }
+int hanet_dots_abi(void) { return 3; }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -119,19 +119,25 @@ typedef struct {
     float *out;            /* n x F x k float32, contiguous */
 } hanet_field;
 
-/* For the m records at recs (stride bytes apart) and each field:
- *   out[(pos[i] * F + f) * k + j] = <vector f of record i, P[j]>.
- * Returns 0, or -1 (nothing written) when a position is outside a field's n rows.
+/* For m records and each field:
+ *   out[(pos[i] * F + f) * k + j] = <vector f of record i, P[j]>,
+ * record i at recs + i * stride, or with rows (not NULL) at recs + rows[i] * stride, one of the
+ * nrec records there (a read-only map of a whole segment: nothing is copied out of it first).
+ * Returns 0; -1 (nothing written) when a position is outside a field's n rows, -3 when a row is
+ * outside [0, nrec), -2 for a field of more than HANET_MAX_F vectors.
  * Only after hanet_dots_supported() said yes. */
 HANET_TARGET int hanet_group_dots(const char *recs, int64_t m, int64_t stride, const int64_t *pos,
-                                  const hanet_field *fields, int64_t nf) {
+                                  const hanet_field *fields, int64_t nf, const int64_t *rows, int64_t nrec) {
     for (int64_t q = 0; q < nf; q++) {
         if (fields[q].F > HANET_MAX_F || fields[q].F < 0) return -2;
         for (int64_t i = 0; i < m; i++)
             if (pos[i] < 0 || pos[i] >= fields[q].n) return -1;
     }
+    if (rows)
+        for (int64_t i = 0; i < m; i++)
+            if (rows[i] < 0 || rows[i] >= nrec) return -3;
     for (int64_t i = 0; i < m; i++) {
-        const char *rec = recs + i * stride;
+        const char *rec = recs + (rows ? rows[i] : i) * stride;
         for (int64_t q = 0; q < nf; q++) {
             const hanet_field *fd = &fields[q];
             const int64_t F = fd->F, d = fd->d, k = fd->k, width = fd->is_int8 ? 1 : 2;
