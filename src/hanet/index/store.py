@@ -390,6 +390,22 @@ class Segment:
                     self._mapped = np.frombuffer(mm, dtype=self._dtype, count=self.count, offset=self._offset)
         return self._mapped
 
+    def will_need(self, rows: np.ndarray) -> None:
+        """Ask the kernel to bring the records of ``rows`` (local, ascending) into the page cache
+        now, all at once (``posix_fadvise(WILLNEED)``, one call per record): a mapped page the
+        cache lacks is otherwise read when first touched, one fault at a time, where a
+        positional read fetches a whole record in one request. Cheap when they are cached."""
+        fd = self._open_records()
+        size = self._dtype.itemsize
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is None:
+            return
+        for r in np.asarray(rows, dtype=np.int64).tolist():
+            try:
+                advise(fd, self._offset + r * size, size, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                return  # advice only
+
     def drop_mapped_pages(self) -> None:
         """Unmap the pages of :meth:`mapped` touched so far (they stay in the page cache), so
         that they leave this process's resident set; the next read maps them again."""
@@ -554,9 +570,11 @@ class Collection:
         seg, local = self.locate(rows)
         order = np.lexsort((local, seg))
         bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        for group in np.split(order, bounds):
-            if len(group):
-                yield group, self.segments[int(seg[group[0]])].mapped(), local[group]
+        groups = [g for g in np.split(order, bounds) if len(g)]
+        for group in groups:  # every group's reads asked for before the first is touched
+            self.segments[int(seg[group[0]])].will_need(local[group])
+        for group in groups:
+            yield group, self.segments[int(seg[group[0]])].mapped(), local[group]
 
     def release_mapped(self, rows: int) -> None:
         """Count ``rows`` records of :meth:`mapped_groups` touched; past :data:`MAP_DROP_BYTES`
