@@ -250,7 +250,7 @@ DOTS_READ_BYTES = 2 << 20
 
 #: with the compiled kernel, the as-read products come from the memory-mapped records
 #: (:meth:`~hanet.index.store.Collection.mapped_groups`) instead of positional reads: measured
-#: at 100k MSR-VTT-size videos, 200 candidates, the read and products ~20 -> ~12 ms per query
+#: at 100k MSR-VTT-size videos, 200 candidates, the read and products 18-20 -> 9 ms per query
 MAPPED_READS = True
 
 

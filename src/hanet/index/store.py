@@ -535,21 +535,22 @@ class Collection:
             (positions in ``rows`` (m,) int64, their records (m,) structured array, a private copy),
             at most :data:`~hanet.index.memory.READ_BYTES` of records at a time.
         """
+        for segment, group, local in self._by_segment(rows):
+            # a few MiB per read keeps each array below the allocator's mmap threshold (memory.py)
+            step = max(1, min(READ_BYTES, max_bytes or READ_BYTES) // max(segment.dtype.itemsize, 1))
+            for s in range(0, len(group), step):
+                yield group[s:s + step], segment.read(local[s:s + step])
+
+    def _by_segment(self, rows: np.ndarray) -> list[tuple["Segment", np.ndarray, np.ndarray]]:
+        """(segment, positions in ``rows`` (m,), their rows within it (m,) ascending) per segment
+        holding some of the global ``rows`` (any order)."""
         rows = np.asarray(rows, dtype=np.int64)
         if not self.segments:
             raise IndexFormatError(f"the index holds no {self.part}")
         seg, local = self.locate(rows)
         order = np.lexsort((local, seg))
         bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        for group in np.split(order, bounds):
-            if not len(group):
-                continue
-            segment = self.segments[int(seg[group[0]])]
-            # a few MiB per read keeps each array below the allocator's mmap threshold (memory.py)
-            step = max(1, min(READ_BYTES, max_bytes or READ_BYTES) // max(segment.dtype.itemsize, 1))
-            for s in range(0, len(group), step):
-                idx = group[s:s + step]
-                yield idx, segment.read(local[idx])  # ascending within the group
+        return [(self.segments[int(seg[g[0]])], g, local[g]) for g in np.split(order, bounds) if len(g)]
 
     def mapped_groups(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The rows segment by segment, as positions into memory-mapped records (nothing read yet).
@@ -564,17 +565,11 @@ class Collection:
             (positions in ``rows`` (m,) int64, the segment's records (count,) mapped, the rows
             within them (m,) int64 ascending).
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        if not self.segments:
-            raise IndexFormatError(f"the index holds no {self.part}")
-        seg, local = self.locate(rows)
-        order = np.lexsort((local, seg))
-        bounds = np.flatnonzero(np.diff(seg[order])) + 1
-        groups = [g for g in np.split(order, bounds) if len(g)]
-        for group in groups:  # every group's reads asked for before the first is touched
-            self.segments[int(seg[group[0]])].will_need(local[group])
-        for group in groups:
-            yield group, self.segments[int(seg[group[0]])].mapped(), local[group]
+        groups = self._by_segment(rows)
+        for segment, _, local in groups:  # every group's reads asked for before the first is touched
+            segment.will_need(local)
+        for segment, group, local in groups:
+            yield group, segment.mapped(), local
 
     def release_mapped(self, rows: int) -> None:
         """Count ``rows`` records of :meth:`mapped_groups` touched; past :data:`MAP_DROP_BYTES`

@@ -65,7 +65,11 @@ def _cache_dirs() -> list[Path]:
 
 
 def _compile(target: Path) -> Optional[str]:
-    """Build :data:`SOURCE` into ``target`` (atomically); None, or why it could not."""
+    """Build :data:`SOURCE` into ``target`` (atomically); None, or why the compiler could not.
+
+    Raises:
+        OSError: the library was built but could not be put in place.
+    """
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return "no C compiler (set CC, or install gcc)"
@@ -81,9 +85,9 @@ def _compile(target: Path) -> Optional[str]:
         return f"{cc} could not compile {SOURCE.name}: {last[0][:200]}"
     try:
         os.replace(tmp, target)  # another process compiling the same source writes the same library
-    except OSError as exc:
+    except OSError:
         tmp.unlink(missing_ok=True)
-        return f"could not write {target}: {exc.strerror or exc}"
+        raise  # the folder's problem, not the compiler's: the caller tries the next folder
     return None
 
 
@@ -114,15 +118,14 @@ def _load() -> tuple[Optional[ctypes.CDLL], str]:
         if lib is None:  # not built yet, or a file there that is not this kernel: (re)build it
             try:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if not os.access(folder, os.W_OK):
+                    raise PermissionError(f"cannot write {folder}")
+                problem = _compile(lib_path)
             except OSError as exc:  # a folder that cannot be made or written: the next one
                 reasons.append(f"cache folder {folder}: {exc.strerror or exc}")
                 continue
-            problem = _compile(lib_path)
-            if problem:
-                if "could not compile" in problem or "C compiler" in problem:
-                    return None, problem
-                reasons.append(problem)
-                continue
+            if problem:  # the compiler's: no other folder would help
+                return None, problem
             lib = _open(lib_path)
             if lib is None:
                 reasons.append(f"{lib_path}: built, but it does not load")
