@@ -24,6 +24,7 @@ import ctypes
 import os
 import platform
 import threading
+from typing import Optional
 
 #: glibc's ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD`` (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -41,6 +42,24 @@ READ_BYTES = 16 << 20
 #: process may touch before it unmaps them again: its resident set grows by at most about
 #: this much for them, whatever the collection's size (the pages stay in the page cache)
 MAP_DROP_BYTES = 256 << 20
+
+
+def file_resident_bytes() -> Optional[int]:
+    """This process's resident file-backed pages (``/proc/self/statm``'s third field, in bytes),
+    or None where there is no such file.
+
+    Why measured and not only counted: how much a fault maps is the kernel's choice. With large
+    page-cache folios (ext4 on Linux 6.18, seen here) touching one 170 KiB MSR-VTT record mapped
+    about 1.2 MiB, so a bound counted from the records touched let the resident set grow four
+    times past :data:`MAP_DROP_BYTES` before the pages were dropped.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return None
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
