@@ -119,8 +119,8 @@ def test_the_bound_holds_for_pages_a_fault_maps_beyond_the_records_counted(tmp_p
     for _, recs, local in coll.mapped_groups(np.array([0])):
         pages = recs.view(np.uint8)
         assert pages.size > 3 * one_record, "the test needs a segment larger than the bound"
-        touched = int(pages[::4096].sum()) + int(pages[-1])  # every page, as a fault mapping whole folios would
-    assert touched >= 0 and _mapped_records_rss_kib(out) * 1024 > 2 * one_record
+        int(pages[::4096].sum()) + int(pages[-1])  # every page, as a fault mapping whole folios would
+    assert _mapped_records_rss_kib(out) * 1024 > 2 * one_record
     coll.release_mapped(1)  # counted alone, one record is below the bound
     assert _mapped_records_rss_kib(out) == 0
     q.close()

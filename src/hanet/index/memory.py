@@ -43,6 +43,8 @@ READ_BYTES = 16 << 20
 #: this much for them, whatever the collection's size (the pages stay in the page cache)
 MAP_DROP_BYTES = 256 << 20
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
 
 def file_resident_bytes() -> Optional[int]:
     """This process's resident file-backed pages (``/proc/self/statm``'s third field, in bytes),
@@ -59,7 +61,6 @@ def file_resident_bytes() -> Optional[int]:
     except (OSError, IndexError, ValueError):
         return None
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
