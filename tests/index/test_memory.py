@@ -108,13 +108,14 @@ def test_the_bound_holds_for_pages_a_fault_maps_beyond_the_records_counted(tmp_p
     record but has the whole segment mapped still has it dropped."""
     import hanet.index.store as store
     from hanet.index import SearchIndex, build_index
+    from hanet.index.memory import MAP_FOLIO_BYTES
 
     out = tmp_path / "idx"
     build_index(run_dir, corpus.features, out, thumbnails=False)
     q = SearchIndex.open(out, parser=None)
     coll = q.videos
     segment = coll.segments[0]
-    one_record = segment.dtype.itemsize + (128 << 10)  # what release_mapped counts for a record
+    one_record = segment.dtype.itemsize + MAP_FOLIO_BYTES  # what release_mapped counts for a record
     monkeypatch.setattr(store, "MAP_DROP_BYTES", one_record + 1)
     for _, recs, local in coll.mapped_groups(np.array([0])):
         pages = recs.view(np.uint8)

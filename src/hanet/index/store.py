@@ -45,7 +45,7 @@ import numpy as np
 
 from hanet.errors import HanetError
 from hanet.io import atomic_write_text, commit_dir, ensure_dir, write_failure
-from hanet.index.memory import MAP_DROP_BYTES, READ_BYTES, file_resident_bytes
+from hanet.index.memory import MAP_DROP_BYTES, MAP_FOLIO_BYTES, READ_BYTES, file_resident_bytes
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -395,11 +395,11 @@ class Segment:
         now, all at once (``posix_fadvise(WILLNEED)``, one call per record): a mapped page the
         cache lacks is otherwise read when first touched, one fault at a time, where a
         positional read fetches a whole record in one request. Cheap when they are cached."""
-        fd = self._open_records()
-        size = self._dtype.itemsize
         advise = getattr(os, "posix_fadvise", None)
         if advise is None:
             return
+        fd = self._open_records()
+        size = self._dtype.itemsize
         for r in np.asarray(rows, dtype=np.int64).tolist():
             try:
                 advise(fd, self._offset + r * size, size, os.POSIX_FADV_WILLNEED)
@@ -578,8 +578,8 @@ class Collection:
         """Count ``rows`` records of :meth:`mapped_groups` touched; past :data:`MAP_DROP_BYTES`
         since the last drop, unmap the touched pages of every segment (one call each).
 
-        Past it means either count: the records touched, each with the folio around it (a fault
-        maps up to 64 KiB each side), or, where ``/proc`` tells, what the process's file-backed
+        Past it means either count: the records touched, each with the folio around it
+        (:data:`~hanet.index.memory.MAP_FOLIO_BYTES`), or, where ``/proc`` tells, what the process's file-backed
         resident set has grown by since the last drop, which is what the bound is about (faults
         may map far more than the count assumes; see
         :func:`~hanet.index.memory.file_resident_bytes`). Other file maps (FAISS's) growing
@@ -587,7 +587,7 @@ class Collection:
         """
         if not self.segments:
             return
-        touched = int(rows) * (self.segments[0].dtype.itemsize + (128 << 10))
+        touched = int(rows) * (self.segments[0].dtype.itemsize + MAP_FOLIO_BYTES)
         now = file_resident_bytes()
         with self._map_lock:
             self._map_touched += touched
