@@ -123,14 +123,17 @@ def _track(spec: SceneSpec, i: int = 0, **cfg) -> dict:
     ("fall", "y", 1), ("rise", "y", -1), ("grow", "radius", 1), ("shrink", "radius", -1),
 ])
 def test_actions_change_what_they_say(action: str, key: str, sign: int) -> None:
-    tr = _track(scene(ObjectSpec("square", "red", "medium", (action,))))
-    values = np.array(tr[key])
+    ann = annotate(scene(ObjectSpec("square", "red", "medium", (action,))))
+    values = np.array(ann["objects"][0]["track"][key])
     if key == "radius":
         assert (values[-1] / values[0]) ** sign > 1.4
     else:
         assert sign * (values[-1] - values[0]) > 10
+    span = ann["actions"][0]
+    before, after = values[:span["start_frame"]], values[span["end_frame"] - 1:]
+    assert len(set(before)) <= 1 and len(set(after)) == 1  # still before and after the action
     if action == "fall":  # accelerating
-        steps = np.diff(values)
+        steps = np.diff(values[span["start_frame"]:span["end_frame"]])
         assert steps[-1] > 2 * steps[0]
 
 
@@ -250,11 +253,11 @@ def test_true_words_example() -> None:
 def test_verb_spans() -> None:
     ann = annotate(scene(ObjectSpec("circle", "red", "small", ("bounce", "grow")),
                          ObjectSpec("square", "blue", "medium", ("spin",))))
-    k = ann["actions"][0]["end_frame"]
+    a, k, b = ann["actions"][0]["start_frame"], ann["actions"][0]["end_frame"], ann["actions"][1]["end_frame"]
     spans = verb_spans(ann)
-    assert spans["hop"] == [(0, k)] and spans["expand"] == [(k, 24)] and spans["twirl"] == [(0, 24)]
+    assert spans["hop"] == [(a, k)] and spans["expand"] == [(k, b)] and spans["twirl"] == [(0, 24)]
     main = verb_spans(ann, main_only=True)
-    assert "twirl" not in main and main["bounce"] == [(0, k)]
+    assert "twirl" not in main and main["bounce"] == [(a, k)]
 
 
 # ------------------------------------------------------------------------------------ config

@@ -31,7 +31,7 @@ from hanet.errors import HanetError
 from hanet.data.synth import vocab
 
 # Bump whenever the same config and seed would give different files (sampling, drawing, grammar).
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 SPLITS: tuple[str, ...] = ("trn", "val", "tst", "tst_novel")
 
@@ -76,6 +76,14 @@ class SynthConfig:
             actions in sequence ("... and then ..."), each over a part of the clip.
         p_companion_still: probability that a companion object (not the main one, not in an
             interaction) stays still; otherwise it moves, bounces, spins or blinks.
+        rest_max: the main object may stay still before its first action and after its last,
+            each stretch drawn uniformly up to this share of the clip; two actions split the time
+            between at a uniform point (each lasts at least 4 frames). When actions happen and
+            how long they last then vary as in real videos, so a time span that ignores the
+            pixels (the first action early, the second late) finds them poorly. 0: the actions
+            fill the clip.
+        p_timed_single: probability that a main object doing one action also does it between
+            such still stretches (otherwise the action fills the clip). Two actions always are.
         group_size: clips are made in groups of this many look-alikes that share the main
             object's appearance and the background and differ in one thing (what the main object
             does, the companion object, or one attribute). 1: every clip independent. The
@@ -128,6 +136,8 @@ class SynthConfig:
     p_interaction: float = 0.45
     p_two_actions: float = 0.4
     p_companion_still: float = 0.5
+    rest_max: float = 0.35
+    p_timed_single: float = 0.5
     group_size: int = 8
     vary_action: float = 0.5
     vary_companion: float = 0.25
@@ -342,6 +352,8 @@ class SynthConfig:
             raise bad("vary_action", "the vary_* weights must not all be 0 when group_size > 1")
         if min(self.vary_action, self.vary_companion, self.vary_appearance) < 0:
             raise bad("vary_action", "the vary_* weights must be >= 0")
+        if not (isinstance(self.rest_max, (int, float)) and 0 <= self.rest_max <= 0.45):
+            raise bad("rest_max", "must be in [0, 0.45] (the actions need the rest of the clip)")
         if not (isinstance(self.noise_std, (int, float)) and 0 <= self.noise_std <= 50):
             raise bad("noise_std", "must be in [0, 50]")
         if self.val_fraction + self.test_fraction + self.novel_fraction >= 1:

@@ -482,12 +482,38 @@ class _Motion:
         return cls(np.zeros(n), np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.zeros(n))
 
 
-def _spans(n_actions: int, F: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+#: Frames an action lasts at the least (half a second at the default 8 fps).
+MIN_ACTION_FRAMES = 4
+
+
+def _spans(actions: Sequence[str], F: int, rng: np.random.Generator, rest_max: float = 0.0,
+           timed: bool = False) -> list[tuple[int, int]]:
+    """Frame spans of an object's actions, in order and back to back.
+
+    With ``timed``, the actions start after a still stretch and end before another, each drawn
+    uniformly up to ``rest_max`` of the clip (shortened when the actions would not fit), and two
+    actions split the time between at a uniform point: when an action happens and how long it
+    lasts vary from clip to clip, as in real videos, so no rule that ignores the pixels can say
+    where it is. Without, the actions fill the clip (companions, and worlds before version 3).
+    A ``still`` action reaches the clip's edge: a rest beside it would look the same.
+    """
+    n_actions = len(actions)
+    lo, hi = 0, F
+    need = n_actions * MIN_ACTION_FRAMES
+    if timed and rest_max > 0:
+        top = int(math.floor(rest_max * F))
+        lo, hi = int(rng.integers(0, top + 1)), F - int(rng.integers(0, top + 1))
+        lo = 0 if actions[0] == "still" else lo
+        hi = F if actions[-1] == "still" else hi
+        while hi - lo < need:  # not enough room left for the actions: give back rest
+            lo, hi = max(lo - 1, 0), min(hi + 1, F)
     if n_actions == 1:
-        return [(0, F)]
-    k = int(round(F * rng.uniform(0.4, 0.6)))
-    k = min(max(k, 4), F - 4)
-    return [(0, k), (k, F)]
+        return [(lo, hi)]
+    if timed:
+        k = int(rng.integers(lo + MIN_ACTION_FRAMES, hi - MIN_ACTION_FRAMES + 1))
+    else:
+        k = min(max(int(round(F * rng.uniform(0.4, 0.6))), MIN_ACTION_FRAMES), F - MIN_ACTION_FRAMES)
+    return [(lo, k), (k, hi)]
 
 
 def _solo_motion(actions: Sequence[str], spans: Sequence[tuple[int, int]], F: int, r0: float,
@@ -558,6 +584,8 @@ def _solo_motion(actions: Sequence[str], spans: Sequence[tuple[int, int]], F: in
             p = {"distance_px": d, "wobble_px": wobble}
         elif action != "still":
             raise ValueError(f"unknown action {action!r}")
+        if action == "appear":
+            m.alpha[:a] = 0.0  # not there before it appears
         m.dx[a:b] = x + ddx
         m.dy[a:b] = y + ddy
         m.scale[a:b] = s * ds
@@ -565,6 +593,9 @@ def _solo_motion(actions: Sequence[str], spans: Sequence[tuple[int, int]], F: in
         m.alpha[a:b] = alpha
         m.mix[a:b] = mix + (1 - mix) * dmix if action == "change_colour" else mix
         x, y, s, ang, mix = m.dx[b - 1], m.dy[b - 1], m.scale[b - 1], m.angle[b - 1], m.mix[b - 1]
+        # still after the action: it stays as the action left it (a blink ends visible)
+        m.dx[b:], m.dy[b:], m.scale[b:], m.angle[b:], m.mix[b:] = x, y, s, ang, mix
+        m.alpha[b:] = 1.0 if action == "blink" else alpha[-1]
         all_params.append({key: round(float(v), 3) for key, v in p.items()})
     return m, all_params
 
@@ -766,7 +797,9 @@ def realize(spec: SceneSpec, cfg: SynthConfig, rng: np.random.Generator) -> dict
     solo_entries: list[dict[str, Any]] = []
     for i in range(first_free, n):
         obj = spec.objects[i]
-        spans = _spans(len(obj.actions), F, rng)
+        # the main object's actions take a varying part of the clip; companions fill it
+        timed = i == 0 and (len(obj.actions) == 2 or rng.random() < cfg.p_timed_single)
+        spans = _spans(obj.actions, F, rng, cfg.rest_max, timed)
         motion, params = _fit_solo(obj.actions, spans, F, radii[i], W, H, fps, rng)
         motions[i] = motion
         best = None
