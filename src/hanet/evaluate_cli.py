@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch is imported only to run a command, not to print --help
+    import torch
 
-from hanet.devices import resolve_device
-from hanet.evaluate import EvalResult, evaluate_split, format_table
-from hanet.metrics import paired_recall
+    from hanet.evaluate import EvalResult
 
 
 # ---------------------------------------------------------------------- CLI
@@ -39,7 +38,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the two query by query (recall of each, queries only one finds, exact McNemar p-value)")
     p.add_argument("--world", metavar="DIR", help="for a split of a `hanet synth` world: also print text-to-video "
                    "R@1 by kind of caption, the kinds of wrong first answers (look-alike or another group), and "
-                   "how well time spans find the true action (temporal IoU against two baselines)")
+                   "how well time spans find the true action (temporal IoU, R1@0.5/0.7 and mAP against rules that "
+                   "see no pixel)")
+    p.add_argument("--moment-predictions", metavar="OUT.jsonl", help="write the time spans judged in the moment "
+                   "benchmark's prediction format (ranked windows per query): those of a dataset with time windows "
+                   "(its moments.jsonl), or with --world the world's (and its ground truth as OUT.gt.jsonl)")
+    p.add_argument("--moments", metavar="PREDICTIONS.jsonl", help="judge moment predictions in the QVHighlights "
+                   "format (qid, vid, pred_relevant_windows, pred_saliency_scores) against --ground-truth, with the "
+                   "benchmark's metrics and JSON keys (no run needed)")
+    p.add_argument("--ground-truth", metavar="GT.jsonl", help="with --moments: the benchmark's ground truth (qid, "
+                   "vid, duration, relevant_windows, relevant_clip_ids, saliency_scores)")
+    p.add_argument("--shared-only", action="store_true", help="with --moments: judge the queries both files hold "
+                   "(by default their query ids must be the same, as the benchmark requires)")
 
 
 def _split_for(dataset: str, split: str, cfg):
@@ -58,6 +68,8 @@ def _split_for(dataset: str, split: str, cfg):
 
 def _compare(args: argparse.Namespace, res: EvalResult, data, dataset: str, device: torch.device) -> str:
     """Evaluate ``args.compare`` on the same queries as ``res`` and format the paired table."""
+    from hanet.evaluate import evaluate_split
+    from hanet.metrics import paired_recall
     from hanet.errors import HanetError
     from hanet.run import RunDir, model_from_checkpoint
 
@@ -92,12 +104,19 @@ def format_breakdown(b: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.moments or args.ground_truth:
+        return _judge_moments(args)
+    from hanet.data.formats import DatasetSpec
     from hanet.errors import HanetError
-    from hanet.io import atomic_write_json
-    from hanet.run import RunDir, model_from_checkpoint
+    from hanet.io import atomic_write_json, check_output_file
+    from hanet.run import RunDir, model_from_checkpoint, model_from_official
 
-    from hanet.io import check_output_file
-    from hanet.run import model_from_official
+    if args.moment_predictions:
+        check_output_file(args.moment_predictions, "moment predictions file")
+    import numpy as np
+
+    from hanet.devices import resolve_device
+    from hanet.evaluate import evaluate_split, format_table
 
     device = resolve_device(args.device)
     if args.official_checkpoint:
@@ -144,12 +163,31 @@ def run(args: argparse.Namespace) -> int:
     spans = None
     if args.world:
         from hanet.data.synth import t2v_breakdown
-        from hanet.data.synth.moments import format_moments, moment_report
+        from hanet.data.synth.moments import collect, format_moments, summarize, write_benchmark_files
 
         print(format_breakdown(t2v_breakdown(args.world, res.video_names, res.captions,
                                              res.scores["fused"].argmax(0), *data.gt_pairs)))
-        spans = moment_report(model.cpu(), data, args.world)
+        collected = collect(model.cpu(), data, args.world)
+        spans = summarize(collected)
         print(format_moments(spans))
+        if args.moment_predictions:
+            gt = _gt_path(args.moment_predictions)
+            n = write_benchmark_files(collected, args.moment_predictions, gt)
+            print(f"{n} span queries written to {args.moment_predictions} (ground truth: {gt})", file=sys.stderr)
+    moments_file = None if args.world else DatasetSpec.load(dataset).moments
+    if args.moment_predictions and not (args.world or moments_file):
+        raise HanetError("--moment-predictions needs a dataset with time windows (its description names a "
+                         "moments.jsonl, as `hanet import` writes) or --world")
+    if moments_file is not None:
+        from hanet.moment_predict import evaluate_spans
+
+        spans = evaluate_spans(model.cpu(), data, moments_file, args.moment_predictions)
+        if spans is None:
+            print(f"time spans: no query of {moments_file} is about a video of {args.split}", file=sys.stderr)
+        else:
+            b = spans["metrics"]["brief"]
+            print(f"time spans of {spans['queries']} queries ({moments_file}): mean tIoU {spans['mean_iou']:.3f}, "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in b.items() if k.startswith("MR-full") or k.startswith("HL")))
     if out is not None:
         atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
                                 "num_videos": len(res.video_names), "num_captions": len(res.captions),
@@ -167,6 +205,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"fused scores written to {sp}", file=sys.stderr)
     return 0
 
+
+
+def _gt_path(predictions: str) -> Path:
+    p = Path(predictions)
+    return p.with_name(p.name[:-len(".jsonl")] + ".gt.jsonl" if p.name.endswith(".jsonl") else p.name + ".gt.jsonl")
+
+
+def _judge_moments(args: argparse.Namespace) -> int:
+    """``--moments P --ground-truth GT``: the moment benchmark's evaluation of a prediction file."""
+    import json
+
+    from hanet.errors import HanetError
+    from hanet.io import atomic_write_json, check_output_file
+    from hanet.moment_metrics import evaluate_moments, read_ground_truth, read_predictions
+
+    if not (args.moments and args.ground_truth):
+        raise HanetError("--moments PREDICTIONS.jsonl and --ground-truth GT.jsonl go together")
+    if args.run or args.official_checkpoint:
+        raise HanetError("--moments judges a prediction file: give no --run or --official-checkpoint")
+    if args.out:
+        check_output_file(args.out, "metrics file")
+    ev = evaluate_moments(read_predictions(args.moments), read_ground_truth(args.ground_truth),
+                          shared=args.shared_only)
+    if ev.missing or ev.extra:
+        print(f"judged the {ev.queries} queries both files hold: {len(ev.missing)} ground-truth queries have no "
+              f"prediction, {len(ev.extra)} predictions are not in the ground truth", file=sys.stderr)
+    width = max(len(k) for k in ev.metrics["brief"]) if ev.metrics["brief"] else 0
+    for k, v in ev.metrics["brief"].items():
+        print(f"{k:<{width}}  {v:6.2f}")
+    if args.out:
+        atomic_write_json(args.out, ev.metrics)
+        print(f"metrics written to {args.out}", file=sys.stderr)
+    else:
+        print(json.dumps(ev.metrics, indent=4))
+    return 0
 
 
 __all__ = ["add_arguments", "run", "format_breakdown"]

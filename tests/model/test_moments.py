@@ -109,3 +109,46 @@ def test_edge_frames_take_the_nearest_wholly_covered_frame():
     fixed = moments(probs, np.array([12]), phrase, [0], [None], [None], kernel=5)
     assert (raw.hit[0].first_frame, raw.hit[0].last_frame) == (8, 9)
     assert (fixed.hit[0].first_frame, fixed.hit[0].last_frame) == (8, 11)
+
+
+def test_phrases_the_query_orders_get_spans_in_that_order():
+    times = [(k + 0.5) * 0.25 for k in range(12)]
+    fp = np.full((1, 12, 4), 0.1, np.float32)
+    # "spins" (concept 1) stands out late but also a little early; "bounces" (concept 2) in the middle
+    fp[0, :, 1] = [0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9]
+    fp[0, :, 2] = [0.1, 0.1, 0.1, 0.1, 0.8, 0.8, 0.8, 0.8, 0.1, 0.1, 0.1, 0.1]
+    phrase = np.zeros((3, 4), np.float32)
+    phrase[0, 1] = 1.0  # slot 0 "spins"
+    phrase[1, 2] = 1.0  # slot 1 "bounces"
+    free = moments(fp, np.array([12]), phrase, [0, 1], [times], [3.0])
+    assert free.phrases[0][("verb", 0)].first_frame == 8  # on its own, "spins" goes late
+    # "it spins and then bounces": spins must come before bounces
+    seq = moments(fp, np.array([12]), phrase, [0, 1], [times], [3.0], sequence=[0, 1])
+    spin, bounce = seq.phrases[0][("verb", 0)], seq.phrases[0][("verb", 1)]
+    assert spin.last_frame < bounce.first_frame and (spin.first_frame, spin.last_frame) == (0, 1)
+    assert (bounce.first_frame, bounce.last_frame) == (4, 7)
+    assert (seq.hit[0].first_frame, seq.hit[0].last_frame) == (0, 7)  # from the first's start to the last's end
+    # the order the video shows ("bounces and then spins") gives the free spans back
+    back = moments(fp, np.array([12]), phrase, [0, 1], [times], [3.0], sequence=[1, 0])
+    assert back.phrases[0][("verb", 0)].first_frame == 8 and back.phrases[0][("verb", 1)].last_frame == 7
+
+
+def test_sequence_windows_are_the_best_ordered_choice():
+    import itertools
+
+    from hanet.model.moments import sequence_windows
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, F = int(rng.integers(1, 4)), int(rng.integers(3, 8))
+        x = rng.normal(size=(2, n, F))
+        L = rng.integers(n, F + 1, size=2)
+        first, last, own = sequence_windows(x, L)
+        for v in range(2):
+            wins = [(a, b) for a in range(L[v]) for b in range(a, L[v])]
+            best = max(sum(x[v, i, a:b + 1].sum() for i, (a, b) in enumerate(c))
+                       for c in itertools.product(wins, repeat=n) if all(c[i][1] < c[i + 1][0] for i in range(n - 1)))
+            got = sum(x[v, i, first[v, i]:last[v, i] + 1].sum() for i in range(n))
+            assert got == pytest.approx(best)
+            assert all(last[v, i] < first[v, i + 1] for i in range(n - 1)) and last[v, -1] < L[v]
+            assert own[v] == pytest.approx([x[v, i, first[v, i]:last[v, i] + 1].sum() for i in range(n)])

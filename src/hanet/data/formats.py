@@ -59,6 +59,8 @@ class DatasetSpec:
         verb_concepts, noun_concepts: per-caption concept ids of training videos.
         verb_concepts_all, noun_concepts_all: per-video concept weights of training videos.
         source: the path the spec was read from.
+        moments: time windows of captions (``hanet import``'s ``moments.jsonl``, the moment
+            benchmark's ground-truth format), when the dataset has them.
     """
 
     splits: dict[str, SplitFiles]
@@ -70,6 +72,7 @@ class DatasetSpec:
     noun_concepts_all: Optional[Path] = None
     source: Optional[Path] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    moments: Optional[Path] = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -180,7 +183,8 @@ class DatasetSpec:
 
         return cls(splits=splits, word2int=_resolve(data.get("word2int", "word2int.json"), base),
                    int2word=r(data.get("int2word")), verb_concepts=r(c.get("verb")), noun_concepts=r(c.get("noun")),
-                   verb_concepts_all=r(c.get("verb_all")), noun_concepts_all=r(c.get("noun_all")), source=src)
+                   verb_concepts_all=r(c.get("verb_all")), noun_concepts_all=r(c.get("noun_all")), source=src,
+                   moments=r(data.get("moments")))
 
     def to_dict(self) -> dict[str, Any]:
         """Our description format (absolute paths)."""
@@ -191,6 +195,7 @@ class DatasetSpec:
             "int2word": None if self.int2word is None else str(self.int2word),
             "concepts": {"verb": _s(self.verb_concepts), "noun": _s(self.noun_concepts),
                          "verb_all": _s(self.verb_concepts_all), "noun_all": _s(self.noun_concepts_all)},
+            **({"moments": str(self.moments)} if self.moments is not None else {}),
         }
 
     def split(self, name: str) -> SplitFiles:

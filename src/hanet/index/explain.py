@@ -214,7 +214,7 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
     v = video_outputs(index.videos, np.array([row]), with_peaks=True)
     meta = index.videos.meta(row)
     sc, attention = index.model.score_and_attend(v, t)  # the scoring pass itself, with what it attended to
-    spans = index.moments(np.array([row]), t)  # the rule search uses
+    spans = index.moments(np.array([row]), t, info)  # the rule search uses
     fused = float(index.model.fused_score(sc)[0, 0])
     w = fusion_weights(index.variant)
     contributions = [ScoreContribution(n, _LEVELS[n], float(getattr(sc, n)[0, 0]), w[n],

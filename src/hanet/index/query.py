@@ -63,6 +63,13 @@ class QueryInfo:
     truncated: int
     phrases: list[Phrase] = field(default_factory=list)
 
+    def verb_sequence(self) -> list[int]:
+        """Verb slots in the order the query says they happen ("X and then Y"), or [] when it
+        orders none (:func:`hanet.text.temporal.phrase_sequence`)."""
+        from hanet.text.temporal import phrase_sequence
+
+        return phrase_sequence(self.words, [(p.slot, p.positions) for p in self.phrases if p.kind == "verb"])
+
     def warnings(self) -> list[str]:
         out = []
         if self.unknown:

@@ -25,7 +25,7 @@ import torch
 
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
-from hanet.index.query import EncodedQueries, QueryEncoder, QueryError
+from hanet.index.query import EncodedQueries, QueryEncoder, QueryError, QueryInfo
 from hanet.index.scorer import StoredVideos, frame_concepts, stores_frame_concepts, text_outputs, video_outputs
 from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
                                read_manifest)
@@ -233,6 +233,7 @@ class SearchIndex:
         self.queries = queries
         #: lists the approximate first stage probes per query (None: its default)
         self.nprobe: Optional[int] = None
+        self._captions_by_video: Optional[dict[str, list[int]]] = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -355,8 +356,11 @@ class SearchIndex:
         return variant_scores(self.variant)
 
     def concept_name(self, kind: str, cid: int) -> str:
+        """A concept as a word people read (:func:`hanet.text.concepts.concept_label`)."""
         if self.concepts and kind in self.concepts and 0 <= cid < len(self.concepts[kind]):
-            return self.concepts[kind][cid]
+            from hanet.text.concepts import concept_label
+
+            return concept_label(self.concepts[kind][cid], self.word2int)
         return f"{kind}#{cid}"
 
     def row(self, video_id: str) -> int:
@@ -475,12 +479,14 @@ class SearchIndex:
                     f"spans; rebuild it with `hanet index build` for them")
         return None
 
-    def moments(self, rows: np.ndarray, text: Any) -> Moments:
+    def moments(self, rows: np.ndarray, text: Any, info: Optional[QueryInfo] = None) -> Moments:
         """Time spans of videos for one encoded query (:mod:`hanet.model.moments`).
 
         Args:
             rows: (n,) video rows.
             text: :class:`~hanet.model.text.TextEncoderOutput` of one query.
+            info: what the query was made into; with it, phrases the query puts in order ("X and
+                then Y") get spans in that order (:meth:`QueryInfo.verb_sequence`).
 
         Returns:
             :class:`~hanet.model.moments.Moments` (no spans for an index that does not store
@@ -493,7 +499,8 @@ class SearchIndex:
         slots = np.flatnonzero(text.verb_lens[0].numpy() > 0).tolist()
         lengths = [int(m.get("length") or 0) for m in metas]
         return moments(probs, np.array(lengths, np.int64), phrase, slots, [m.get("frame_times") for m in metas],
-                       [m.get("duration") for m in metas], kernel=self.config.video.verb_kernel)
+                       [m.get("duration") for m in metas], kernel=self.config.video.verb_kernel,
+                       sequence=info.verb_sequence() if info is not None else None)
 
     def _parts(self, rows: np.ndarray, text: Any) -> np.ndarray:
         """(7, n) the seven scores of rows for one query."""
@@ -533,9 +540,9 @@ class SearchIndex:
         rows, fused = ranking.rows, ranking.scores
         # exhaustive mode keeps no scores: the top k once more, in one batch
         parts = ranking.parts[0] if ranking.parts is not None else self._parts(rows[0], enc.text)
-        spans = self.moments(rows[0], enc.text)
-        names = self.score_names()
         info = enc.infos[0]
+        spans = self.moments(rows[0], enc.text, info)
+        names = self.score_names()
         hits = [Hit(i + 1, self.videos.ids[int(r)], float(fused[0, i]),
                     {n: float(parts[SCORE_NAMES.index(n), i]) for n in names},
                     spans.hit[i] if spans.hit else None,
@@ -630,6 +637,39 @@ class SearchIndex:
         """The video file recorded at build time, if it still exists (UnknownVideoError for an unknown video)."""
         src = self.videos.meta(self.row(video_id)).get("source")
         return Path(src) if src and Path(src).is_file() else None
+
+    def captions_of(self, video_id: str, limit: int = 5) -> list[str]:
+        """The indexed captions of a video (at most ``limit``; [] when none are indexed).
+
+        Raises:
+            UnknownVideoError: no such video.
+        """
+        self.row(video_id)
+        if self._captions_by_video is None:  # built on first use: only the web page asks
+            by: dict[str, list[int]] = {}
+            caps = self.captions
+            for r in np.flatnonzero(caps.alive).tolist():
+                by.setdefault(caps.meta(r)["video"], []).append(r)
+            self._captions_by_video = by
+        return [self.captions.meta(r)["text"] for r in self._captions_by_video.get(video_id, [])[:limit]]
+
+    def examples(self, count: int = 3) -> list[str]:
+        """Example queries for this collection: those recorded at build time (``--example``),
+        else indexed captions of different videos, else none."""
+        recorded = [q for q in self.manifest.get("examples", []) if isinstance(q, str) and q.strip()]
+        if recorded:
+            return recorded[:count]
+        out: list[str] = []
+        seen: set[str] = set()
+        caps = self.captions
+        for r in np.flatnonzero(caps.alive)[:10 * count].tolist():
+            m = caps.meta(r)
+            if m["video"] not in seen:
+                seen.add(m["video"])
+                out.append(m["text"])
+            if len(out) == count:
+                break
+        return out
 
     # ------------------------------------------------------------------ explanations
     def explain(self, text: str, video_id: str):

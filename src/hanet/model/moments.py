@@ -158,10 +158,57 @@ class Moments:
     Attributes:
         hit: the span of each video (None when there is nothing to read it from).
         phrases: per video, ``(kind, slot) -> Span`` of each of the query's verb phrases.
+        ranked: per video, ``(kind, slot) -> [Span, ...]``: each phrase's span, then other
+            windows of its curve by decreasing excess (:func:`ranked_windows`), when asked for.
+        hit_ranked: per video, the hit's span, then other windows of the query's curve (the
+            mean of its phrases'), when asked for.
+        curves: (Nv, F) the query's curve over each video's frames (the mean of its phrases',
+            centred on the clip's average; 0 past a video's length), when asked for.
     """
 
     hit: list[Optional[Span]]
     phrases: list[dict[tuple[str, int], Span]]
+    ranked: Optional[list[dict[tuple[str, int], list[Span]]]] = None
+    hit_ranked: Optional[list[list[Span]]] = None
+    curves: Optional[np.ndarray] = None
+
+
+#: Windows that overlap a better one by more than this IoU are not listed again (ranked lists).
+RANK_NMS_IOU = 0.7
+
+
+def ranked_windows(excess: np.ndarray, length: int, first: tuple[int, int], count: int,
+                   nms_iou: float = RANK_NMS_IOU) -> list[tuple[int, int, float]]:
+    """A window, then the other windows of a curve by decreasing summed excess.
+
+    The benchmarks judge a ranked list of windows per query (mAP); a span rule gives one. The
+    list starts with the rule's window and goes on with every other window ``[a, b]`` of the
+    curve in order of ``sum(excess[a..b])``, leaving out those that overlap one already listed
+    by more than ``nms_iou`` (temporal IoU in frames).
+
+    Args:
+        excess: (F,) per-frame values (centred: above or below the clip's average).
+        length: valid frames.
+        first: the rule's window ``(a, b)``, listed first.
+        count: windows wanted.
+
+    Returns:
+        ``[(a, b, sum), ...]``, at most ``count``.
+    """
+    L = max(int(length), 1)
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(excess[:L], np.float64))])
+    a, b = np.triu_indices(L)
+    sums = c[b + 1] - c[a]
+    order = np.lexsort((b - a, a, -sums))  # best sum, then earliest, then shortest
+    picked = [(int(first[0]), int(first[1]), float(c[first[1] + 1] - c[first[0]]))]
+    for i in order.tolist():
+        if len(picked) >= count:
+            break
+        wa, wb = int(a[i]), int(b[i])
+        if any(temporal_iou((wa, wb + 1), (pa, pb + 1)) > nms_iou for pa, pb, _ in picked):
+            continue
+        picked.append((wa, wb, float(sums[i])))
+    return picked[:count]
 
 
 #: Concepts of a phrase whose per-frame curves make its span (see the module's docstring).
@@ -210,9 +257,61 @@ def edge_filled(curves: np.ndarray, lengths: np.ndarray, kernel: int) -> np.ndar
     return np.take_along_axis(curves, np.broadcast_to(idx[:, None, :], curves.shape), -1)
 
 
+def sequence_windows(excess: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows of phrases that happen one after another, chosen together.
+
+    Each of the ``n`` phrases gets a window, the windows in the phrases' order and not
+    overlapping, and their summed excess is the largest possible (dynamic programming over the
+    frames; each window is a maximum-sum window within the stretch the order leaves it).
+
+    Args:
+        excess: (Nv, n, F) per-frame values of each phrase, in the order they happen.
+        lengths: (Nv,) valid frames (each video needs at least ``n``).
+
+    Returns:
+        (first, last, total), each (Nv, n): every phrase's window and its own sum.
+    """
+    Nv, n, F = excess.shape
+    L = np.asarray(lengths, np.int64)
+    t = np.arange(F)
+    x = np.where(t[None, None, :] < L[:, None, None], np.asarray(excess, np.float64), 0.0)
+    c = np.concatenate([np.zeros((Nv, n, 1)), np.cumsum(x, -1)], -1)  # (Nv, n, F + 1)
+    sums = c[:, :, None, 1:] - c[:, :, :-1, None]  # (Nv, n, a, b): frames a..b
+    ok = (t[:, None] <= t[None, :])[None, None] & (t[None, None, None, :] < L[:, None, None, None])
+    sums = np.where(ok, sums, -np.inf)
+    # best[i][v, e]: the best total of phrases 0..i with phrase i's window ending before frame e
+    prev = np.zeros((Nv, F + 1))  # no phrase yet: 0 whatever the end
+    choice = []
+    for i in range(n):
+        # a window [a, b] of phrase i after phrases 0..i-1, which end before a
+        total = prev[:, :F, None] + sums[:, i]  # (Nv, a, b)
+        if i > 0:
+            total[:, 0, :] = -np.inf  # the earlier phrases need a frame before a
+        flat = total.reshape(Nv, F * F)
+        ends = np.full((Nv, F + 1), -np.inf)
+        arg = np.zeros((Nv, F + 1), np.int64)
+        for e in range(1, F + 1):  # windows with b < e
+            allowed = (t[None, :] < e).repeat(F, 0).reshape(F * F)
+            m = np.where(allowed[None, :], flat, -np.inf)
+            arg[:, e] = m.argmax(-1)
+            ends[:, e] = np.take_along_axis(m, arg[:, e:e + 1], -1)[:, 0]
+        choice.append(arg)
+        prev = ends
+    first = np.zeros((Nv, n), np.int64)
+    last = np.zeros((Nv, n), np.int64)
+    e = np.minimum(L, F)
+    for i in range(n - 1, -1, -1):  # walk back from the last phrase
+        best = choice[i][np.arange(Nv), e]
+        first[:, i], last[:, i] = best // F, best % F
+        e = first[:, i]
+    own = np.take_along_axis(sums.reshape(Nv, n, F * F), (first * F + last)[..., None], -1)[..., 0]
+    return first, last, own
+
+
 def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs: Optional[np.ndarray],
             slots: Sequence[int], times: Sequence[Optional[Sequence[float]]],
-            durations: Sequence[Optional[float]], kernel: int = 1) -> Moments:
+            durations: Sequence[Optional[float]], kernel: int = 1,
+            sequence: Optional[Sequence[int]] = None, alternatives: int = 0) -> Moments:
     """Spans of videos for one query.
 
     Args:
@@ -226,6 +325,13 @@ def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs
         durations: per video, its duration in seconds (or None).
         kernel: the model's verb classifier kernel (``config.video.verb_kernel``; 1: no edge
             correction).
+        sequence: slots (among ``slots``) in the order the query says they happen ("X and then
+            Y": X's slot, then Y's; :func:`hanet.text.temporal.phrase_sequence`). Their spans
+            are then chosen together, in that order and without overlap
+            (:func:`sequence_windows`), and the hit's span runs from the first one's start to
+            the last one's end. None or fewer than two: each phrase on its own.
+        alternatives: with ``n > 0``, also each phrase's ``n`` best windows, its span first
+            (:attr:`Moments.ranked`; what the moment benchmarks judge).
 
     Returns:
         :class:`Moments` of the Nv videos.
@@ -239,18 +345,41 @@ def moments(frame_probs: Optional[np.ndarray], lengths: np.ndarray, phrase_probs
     if not slots:
         hit = [make_span(0, 0, 0.0, int(lengths[i]), bounds[i], "the query names no action: the whole clip")
                for i in range(Nv)]
-        return Moments(hit, [{} for _ in range(Nv)])
+        if alternatives <= 0:
+            return Moments(hit, [{} for _ in range(Nv)])
+        return Moments(hit, [{} for _ in range(Nv)], [{} for _ in range(Nv)], [[h] for h in hit], None)
     curves = edge_filled(phrase_curves(frame_probs, np.asarray(phrase_probs)[slots]), lengths, kernel)  # (Nv, n, F)
     F = curves.shape[-1]
     valid = np.arange(F)[None, None, :] < lengths[:, None, None]
     mean = np.where(valid, curves, 0).sum(-1, keepdims=True) / np.maximum(lengths, 1)[:, None, None]
     centred = np.where(valid, curves - mean, 0.0)  # above (> 0) or below its clip average
     a, b, ex = best_windows(centred, np.broadcast_to(lengths[:, None], curves.shape[:2]))
+    ha, hb, hex_ = best_windows(centred.mean(1), lengths)
+    order = [slots.index(s) for s in (sequence or ()) if s in slots]
+    if len(order) >= 2:
+        long_enough = lengths >= len(order)  # every phrase needs a frame of its own
+        sa, sb, sex = sequence_windows(centred[:, order], np.where(long_enough, lengths, len(order)))
+        for k, j in enumerate(order):
+            a[:, j] = np.where(long_enough, sa[:, k], a[:, j])
+            b[:, j] = np.where(long_enough, sb[:, k], b[:, j])
+            ex[:, j] = np.where(long_enough, sex[:, k], ex[:, j])
+        both = long_enough & (ex[:, order] > UNIFORM_EPS).all(1)  # every phrase stands out where it is put
+        ha, hb = np.where(both, a[:, order[0]], ha), np.where(both, b[:, order[-1]], hb)
+        hex_ = np.where(both, ex[:, order].sum(1), hex_)
     phrase_spans = [{("verb", int(s)): make_span(a[i, j], b[i, j], ex[i, j], int(lengths[i]), bounds[i])
                      for j, s in enumerate(slots)} for i in range(Nv)]
-    ha, hb, hex_ = best_windows(centred.mean(1), lengths)
     hit = [make_span(ha[i], hb[i], hex_[i], int(lengths[i]), bounds[i]) for i in range(Nv)]
-    return Moments(hit, phrase_spans)
+    if alternatives <= 0:
+        return Moments(hit, phrase_spans)
+    ranked = [{("verb", int(s)): [phrase_spans[i][("verb", int(s))]] + [
+        make_span(wa, wb, w, int(lengths[i]), bounds[i])
+        for wa, wb, w in ranked_windows(centred[i, j], int(lengths[i]), (a[i, j], b[i, j]), alternatives)[1:]]
+        for j, s in enumerate(slots)} for i in range(Nv)]
+    query_curve = centred.mean(1)
+    hit_ranked = [[hit[i]] + [make_span(wa, wb, w, int(lengths[i]), bounds[i]) for wa, wb, w in
+                              ranked_windows(query_curve[i], int(lengths[i]), (ha[i], hb[i]), alternatives)[1:]]
+                  for i in range(Nv)]
+    return Moments(hit, phrase_spans, ranked, hit_ranked, query_curve)
 
 
 def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -260,6 +389,7 @@ def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-__all__ = ["Span", "Moments", "best_windows", "frame_bounds", "make_span", "phrase_curves", "edge_filled", "moments",
+__all__ = ["Span", "Moments", "best_windows", "sequence_windows", "ranked_windows", "RANK_NMS_IOU", "frame_bounds", "make_span", "phrase_curves",
+           "edge_filled", "moments",
            "temporal_iou",
            "TOP_CONCEPTS", "UNIFORM_EPS"]

@@ -16,14 +16,17 @@ disappears" with "grows" read as a noun) is neither kind, and is counted (``unpa
 judged as naming one action. Captions with a verb phrase naming both actions or none are left
 out.
 
-Baselines, on the same items: the **whole clip**, and the **best fixed span of the same
-length**: each prediction's length placed at one position shared by all items (start at
-``f * (duration - length)``), ``f`` chosen on these very items to maximise the mean IoU (an
-oracle; for sequence items also one ``f`` per phrase position, first or second, which knows
-the order captions tell). Every figure is also given split by the action named, first or
-second: the shared position sits on whichever action most items name, and the fixed span
-scores high there and near zero on the other (on the built-in world's test split, 50 of the 95
-one-action captions name the first action).
+Baselines, on the same items, are rules that see no pixel, each at its best: the **whole
+clip**; the **best fixed span**, the one window (as shares of the clip) that, put on every
+item, gives the highest mean IoU, chosen on these very items (an oracle); and for sequence
+items the **order-aware rule**, the best fixed span of each position (the first action's span
+early, the second's late), which knows the order the caption tells. A world whose actions all
+happen at the same times would let these rules score as well as any model; the default world
+varies when its actions start and how long they last (``SynthConfig.rest_max``), so they do not.
+
+Each method is judged by the mean IoU of its span and by the moment retrieval benchmark's
+R1@0.5, R1@0.7 and mAP (:mod:`hanet.moment_metrics`; the model's ranked windows, its span
+first). Every figure is also given split by the action named, first or second.
 
 The videos are encoded as the index encodes them (padded to the model's frames, per-frame
 concepts rounded to float16) and the spans come from the function search uses
@@ -32,7 +35,7 @@ concepts rounded to float16) and the spans come from the function search uses
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,7 +49,12 @@ KINDS = ("one action", "sequence")
 
 @dataclass
 class MomentItem:
-    """One judged span (seconds)."""
+    """One judged span (seconds).
+
+    Attributes:
+        ranked: the model's windows ``(start, end, score)``, its span first
+            (:func:`hanet.model.moments.ranked_windows`): what the benchmark metrics judge.
+    """
 
     video: str
     caption: str
@@ -57,10 +65,15 @@ class MomentItem:
     truth: tuple[float, float]
     duration: float
     action: int = 0  # which of the clip's two actions is named: 0 the first, 1 the second
+    ranked: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def iou(self) -> float:
         return temporal_iou(self.pred, self.truth)
+
+
+#: Windows per judged span in the benchmark-format predictions.
+RANKED_WINDOWS = 10
 
 
 def _forms(verbs: frozenset[str]) -> set[str]:
@@ -173,36 +186,91 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
                 if kind not in KINDS:
                     continue
                 m = moments(frame_probs[j:j + 1], np.array([lens[j]]), q.text.verb_phrase_probs[c].numpy(),
-                            [p.slot for p in verbs], [times[j]], [durs[j]], kernel=model.config.video.verb_kernel)
+                            [p.slot for p in verbs], [times[j]], [durs[j]], kernel=model.config.video.verb_kernel,
+                            sequence=info.verb_sequence(), alternatives=RANKED_WINDOWS)
                 dur = float(durs[j] or truth[1][1])
-                if kind == "one action":
-                    if m.hit[0] is not None:
-                        span = m.hit[0]
-                        items.append(MomentItem(name, caps[c], kind, " ".join(verbs[0].words), 0,
-                                                (span.start, span.end), truth[named[0]], dur, named[0]))
+                assert m.ranked is not None
+
+                def ranked(slot: int) -> list[tuple[float, float, float]]:
+                    return [(sp.start, sp.end, sp.excess) for sp in m.ranked[0][("verb", slot)]]
+
+                if kind == "one action":  # one verb phrase: its span is the hit's
+                    span = m.phrases[0][("verb", verbs[0].slot)]
+                    items.append(MomentItem(name, caps[c], kind, " ".join(verbs[0].words), 0,
+                                            (span.start, span.end), truth[named[0]], dur, named[0],
+                                            ranked(verbs[0].slot)))
                     continue
                 for pos, (p, k) in enumerate(zip(verbs, named)):
                     span = m.phrases[0][("verb", p.slot)]
                     items.append(MomentItem(name, caps[c], kind, " ".join(p.words), pos,
-                                            (span.start, span.end), truth[k], dur, k))
+                                            (span.start, span.end), truth[k], dur, k, ranked(p.slot)))
     return {"items": items, "videos": len(targets), "no_times": no_times, "unparsed": unparsed}
 
 
-def _fixed_span_iou(items: list[MomentItem], grid: int = 101) -> tuple[np.ndarray, float]:
-    """IoUs of the best shared position for each item's predicted length, and that position."""
-    lens = np.array([it.pred[1] - it.pred[0] for it in items])
-    durs = np.array([it.duration for it in items])
-    best, best_f = None, 0.0
-    for f in np.linspace(0, 1, grid):
-        start = f * np.maximum(durs - lens, 0)
-        ious = np.array([temporal_iou((a, a + ln), it.truth) for a, ln, it in zip(start, lens, items)])
-        if best is None or ious.mean() > best.mean() + 1e-12:
-            best, best_f = ious, float(f)
-    return best, best_f
+#: Positions of the best fixed span, as shares of the clip: a grid of this many steps.
+FIXED_GRID = 48
+
+
+def _ious(windows: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(W, N) IoU of W windows (shares of each clip) with N true spans (shares)."""
+    inter = np.clip(np.minimum(windows[:, None, 1], truth[None, :, 1]) - np.maximum(windows[:, None, 0], truth[None, :, 0]),
+                    0, None)
+    union = np.maximum(windows[:, None, 1], truth[None, :, 1]) - np.minimum(windows[:, None, 0], truth[None, :, 0])
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def best_fixed_span(items: list[MomentItem]) -> tuple[tuple[float, float], np.ndarray]:
+    """The one span (as shares of the clip) that, put on every item, finds them best: chosen on
+    these very items to maximise the mean IoU, it is the best any rule that sees no pixel can do.
+
+    Returns:
+        ``((start, end) shares, (N,) IoU of each item)``.
+    """
+    grid = np.linspace(0, 1, FIXED_GRID + 1)
+    a, b = np.triu_indices(len(grid), 1)
+    windows = np.stack([grid[a], grid[b]], 1)
+    truth = np.array([(t0 / it.duration, t1 / it.duration) for it in items for t0, t1 in [it.truth]])
+    ious = _ious(windows, truth)
+    best = int(np.argmax(ious.mean(1)))
+    return (float(windows[best, 0]), float(windows[best, 1])), ious[best]
+
+
+def _scores(preds: list[list[tuple[float, float, float]]], items: list[MomentItem]) -> dict[str, float]:
+    """Mean IoU of the first window, and the moment benchmark's R1@0.5, R1@0.7 and mAP
+    (:mod:`hanet.moment_metrics`, percentages) of the ranked windows."""
+    from hanet.moment_metrics import MomentPrediction, MomentQuery, evaluate_moments
+
+    truth = [MomentQuery(i, it.video, it.duration, [it.truth]) for i, it in enumerate(items)]
+    ev = evaluate_moments([MomentPrediction(i, it.video, p) for i, (it, p) in enumerate(zip(items, preds))], truth)
+    full = ev.metrics["full"]
+    ious = np.array([temporal_iou(p[0][:2], it.truth) for p, it in zip(preds, items)])
+    return {"miou": float(ious.mean()), "iou50": float((ious >= 0.5).mean()), "r1_50": full["MR-R1"]["0.5"],
+            "r1_70": full["MR-R1"]["0.7"], "map": full["MR-mAP"]["average"]}
+
+
+def method_windows(its: list[MomentItem], kind: str) -> dict[str, list[list[tuple[float, float, float]]]]:
+    """Each method's ranked windows for each item: the model, and rules that see no pixel."""
+    out = {"model": [it.ranked or [(*it.pred, 1.0)] for it in its],
+           "whole clip": [[(0.0, it.duration, 1.0)] for it in its]}
+    (f0, f1), _ = best_fixed_span(its)
+    out["best fixed span"] = [[(f0 * it.duration, f1 * it.duration, 1.0)] for it in its]
+    if kind == "sequence":  # knows the word order: the first action's span early, the second's late
+        rule: list[list[tuple[float, float, float]]] = [[] for _ in its]
+        for pos in (0, 1):
+            idx = [i for i, it in enumerate(its) if it.position == pos]
+            if idx:
+                (g0, g1), _ = best_fixed_span([its[i] for i in idx])
+                for i in idx:
+                    rule[i] = [(g0 * its[i].duration, g1 * its[i].duration, 1.0)]
+        out["order-aware rule"] = rule
+    return out
 
 
 def summarize(collected: dict[str, Any]) -> dict[str, Any]:
-    """Mean temporal IoU and the share with IoU >= 0.5, of the model's spans and of the baselines."""
+    """Each method's mean temporal IoU, share with IoU >= 0.5, and the moment benchmark's
+    R1@0.5, R1@0.7 and mAP: the model's spans against rules that see no pixel (the whole clip,
+    the best fixed span, and for sequences the best fixed span of each position), all chosen on
+    these very items."""
     items: list[MomentItem] = collected["items"]
     out: dict[str, Any] = {"videos": collected["videos"], "no_times": collected["no_times"],
                            "unparsed": collected.get("unparsed", 0), "kinds": {}}
@@ -210,35 +278,43 @@ def summarize(collected: dict[str, Any]) -> dict[str, Any]:
         its = [it for it in items if it.kind == kind]
         if not its:
             continue
-        model = np.array([it.iou for it in its])
-        whole = np.array([temporal_iou((0.0, it.duration), it.truth) for it in its])
-        fixed, f = _fixed_span_iou(its)
-        rows = {"model": model, "whole clip": whole, "best fixed span": fixed}
-        if kind == "sequence":
-            per_pos = np.zeros(len(its))
-            for pos in (0, 1):
-                idx = [i for i, it in enumerate(its) if it.position == pos]
-                if idx:
-                    per_pos[idx] = _fixed_span_iou([its[i] for i in idx])[0]
-            rows["best fixed span per position"] = per_pos
-        # The same IoUs split by the action named: a shared position serves whichever action most
-        # captions name (one position for all items), which the split makes visible.
+        windows = method_windows(its, kind)
+        # The same figures split by the action named, first or second.
         by_action = {}
         for act, label in ((0, "first"), (1, "second")):
-            m = np.array([it.action == act for it in its])
-            if m.any():
-                by_action[label] = {"items": int(m.sum()),
-                                    "methods": {name: {"miou": float(v[m].mean()), "iou50": float((v[m] >= 0.5).mean())}
-                                                for name, v in rows.items()}}
+            idx = [i for i, it in enumerate(its) if it.action == act]
+            if idx:
+                by_action[label] = {"items": len(idx), "methods": {
+                    name: _scores([w[i] for i in idx], [its[i] for i in idx]) for name, w in windows.items()}}
         out["kinds"][kind] = {
             "items": len(its), "captions": len({(it.video, it.caption) for it in its}),
             "mean_pred_s": float(np.mean([it.pred[1] - it.pred[0] for it in its])),
             "mean_true_s": float(np.mean([it.truth[1] - it.truth[0] for it in its])),
-            "fixed_position": f,
-            "methods": {name: {"miou": float(v.mean()), "iou50": float((v >= 0.5).mean())} for name, v in rows.items()},
+            "methods": {name: _scores(w, its) for name, w in windows.items()},
             "by_action": by_action,
         }
     return out
+
+
+def write_benchmark_files(collected: dict[str, Any], predictions: str | Path,
+                          ground_truth: Optional[str | Path] = None) -> int:
+    """The judged spans in the moment benchmark's formats: one query per judged span (a caption
+    naming one action, or one verb phrase of a sequence), the model's ranked windows as
+    predictions and the true span as ground truth (:mod:`hanet.moment_metrics`).
+
+    Returns:
+        Queries written.
+    """
+    from hanet.moment_metrics import MomentPrediction, MomentQuery, write_ground_truth, write_predictions
+
+    items: list[MomentItem] = collected["items"]
+    text = {i: it.caption if it.kind == "one action" else f"{it.caption} [{it.phrase}]" for i, it in enumerate(items)}
+    write_predictions(predictions, [MomentPrediction(i, it.video, it.ranked or [(*it.pred, 1.0)])
+                                    for i, it in enumerate(items)], text)
+    if ground_truth is not None:
+        write_ground_truth(ground_truth, [MomentQuery(i, it.video, it.duration, [it.truth], text[i])
+                                          for i, it in enumerate(items)])
+    return len(items)
 
 
 def moment_report(model: Any, data: Any, world_dir: str | Path) -> dict[str, Any]:
@@ -257,7 +333,8 @@ def format_moments(report: dict[str, Any]) -> str:
         lines.append(f"  {kind}: {k['items']} spans of {k['captions']} captions (predicted {k['mean_pred_s']:.2f} s "
                      f"long on average, true {k['mean_true_s']:.2f} s)")
         for name, m in k["methods"].items():
-            lines.append(f"    {name:<30} mean tIoU {m['miou']:.3f}   IoU>=0.5 {100 * m['iou50']:5.1f}%")
+            lines.append(f"    {name:<18} mean tIoU {m['miou']:.3f}   R1@0.5 {m['r1_50']:5.1f}   R1@0.7 "
+                         f"{m['r1_70']:5.1f}   mAP {m['map']:5.1f}")
         for label, part in k.get("by_action", {}).items():
             lines.append(f"    naming the {label} action ({part['items']} spans): mean tIoU "
                          + ", ".join(f"{name} {m['miou']:.3f}" for name, m in part["methods"].items()))
@@ -268,4 +345,5 @@ def items_as_dicts(collected: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(asdict(it), iou=it.iou) for it in collected["items"]]
 
 
-__all__ = ["KINDS", "MomentItem", "judge", "collect", "summarize", "moment_report", "format_moments", "items_as_dicts"]
+__all__ = ["KINDS", "MomentItem", "judge", "collect", "summarize", "moment_report", "format_moments", "items_as_dicts",
+           "best_fixed_span", "method_windows", "write_benchmark_files"]
