@@ -17,6 +17,8 @@ from hanet.errors import HanetError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("hanet.import_cli", "public datasets in their own formats -> a dataset folder (captions, splits, "
+                                   "time windows)"),
     "synth": ("hanet.data.synth.cli", "render the built-in synthetic video world (mp4 + captions)"),
     "extract": ("hanet.video.cli", "decode videos and extract per-frame features into HDF5"),
     "prepare": ("hanet.text.cli", "captions -> vocabulary, concepts and role graphs"),
@@ -30,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hanet.export_cli", "write an index's (or a feature file's) encodings as Parquet tables"),
     "demo": ("hanet.demo", "run the whole pipeline on the built-in synthetic world"),
     "export-official": ("hanet.official_cli", "write a trained run as the authors' checkpoint + model.json"),
-    "parity": ("hanet.parity", "check numbers against the official code's reference outputs"),
+    "parity": ("hanet.parity_cli", "check numbers against the official code's reference outputs"),
 }
 
 
