@@ -700,7 +700,8 @@ def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_
 def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: dict[str, int], *,
                  source: str = "", concepts: Optional[dict[str, list[str]]] = None,
                  first_stage: str = "auto", frame_dtype: str = "float16", backend: str = "embedded",
-                 engine_url: Optional[str] = None, collection: Optional[str] = None) -> None:
+                 engine_url: Optional[str] = None, collection: Optional[str] = None,
+                 examples: Sequence[str] = ()) -> None:
     """Create an empty index for a model (or accept an existing empty one of the same model).
 
     Args:
@@ -719,6 +720,7 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
             collection, :mod:`hanet.index.engine`).
         engine_url: with ``qdrant``: ``http://host:6333``, ``edge:PATH`` or ``local:PATH``.
         collection: with ``qdrant``: the collections' name prefix (default ``hanet_<uid>``).
+        examples: example queries the web page offers (:meth:`SearchIndex.examples`).
 
     Raises:
         HanetError: the directory holds a non-empty index or other files.
@@ -773,7 +775,7 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
             "model": {"fingerprint": fp, "variant": model.variant, "source": source,
                       "config": config.to_dict()["model"]},
             "concepts": concepts is not None, "first_stage": first_stage, "frame_dtype": frame_dtype,
-            "videos": dict(empty), "captions": dict(empty),
+            "examples": [str(q) for q in examples], "videos": dict(empty), "captions": dict(empty),
             **({"engine": spec.to_dict()} if spec is not None else {}),
         })
 
@@ -851,7 +853,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
                 vocab: Optional[str | os.PathLike] = None, concepts: Optional[str | os.PathLike] = None,
                 first_stage: str = "auto", frame_dtype: str = "float16", backend: str = "embedded",
                 engine_url: Optional[str] = None, collection: Optional[str] = None,
-                progress: bool = False) -> BuildReport:
+                examples: Sequence[str] = (), progress: bool = False) -> BuildReport:
     """Build an index of the videos of feature files with a trained run.
 
     Args:
@@ -876,6 +878,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
         first_stage: ``auto``, ``exact`` or ``ivf`` (see :func:`create_index`).
         frame_dtype: ``float16`` or ``int8`` (see :func:`create_index`).
         backend, engine_url, collection: where the first stage lives (see :func:`create_index`).
+        examples: example queries for the web page (see :func:`create_index`).
         progress: print progress.
 
     Returns:
@@ -889,7 +892,7 @@ def build_index(run_dir: Optional[str | os.PathLike], features: Sequence[str | o
     caps, graphs = _load_captions(captions, rolegraphs)
     create_index(out_dir, model, cfg, word2int, source=str(ckpt.resolve()), concepts=concept_names,
                  first_stage=first_stage, frame_dtype=frame_dtype, backend=backend, engine_url=engine_url,
-                 collection=collection)
+                 collection=collection, examples=examples)
     with IndexWriter(out_dir, progress=progress) as w:
         rep = w.add_from_features(features, names=names_list, videos_dir=Path(videos_dir) if videos_dir else None,
                                   batch_size=batch_size, segment_size=segment_size, thumbnails=thumbnails)

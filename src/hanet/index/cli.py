@@ -62,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "local mode)")
     b.add_argument("--collection", help="with --backend qdrant: name prefix of the two collections "
                    "(default hanet_<index uid>)")
+    b.add_argument("--example", action="append", default=[], metavar="QUERY",
+                   help="an example query the web page offers (repeatable; default: indexed captions)")
 
     a = sub.add_parser("add", help="add the videos of feature files (already indexed ones are skipped)")
     a.add_argument("index", help="the index directory")
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         rep = build_index(args.run, args.features, args.out, checkpoint=args.checkpoint, official=official,
                           vocab=args.vocab, concepts=args.concepts, first_stage=args.first_stage,
                           frame_dtype=args.frame_dtype, backend=args.backend, engine_url=args.url,
-                          collection=args.collection, **common)
+                          collection=args.collection, examples=args.example, **common)
     else:
         rep = add_videos(args.index, args.features, run_dir=args.run, checkpoint=args.checkpoint,
                          replace=args.replace, **common)

@@ -121,7 +121,8 @@ class PhraseMomentOut(MomentOut):
 
 class HitOut(BaseModel):
     """One video of a search (``scores``: the seven HANet scores; ``score``: their fusion;
-    ``moment``: the span that best matches the query; ``phrases``: each phrase's span)."""
+    ``moment``: the span that best matches the query; ``phrases``: each phrase's span;
+    ``frames``: tiles of its thumbnail strip; ``captions``: its indexed captions, if any)."""
 
     rank: int
     video_id: str
@@ -131,6 +132,8 @@ class HitOut(BaseModel):
     phrases: list[PhraseMomentOut]
     thumbnail_url: Optional[str]
     video_url: str
+    frames: Optional[int]
+    captions: list[str]
 
 
 class SearchOut(BaseModel):
@@ -198,6 +201,7 @@ class HealthOut(BaseModel):
     default_candidates: int
     in_flight: int
     limits: dict[str, Any]
+    examples: list[str]
 
 
 def _error_body(status: int, kind: str, message: str) -> dict[str, Any]:
@@ -356,13 +360,15 @@ _ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"
 def _add_search_routes(app: Any, index: Any, limits: ServeLimits, gate: _Gate) -> None:
     """``/health``, ``/search``, ``/explain``, ``/captions``."""
     errors = _ERRORS
+    examples = index.examples()
+
     @app.get("/health", response_model=HealthOut, tags=["service"])
     async def health() -> dict[str, Any]:
         """Liveness and what is served."""
         return {"status": "ok", "version": __version__, "videos": index.num_videos, "captions": index.num_captions,
                 "generation": index.generation, "model": index.fingerprint[:16], "variant": index.variant,
                 "default_candidates": index.default_candidates(), "in_flight": app.state.in_flight,
-                "limits": asdict(limits)}
+                "limits": asdict(limits), "examples": examples}
 
     @app.get("/search", response_model=SearchOut, responses=errors, tags=["search"])
     async def search(q: str = Query(..., description="the text query"),
@@ -375,11 +381,15 @@ def _add_search_routes(app: Any, index: Any, limits: ServeLimits, gate: _Gate) -
         gate.check_query(q)
         if mode == "exhaustive" and not limits.allow_exhaustive:
             raise ApiError(400, "bad_request", "exhaustive mode is disabled on this server")
-        res = await gate.compute(lambda: index.search_result(q, k, mode, candidates))
-        out = res.to_dict()
-        for h in out["hits"]:
-            h["video_url"], h["thumbnail_url"] = gate.video_urls(h["video_id"])
-        return out
+        def run() -> dict[str, Any]:
+            out = index.search_result(q, k, mode, candidates).to_dict()
+            for h in out["hits"]:
+                h["video_url"], h["thumbnail_url"] = gate.video_urls(h["video_id"])
+                h["frames"] = index.videos.meta(index.row(h["video_id"])).get("length")
+                h["captions"] = index.captions_of(h["video_id"])
+            return out
+
+        return await gate.compute(run)
 
     @app.get("/explain", tags=["search"], responses=errors)
     async def explain(q: str = Query(..., description="the text query"),

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads per search (default: cores / max-concurrency)")
     parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
                         "of the one the index records")
-    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                        help="how much the server logs (default warning)")
 
 
 def run(args: argparse.Namespace) -> int:

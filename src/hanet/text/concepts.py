@@ -29,11 +29,11 @@ import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Container, Iterable, Mapping, Sequence
 
 __all__ = [
     "STOPWORDS", "PUNCTUATION", "concepts_from_doc", "ConceptVocab", "count_concepts",
-    "caption_labels", "video_weights",
+    "caption_labels", "video_weights", "concept_label",
 ]
 
 #: Tokens the official script removes as punctuation before tagging.
@@ -202,3 +202,27 @@ def video_weights(vocab: ConceptVocab, per_caption: Sequence[Sequence[str]]) -> 
     weights = {i: round(n / top, 2) for i, n in counts.items()}
     ranked = sorted(weights.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
     return {str(i): w for i, w in ranked}
+
+
+def concept_label(concept: str, words: Container[str]) -> str:
+    """A concept as a word a person reads.
+
+    The tagger sometimes reads a verb as a plural noun, and the lemmatiser then cuts it to a
+    stem that is no word ("passes" -> "pas", "vanishes" -> "vanishe", "crosses" -> "cros"). The
+    concept keeps that name (the labels are the official recipe's), but it is shown as the
+    vocabulary word it was cut from.
+
+    Args:
+        concept: the concept's name.
+        words: the caption vocabulary (``word2int``).
+
+    Returns:
+        ``concept`` when it is a word of the vocabulary, else the first of ``concept + "s"``,
+        ``concept`` without a final "e", ``concept + "e"`` that is, else ``concept``.
+    """
+    if concept in words:
+        return concept
+    for cand in (concept + "s", concept[:-1] if concept.endswith("e") else "", concept + "e"):
+        if cand and cand in words:
+            return cand
+    return concept

@@ -6,7 +6,13 @@ const SCORE_COLORS = {
   sent: "#2f6fde", verb: "#e07b00", noun: "#16a085", concept_verb: "#c0392b",
   concept_noun: "#8e44ad", ind_verb: "#f1b44c", ind_noun: "#4fc3a1",
 };
-const TILE = 48;          // displayed tile size (px); strips are stored at 96 px per frame
+// what each of the seven scores compares, in plain words (the technical name is in the tooltip)
+const SCORE_WORDS = {
+  sent: "whole sentence and whole clip", verb: "actions and action clips", noun: "things and object clips",
+  concept_verb: "actions the model recognises", concept_noun: "things the model recognises",
+  ind_verb: "actions and single frames", ind_noun: "things and single frames",
+};
+const TILE = 48;          // tile size (px) in the explanation; strips are stored at 96 px per frame
 let lastQuery = "";
 const $ = (id) => document.getElementById(id);
 
@@ -42,14 +48,24 @@ function setStatus(text, isError = false, warnings = []) {
 }
 
 function scoreBars(scores, weights) {
-  const bars = el("div", { class: "bars", title: "contribution of each score to the fused score" });
+  const bars = el("div", { class: "bars", title: "how much each kind of match adds to the score" });
   const total = Object.entries(scores).reduce((a, [n, v]) => a + Math.max(0, v * (weights[n] || 0)), 0) || 1;
   for (const [name, v] of Object.entries(scores)) {
     const c = Math.max(0, v * (weights[name] || 0));
-    bars.append(el("span", { title: `${name}: ${v.toFixed(3)}`, style: {
+    bars.append(el("span", { title: `${SCORE_WORDS[name] || name} (${name}): ${v.toFixed(3)}`, style: {
       width: `${(100 * c) / total}%`, background: SCORE_COLORS[name] || "#999" } }));
   }
   return bars;
+}
+
+function renderLegend(names) {
+  const box = $("legend");
+  box.replaceChildren(el("span", { text: "Bar: what each kind of match adds to the score —" }));
+  for (const n of names) {
+    box.append(el("span", { title: n }, el("span", { class: "swatch", style: { background: SCORE_COLORS[n] || "#999" } }),
+      document.createTextNode(SCORE_WORDS[n] || n)));
+  }
+  box.hidden = !names.length;
 }
 
 function weightsFor(scores) {
@@ -67,24 +83,41 @@ function spanText(m) {
 
 function momentView(hit) {
   const m = hit.moment;
-  if (!m) return el("div", { class: "moment none", text: "no moment (the query has no phrase to align)" });
-  const phrases = hit.phrases.map((p) => `${p.text}: ${spanText(p)}`).join(" · ");
-  return el("div", { class: "moment", title: (m.note ? m.note + ". " : "") + phrases },
-    el("span", { class: "when", text: spanText(m) }),
-    m.note ? el("span", { class: "note", text: ` (${m.note})` }) : el("span", { text: "" }));
+  if (!m) return el("div", { class: "moment none", text: "no time span (the index stores no per-frame concepts)" });
+  const div = el("div", { class: "moment", title: m.note || "" },
+    el("span", { text: "matches at " }), el("span", { class: "when", text: spanText(m) }),
+    m.note ? el("span", { class: "note", text: ` (${m.note})` }) : null);
+  if (hit.phrases.length > 1) {
+    div.append(el("div", { class: "phrases", text: hit.phrases.map((p) => `“${p.text}” ${spanText(p)}`).join(" · ") }));
+  }
+  return div;
 }
 
 function stripView(hit) {
   if (!hit.thumbnail_url) return el("div", { class: "strip none", text: "no thumbnail" });
   const strip = el("div", { class: "strip" }, el("img", { src: hit.thumbnail_url, alt: `frames of ${hit.video_id}`, loading: "lazy" }));
   const m = hit.moment;
-  if (m) {  // the span over the tiles it covers (tile i = frame i)
+  if (m && hit.frames) {  // the span over the tiles it covers (tile i = frame i), in shares of the strip
     const span = el("div", { class: "span-mark", title: spanText(m) });
-    span.style.left = `${m.first_frame * TILE}px`;
-    span.style.width = `${(m.last_frame - m.first_frame + 1) * TILE}px`;
+    span.style.left = `${(100 * m.first_frame) / hit.frames}%`;
+    span.style.width = `${(100 * (m.last_frame - m.first_frame + 1)) / hit.frames}%`;
     strip.append(span);
   }
   return strip;
+}
+
+function captionsView(hit) {
+  const caps = hit.captions || [];
+  if (!caps.length) return null;
+  const box = el("div", {}, el("div", { class: "caption", text: caps[0] }));
+  if (caps.length > 1) {
+    const more = el("details", { class: "more-captions" }, el("summary", { text: `${caps.length - 1} more caption${caps.length > 2 ? "s" : ""}` }));
+    const ul = el("ul");
+    for (const c of caps.slice(1)) ul.append(el("li", { text: c }));
+    more.append(ul);
+    box.append(more);
+  }
+  return box;
 }
 
 function renderResults(res) {
@@ -97,7 +130,8 @@ function renderResults(res) {
       el("div", { class: "head" },
         el("span", { class: "rank", text: `#${hit.rank}` }),
         el("span", { class: "vid", text: hit.video_id }),
-        el("span", { class: "score", text: hit.score.toFixed(4) })),
+        el("span", { class: "score", title: "HANet's score", text: hit.score.toFixed(3) })),
+      captionsView(hit),
       stripView(hit),
       momentView(hit),
       scoreBars(hit.scores, weightsFor(hit.scores)),
@@ -105,12 +139,14 @@ function renderResults(res) {
     box.append(card);
   }
   if (!res.hits.length) box.append(el("p", { text: "No videos in the index." }));
+  renderLegend(res.hits.length ? Object.keys(res.hits[0].scores) : []);
 }
 
 async function runSearch(q) {
   const k = $("k").value;
   const mode = $("exact").checked ? "exhaustive" : "two-stage";
   lastQuery = q;
+  $("q").value = q;
   setStatus("searching…");
   const params = new URLSearchParams({ q, k, mode });
   history.replaceState(null, "", `/?${params}`);
@@ -142,37 +178,67 @@ function frameTile(thumbUrl, i, weight, isTop, time) {
   return t;
 }
 
+function plainReasons(exp, moment) {
+  // the explanation in plain words: when, what the model sees, what it shares with the query
+  const out = [];
+  if (moment) {
+    const verbs = exp.phrases.filter((p) => p.kind === "verb" && p.span);
+    let line = `The query's action${verbs.length > 1 ? "s are" : " is"} seen at ${spanText(moment)}`;
+    if (verbs.length > 1) line += ": " + verbs.map((p) => `“${p.words.join(" ")}” ${spanText(p.span)}`).join(", then ");
+    out.push(moment.note ? `${line} (${moment.note}).` : `${line}.`);
+  }
+  const names = (kind, list, n) => (list[kind] || []).slice(0, n).map((c) => c.concept);
+  const shared = [...names("verb", exp.shared_concepts, 3), ...names("noun", exp.shared_concepts, 3)]
+    .filter((c, i, a) => a.indexOf(c) === i);
+  if (shared.length) out.push(`What it shares with your words: ${shared.join(", ")}.`);
+  const sees = names("verb", exp.video_concepts, 4);
+  if (sees.length) out.push(`Actions the model recognises in the clip: ${sees.join(", ")}.`);
+  const things = names("noun", exp.video_concepts, 4);
+  if (things.length) out.push(`Things it recognises: ${things.join(", ")}.`);
+  const strongest = [...exp.contributions].sort((a, b) => b.contribution - a.contribution).slice(0, 2)
+    .filter((c) => c.contribution > 0).map((c) => SCORE_WORDS[c.name] || c.name);
+  if (strongest.length) out.push(`The match rests most on: ${strongest.join(" and ")}.`);
+  return out;
+}
+
 function renderExplanation(exp, meta, moment) {
   const body = $("explanation-body");
   body.replaceChildren();
-  body.append(el("h2", { text: exp.video_id }));
-  body.append(el("div", { class: "legend", text:
-    `fused score ${exp.score.toFixed(4)} for “${exp.normalized}” · ${exp.num_frames} frames` }));
+  body.append(el("h2", { text: `Why ${exp.video_id} matches` }));
   for (const w of exp.warnings) body.append(el("div", { class: "legend", text: "⚠ " + w }));
-  if (moment) body.append(el("div", { class: "legend moment-line", text: `best matching moment: ${spanText(moment)}` +
-    (moment.note ? ` (${moment.note})` : "") }));
   if (meta && meta.preview_url) {
     // start playing at the moment (a media fragment: the browser seeks there itself)
     const frag = moment && moment.start != null ? `#t=${moment.start.toFixed(2)}` : "";
     body.append(el("video", { src: meta.preview_url + frag, controls: true, muted: true, autoplay: true,
       preload: "metadata", class: "preview" }));
   }
+  const reasons = el("ul", { class: "reasons" });
+  for (const r of plainReasons(exp, moment)) reasons.append(el("li", { text: r }));
+  body.append(reasons);
 
-  body.append(el("h3", { text: "Contribution of each score" }));
+  // the technical view, one click away
+  const tech = el("details", { class: "technical" }, el("summary", { text: "Technical details: the seven scores, attention over frames, concepts" }));
+  body.append(tech);
+  tech.append(el("div", { class: "legend", text:
+    `fused score ${exp.score.toFixed(4)} for “${exp.normalized}” · ${exp.num_frames} frames` }));
+  if (moment) tech.append(el("div", { class: "legend moment-line", text: `best matching moment: ${spanText(moment)}` +
+    (moment.note ? ` (${moment.note})` : "") }));
+
+  tech.append(el("h3", { text: "Contribution of each score" }));
   const table = el("table", { class: "contrib" });
   const maxC = Math.max(1e-9, ...exp.contributions.map((c) => Math.abs(c.contribution)));
   for (const c of exp.contributions) {
     const bar = el("div", { class: "bar" + (c.contribution < 0 ? " neg" : ""), style: {
       width: `${(100 * Math.abs(c.contribution)) / maxC}%`, background: c.contribution < 0 ? "" : SCORE_COLORS[c.name] } });
-    table.append(el("tr", { class: "contrib-row", "data-score": c.name },
+    table.append(el("tr", { class: "contrib-row", "data-score": c.name, title: SCORE_WORDS[c.name] || "" },
       el("td", { text: c.name }), el("td", { class: "legend", text: c.level }),
       el("td", { class: "num", text: c.score.toFixed(3) }), el("td", { class: "num", text: `× ${c.weight}` }),
       el("td", { class: "num", text: c.contribution.toFixed(4) }), el("td", { style: { width: "30%" } }, bar)));
   }
-  body.append(table);
+  tech.append(table);
 
-  body.append(el("h3", { text: "What each phrase matched" }));
-  if (!exp.phrases.length) body.append(el("div", { class: "legend", text: "The query has no verb or noun phrase." }));
+  tech.append(el("h3", { text: "What each phrase matched" }));
+  if (!exp.phrases.length) tech.append(el("div", { class: "legend", text: "The query has no verb or noun phrase." }));
   for (const p of exp.phrases) {
     const div = el("div", { class: "phrase", "data-kind": p.kind },
       el("span", { class: "words", text: p.words.join(" ") || "(phrase)" }),
@@ -193,29 +259,29 @@ function renderExplanation(exp, meta, moment) {
       }
       div.append(clipFrames);
     }
-    body.append(div);
+    tech.append(div);
   }
 
-  body.append(el("h3", { text: "Concepts" }));
+  tech.append(el("h3", { text: "Concepts" }));
   for (const kind of ["verb", "noun"]) {
-    body.append(el("div", { class: "legend", text: `video's top ${kind} concepts` }));
+    tech.append(el("div", { class: "legend", text: `video's top ${kind} concepts` }));
     const chips = el("div", { class: "chips" });
     for (const c of exp.video_concepts[kind] || []) chips.append(el("span", { class: "chip", text: `${c.concept} ${c.video.toFixed(2)}` }));
-    body.append(chips);
-    body.append(el("div", { class: "legend", text: `${kind} concepts shared with the query` }));
+    tech.append(chips);
+    tech.append(el("div", { class: "legend", text: `${kind} concepts shared with the query` }));
     const shared = el("div", { class: "chips" });
     for (const c of exp.shared_concepts[kind] || []) shared.append(el("span", { class: "chip shared", text:
       `${c.concept} (${c.video.toFixed(2)} / ${c.query.toFixed(2)})` }));
-    body.append(shared);
+    tech.append(shared);
   }
 
-  body.append(el("h3", { text: "Query words (attention in the sentence embedding)" }));
+  tech.append(el("h3", { text: "Query words (attention in the sentence embedding)" }));
   const words = el("div", { class: "words-line" });
   for (const w of exp.words) {
     words.append(el("span", { class: w.known ? "" : "unknown", title: w.known ? `attention ${w.attention.toFixed(3)}` : "not in the vocabulary",
       text: w.word, style: { background: `rgba(47,111,222,${Math.min(0.6, w.attention)})` } }));
   }
-  body.append(words);
+  tech.append(words);
 }
 
 async function openExplanation(videoId, card, moment) {
@@ -246,11 +312,28 @@ $("close-explanation").addEventListener("click", () => {
   for (const c of document.querySelectorAll(".card.selected")) c.classList.remove("selected");
 });
 
+function renderExamples(examples) {
+  const box = $("examples");
+  box.replaceChildren(el("span", { text: "Try:" }));
+  for (const ex of examples) {
+    const b = el("button", { type: "button", text: ex, title: "search for this" });
+    b.addEventListener("click", () => runSearch(ex));
+    box.append(b);
+  }
+  box.hidden = !examples.length;
+}
+
 (async () => {
+  // the URL restores a search: q, k and the mode
+  const params = new URLSearchParams(location.search);
+  const k = params.get("k");
+  if (k && [...$("k").options].some((o) => o.value === k)) $("k").value = k;
+  $("exact").checked = params.get("mode") === "exhaustive";
+  const q = params.get("q");
+  if (q) runSearch(q);
   try {
     const h = await getJSON("/health");
     $("footer").textContent = `${h.videos} videos · model ${h.model} (${h.variant}) · hanet ${h.version}`;
+    renderExamples(h.examples || []);
   } catch (_) { /* the page works without it */ }
-  const q = new URLSearchParams(location.search).get("q");
-  if (q) { $("q").value = q; runSearch(q); }
 })();
