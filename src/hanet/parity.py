@@ -30,7 +30,6 @@ where the official gradient is clearly non-zero (:func:`adam_step_threshold`) an
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass, field
@@ -42,10 +41,10 @@ import torch
 
 from hanet.config import HANetConfig
 from hanet.errors import HanetError
+# the tolerance and the reference set shipped inside the package (so ``hanet parity`` works from
+# a wheel) live with the command, whose --help needs no torch
+from hanet.parity_cli import DEFAULT_REFERENCE, TOLERANCE
 
-TOLERANCE = 1e-5
-#: The reference set shipped inside the package (so ``hanet parity`` works from a wheel).
-DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference" / "hanet-small"
 ADAM_EPS = 1e-8  # torch's and the official code's default
 
 
@@ -402,29 +401,6 @@ def run_parity(ref_dir: str | Path = DEFAULT_REFERENCE, tolerance: float = TOLER
     _check_eval(p, model)
     _check_test_split(p, model)
     return p.checks
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reference", default=str(DEFAULT_REFERENCE),
-                   help="reference directory (default: the set shipped with hanet, reference/hanet-small)")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max abs difference allowed (default 1e-5)")
-    p.add_argument("--seed", type=int, default=None, help="the seed the official model was built with, for a "
-                   "reference that holds no true initial state and records none")
-
-
-def run(args: argparse.Namespace) -> int:
-    ref = Path(args.reference)
-    if not ref.is_dir():
-        hint = "" if args.reference != str(DEFAULT_REFERENCE) else \
-            " (the package's reference set is missing: reinstall hanet, or pass --reference DIR)"
-        raise HanetError(f"{ref}: no such reference directory{hint}")
-    if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
-        raise HanetError(f"--tolerance must be a positive number, got {args.tolerance}")
-    print(f"parity against {ref} (tolerance {args.tolerance:g}; metrics must be equal)")
-    checks = run_parity(ref, args.tolerance, seed=args.seed)
-    failed = [c for c in checks if not c.ok]
-    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
 
 
 __all__ = ["run_parity", "Check", "TOLERANCE", "DEFAULT_REFERENCE", "adam_step_threshold", "compare_adam_step",

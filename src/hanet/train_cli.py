@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 from hanet.config import HANetConfig, get_preset, load_config_file
-from hanet.train import TrainOptions, configure, train
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,15 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
                    help="hanet (full model) or global (video-sentence score only; an ablation)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="most epochs to train (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="global batch size (split across torchrun ranks)")
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--eval-batch-size", type=int, help="videos and captions encoded at once when validating")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resumable)")
-    p.add_argument("--early-stop", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--early-stop", type=int, help="stop after this many epochs without a better validation rsum")
+    p.add_argument("--seed", type=int, help="seed of the initialisation, shuffling and dropout (default 0)")
+    p.add_argument("--num-workers", type=int, help="data-loading processes (0: load in the training process)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="arithmetic of the forward pass "
+                   "(bf16/fp16: autocast, on a GPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--dim-fts", type=int, nargs="+", help="expected feature sizes (checked against the files)")
     p.add_argument("--dim-word", type=int, help="word embedding size")
@@ -39,15 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
                    "dataset has one; none: no validation, the last epoch is kept)")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=10, help="write the mean loss every N steps (default 10)")
     p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],
                    help="read all features into memory first (auto: when they fit in 2 GiB)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_config(args: argparse.Namespace) -> HANetConfig:
     """Preset (or a config file: ours or the authors' model.json) fitted to ``--data`` with the
     command line's settings."""
+    from hanet.train import configure
+
     base = load_config_file(args.config) if args.config else get_preset(args.preset)
     schedule = {name: getattr(args, name, None) for name in ("epochs", "batch_size", "lr", "max_steps", "seed",
                                                              "num_workers", "precision", "early_stop",
@@ -57,6 +59,8 @@ def build_config(args: argparse.Namespace) -> HANetConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hanet.train import TrainOptions, train
+
     cfg = build_config(args)
     opts = TrainOptions(data=args.data, out=args.out, variant=args.variant, resume=args.resume, device=args.device,
                         word_embeddings=args.word_embeddings, val_split=args.val_split, save_every=args.save_every,
