@@ -93,6 +93,21 @@ def test_verbs_the_tagger_reads_as_plural_nouns_are_predicates(parser: RoleGraph
     assert e == {("fly", "ARG0", "a great many birds")}
 
 
+def test_headline_captions_find_their_verb(parser: RoleGraphParser) -> None:
+    # video queries written like headlines, no article, the verb read as a plural noun and no
+    # verb found at all (seen in QVHighlights' queries)
+    for caption, verb, subject in (("woman in gray top talks to camera", "talks", "woman in gray top"),
+                                   ("man interviews soldiers under a tent", "interviews", "man"),
+                                   ("kid in blue top walks over a dead tree branch", "walks", "kid in blue top")):
+        graph = parser.parse_one(caption)
+        assert [w for r, w in summary(graph) if r == "V"] == [verb], caption
+        assert any(v == verb and arg == subject for v, _, arg in edges_as_text(graph)), caption
+    # noun phrases stay noun phrases: no plural after a noun reads as a verb after a determiner
+    for caption in ("scenes of edinburgh beauty during rain", "a video of old buildings stores and some greens",
+                    "some close ups of a starter at a restaurant"):
+        assert [w for r, w in summary(parser.parse_one(caption)) if r == "V"] == [], caption
+
+
 def test_roles_by_preposition_and_adverb(parser: RoleGraphParser) -> None:
     e = edges_as_text(parser.parse_one("a woman is putting the food into a bowl"))
     assert ("putting", "ARG2", "into a bowl") in e

@@ -189,6 +189,17 @@ def lemma_of(nlp: Any) -> Callable[[Any], str]:
     return lemma
 
 
+def verb_index(nlp: Any) -> frozenset[str]:
+    """Base forms the pipeline's rule lemmatiser knows as verbs (its ``lemma_index`` table;
+    about 8,700 for the English models), or an empty set without one."""
+    if "lemmatizer" not in nlp.component_names:
+        return frozenset()
+    try:
+        return frozenset(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")["verb"])
+    except (KeyError, AttributeError):
+        return frozenset()
+
+
 # spaCy's rules strip "riding" to "rid" and "hoped" to "hop" because those are words too; a
 # monosyllable that kept a single consonant before -ing/-ed had a silent e (rid -> ridding).
 _E_VERBS = frozenset("""ride hope tape stare shine scrape dine pine lure cure care bare dote robe

@@ -81,7 +81,7 @@ READER_ROLES = ("V", "ARG1", "ARG0", "ARG2", "ARG3", "ARG4", "ARGM-LOC", "ARGM-M
                 "ARGM-DIR", "ARGM-ADV", "ARGM-PRP", "ARGM-PRD", "ARGM-COM", "ARGM-MOD", "NOUN")
 
 # Bump when a rule changes: cached parses made by another version are then recomputed.
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 
 # --------------------------------------------------------------------------- word tables
 _BE = frozenset(["be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"])
@@ -157,6 +157,10 @@ _ANIMATE = frozenset("""man woman boy girl person people guy lady kid child baby
     opponent band singer actor actress character chef customer doctor patient officer police
     soldier judge contestant guest interviewer celebrity monkey elephant lion bear cow pig
     sheep goat fish""".split())
+
+# Tags of the word after a headline's verb ("talks to camera", "interviews soldiers", "walks away").
+_AFTER_VERB = frozenset({"IN", "TO", "DT", "PRP", "PRP$", "RP", "RB", "RBR", "NN", "NNS", "NNP", "NNPS", "JJ", "CD",
+                         "WDT", "WRB"})
 
 # Intransitive subjects of these verbs undergo the event (PropBank ARG1): "the water boils".
 _UNACCUSATIVE = frozenset("""fall boil melt explode collapse happen occur appear disappear die
@@ -387,14 +391,17 @@ class CaptionAnalysis:
 class _DocRules:
     """Frames of one parsed caption. Token indices are spaCy's; spans are word indices."""
 
-    def __init__(self, doc: Any, word_of: list[int | None], lemma: Callable[[Any], str]):
+    def __init__(self, doc: Any, word_of: list[int | None], lemma: Callable[[Any], str],
+                 verbs: frozenset[str] = frozenset()):
         self.doc = doc
+        self.verbs = verbs
         self.tokens = list(doc)  # Doc iteration builds Token objects: do it once
         self.word_of = word_of
         self._lemma_fn = lemma
         self._lemmas: dict[int, str] = {}
         self._subjects: dict[int, tuple[str, list[int]] | None] = {}
         self._visiting: set[int] = set()
+        self.headline: int | None = None  # a headline's verb (_headline_verb): its frame is read in order
         self.misread = self._misread_verbs()
         for i in self.misread:
             # retagged, so that the concepts, the lemma ("vanishes" -> "vanish", not the noun
@@ -435,10 +442,39 @@ class _DocRules:
                 # "a tiny block drops then goes up": "a tiny block drops" read as the subject
                 # of "goes", "first a shape rises and then it moves" as its complement
                 found.add(t.i)
+        verbs = [t for t in self.tokens if t.pos_ == "VERB" and t.dep_ not in ("aux", "auxpass") and t.lower_ not in _BE]
+        if not found and all(t.dep_ == "compound" for t in verbs):
+            # no verb, or only one parsed as a noun's modifier ("man [interviews] soldiers"): a headline
+            self.headline = verbs[0].i if verbs else self._headline_verb()
+            if self.headline is not None and not verbs:
+                found.add(self.headline)
         for t in self.tokens:  # conjuncts after their verb, in sentence order
             if t.i not in found and self._bare_plural_conjunct(t, found):
                 found.add(t.i)
         return frozenset(found)
+
+    def _headline_verb(self) -> int | None:
+        """The verb of a caption written like a headline, which the tagger read as a plural noun:
+        "woman in gray top talks to camera", "man interviews soldiers under a tent" (people's
+        video queries often drop the articles, and the small model then finds no verb at all).
+        In a caption with no verb, the first plural noun after a noun, not right after a
+        determiner or a number, whose singular the lemmatiser knows as a verb, followed by what
+        follows a verb (a preposition, a determiner, a pronoun, an adverb, a particle, a noun
+        phrase); at the caption's end it stays a noun ("the kitchen counters")."""
+        if not self.verbs:
+            return None
+        seen_noun = False
+        for k, t in enumerate(self.tokens):
+            if t.tag_ == "NNS" and seen_noun and self.word_of[t.i] is not None:
+                w = t.lower_
+                base = next((b for b in (w[:-1], w[:-2]) if w.endswith("s") and b in self.verbs), None)
+                nxt = self.tokens[k + 1] if k + 1 < len(self.tokens) else None
+                after_det = self.tokens[k - 1].tag_ in ("DT", "PRP$", "CD")  # "some greens", "two stores"
+                if base and not after_det and nxt is not None and (nxt.tag_ in _AFTER_VERB or nxt.is_punct):
+                    return t.i
+            if t.pos_ in ("NOUN", "PROPN"):
+                seen_noun = True
+        return None
 
     @staticmethod
     def _bare_plural_conjunct(tok: Any, verbs: set[int]) -> bool:
@@ -596,7 +632,27 @@ class _DocRules:
         return None
 
     # ---- one predicate's arguments
+    def headline_frame(self, pred: Any) -> Frame:
+        """A headline verb's frame, read in word order (the parse hung its words elsewhere): the
+        words before it are its subject; after it, a noun phrase is its object and each
+        preposition starts an argument of its own ("man in black | talks | to camera | from his
+        office")."""
+        words = [t for t in self.tokens if self.word_of[t.i] is not None and not t.is_punct]
+        before = [t.i for t in words if t.i < pred.i]
+        args: list[tuple[str, list[int]]] = [(self.adjust("ARG0", pred), before)] if before else []
+        current: tuple[str, list[int]] | None = None
+        for t in (t for t in words if t.i > pred.i):
+            if t.tag_ in ("IN", "TO") or current is None:
+                role = (self.prep_role(pred, t) if t.tag_ in ("IN", "TO") else
+                        self.adverb_role(t) if t.tag_ in ("RB", "RP") else "ARG1")
+                current = (role, [])
+                args.append(current)
+            current[1].append(t.i)
+        return [self.word_of[pred.i]], [(role, self.spans(tokens)) for role, tokens in args if tokens]  # type: ignore[list-item]
+
     def frame(self, pred: Any) -> Frame:
+        if pred.i == self.headline:
+            return self.headline_frame(pred)
         args: list[tuple[int, str, list[int]]] = []  # (first token, role, token ids)
 
         def put(role: str, tokens: list[int]) -> None:
@@ -799,7 +855,7 @@ class RoleGraphParser:
 
     def __init__(self, nlp: Any = None, *, model: str | None = None, batch_size: int = 256,
                  n_process: int = 1, max_parse_words: int = 256, keep_fallback: bool = False):
-        from hanet.text.nlp import DEFAULT_MODEL, PosAssigner, lemma_of, load_nlp
+        from hanet.text.nlp import DEFAULT_MODEL, PosAssigner, lemma_of, load_nlp, verb_index
 
         self.nlp = nlp if nlp is not None else load_nlp(model or DEFAULT_MODEL)
         # load_nlp's pipelines set pos_ themselves; another pipeline may lack POS (attribute
@@ -811,6 +867,7 @@ class RoleGraphParser:
         self.max_parse_words = int(max_parse_words)
         self.keep_fallback = bool(keep_fallback)
         self._lemma = lemma_of(self.nlp)
+        self._verbs = verb_index(self.nlp)
 
     @property
     def fingerprint(self) -> str:
@@ -832,7 +889,7 @@ class RoleGraphParser:
         words = split_words(caption)
         if self._assign_pos is not None:
             self._assign_pos(doc)
-        rules = _DocRules(doc, _align(doc, starts), self._lemma)
+        rules = _DocRules(doc, _align(doc, starts), self._lemma, self._verbs)
         fallback: list[FallbackNode] | None = None
 
         def make_fallback() -> list[FallbackNode]:
