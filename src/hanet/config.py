@@ -471,6 +471,17 @@ def _vatex() -> HANetConfig:
     )
 
 
+def _clip() -> HANetConfig:
+    """CLIP-family frame features (ViT-B/32's 512-d image embedding by default; the width of the
+    feature file is read from it), 12 frames as CLIP4Clip samples them; everything else is the
+    MSR-VTT preset's."""
+    cfg = _msrvtt()
+    cfg.name = "clip"
+    cfg.model.video.dim_fts = (512,)
+    cfg.model.max_frames_in_video = 12
+    return cfg
+
+
 def _synth() -> HANetConfig:
     """The built-in synthetic world: EfficientNet-Lite0 features (1280-d), sized for a CPU.
 
@@ -497,12 +508,13 @@ def _synth() -> HANetConfig:
 PRESETS: dict[str, Callable[[], HANetConfig]] = {
     "msrvtt": _msrvtt,
     "vatex": _vatex,
+    "clip": _clip,
     "synth": _synth,
 }
 
 
 def get_preset(name: str) -> HANetConfig:
-    """Return a fresh copy of a named preset (``msrvtt``, ``vatex`` or ``synth``)."""
+    """Return a fresh copy of a named preset (``msrvtt``, ``vatex``, ``clip`` or ``synth``)."""
     try:
         return PRESETS[name]()
     except KeyError:

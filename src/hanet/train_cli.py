@@ -15,7 +15,7 @@ from hanet.config import HANetConfig, get_preset, load_config_file
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset: a release-layout folder, path.json or dataset.json/yaml")
     p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
-    p.add_argument("--preset", default="msrvtt", help="msrvtt (default), vatex or synth")
+    p.add_argument("--preset", default="msrvtt", help="msrvtt (default), vatex, clip (CLIP-family features) or synth")
     p.add_argument("--config", help="a config JSON (HANetConfig.to_dict) instead of a preset")
     p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
                    help="hanet (full model) or global (video-sentence score only; an ablation)")

@@ -27,6 +27,12 @@ _BACKBONE_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lit
                    "efficientnet-lite4", "resnet50", "resnet101", "resnet152")
 
 
+def _backbone_name(text: str) -> str:
+    if text in _BACKBONE_NAMES or (text.startswith("hf:") and len(text) > 3):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(_BACKBONE_NAMES)}, or hf:PATH")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``hanet extract``'s options to its subparser."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -46,9 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="N frames uniformly over each clip (default: 20, HANet's max_frames_in_video)")
     ex.add_argument("--fps", type=float, default=None, metavar="F", help="F frames per second instead")
     g = parser.add_argument_group("backbone")
-    g.add_argument("--backbone", default="efficientnet-lite0", choices=_BACKBONE_NAMES,
-                   help="frame network (default efficientnet-lite0, 1280-d; resnet152 is 2048-d as the "
-                        "MSR-VTT release and needs --weights)")
+    g.add_argument("--backbone", default="efficientnet-lite0", type=_backbone_name, metavar="NAME",
+                   help="frame network: " + ", ".join(_BACKBONE_NAMES) + ", or hf:PATH (a CLIP or SigLIP vision "
+                        "tower in a local Hugging Face folder; pip install 'hanet[hf]'). Default efficientnet-lite0, "
+                        "1280-d; resnet152 is 2048-d as the MSR-VTT release and needs --weights")
+    g.add_argument("--hf-output", choices=("projected", "pooled"), default=None,
+                   help="hf: backbones: CLIP's projected image embedding (default for CLIP) or the pooled output "
+                        "before it (SigLIP has only this)")
     g.add_argument("--weights", default=None, metavar="PATH", help="weights file (torchvision format for resnet*)")
     g.add_argument("--image-size", type=int, default=None, metavar="S",
                    help="network input side in pixels (default: the backbone's, 224 for efficientnet-lite0 "
@@ -154,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress, weights=args.weights, shard=shard,
             failures_path=args.failures, checkpoint_seconds=args.checkpoint_seconds,
             precision=args.precision, threads=args.threads, root=args.root,
-            motion_gain=args.motion_gain if args.motion else None,
+            motion_gain=args.motion_gain if args.motion else None, hf_output=args.hf_output,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

