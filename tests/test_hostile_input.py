@@ -27,16 +27,25 @@ def _err(capsys) -> str:
     return err
 
 
+def _main(argv) -> int:
+    """The exit status, whether a command returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
 def _train(ds, out, *extra) -> int:
-    return main(["train", "--data", str(ds), "--out", str(out), "--preset", "msrvtt", "--no-progress",
-                 "--num-workers", "0", *extra])
+    return _main(["train", "--data", str(ds), "--out", str(out), "--preset", "msrvtt", "--no-progress",
+                  "--num-workers", "0", *extra])
 
 
 # ---------------------------------------------------------------------- train's settings
 @pytest.mark.parametrize("args,words", [
-    (["--batch-size", "0"], "train.batch_size = 0: must be an integer >= 1"),
-    (["--lr", "nan"], "train.lr = nan: must be a positive finite number"),
-    (["--epochs", "-1"], "train.epochs = -1: must be an integer >= 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, not 0"),
+    (["--lr", "nan"], "argument --lr: must be a finite number > 0, not nan"),
+    (["--epochs", "-1"], "argument --epochs: must be an integer >= 1, not -1"),
+    (["--set", "train.batch_size=0"], "train.batch_size = 0: must be an integer >= 1"),
     (["--val-split", "nosuch"], "--val-split 'nosuch': the dataset"),
 ])
 def test_train_refuses_settings_that_cannot_run(tmp_path, ds, capsys, args, words):
@@ -280,7 +289,9 @@ def test_prepare_bounds_words_and_writes_with_the_umask(tmp_path, nlp):
 
 
 def test_synth_refuses_a_world_it_could_never_finish(tmp_path, capsys):
-    assert main(["synth", "--out", str(tmp_path / "w"), "--videos", "1000000000"]) == 2
+    assert _main(["synth", "--out", str(tmp_path / "w"), "--videos", "1000000000"]) == 2
+    assert "argument --videos: must be an integer in [4, 1000000]" in _err(capsys)
+    assert _main(["synth", "--out", str(tmp_path / "w"), "--set", "num_videos=1000000000"]) == 2
     assert "must be at most 1,000,000" in _err(capsys)
     assert not (tmp_path / "w").exists()
 
@@ -305,3 +316,53 @@ def test_demo_on_a_full_disk_says_so(tmp_path):
         assert "no space left on device" in r.stderr and "Traceback" not in r.stderr
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+# ---------------------------------------------------------------------- options, checked before any work
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--data", "x", "--out", "y", "--log-every", "0"], "argument --log-every: must be an integer >= 1, not 0"),
+    (["train", "--data", "x", "--out", "y", "--seed", str(2**70)], "argument --seed: must be an integer in [0, 4294967295]"),
+    (["train", "--data", "x", "--out", "y", "--dim-word", "0"], "argument --dim-word: must be an integer in [1, 4096]"),
+    (["train", "--data", "x", "--out", "y", "--max-steps", "0"], "argument --max-steps: must be an integer >= 1"),
+    (["train", "--data", "x", "--out", "y", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+    (["evaluate", "--run", "x", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),
+    (["evaluate", "--run", "x", "--pair-budget", "-5"], "argument --pair-budget: must be an integer >= 1"),
+    (["prepare", "--captions", "x", "--train-names", "y", "--out", "z", "--num-noun-concepts", "1000000000"],
+     "argument --num-noun-concepts: must be an integer in [1, 65536]"),
+    (["extract", "x", "--out", "y", "--threads", "0"], "argument --threads: must be an integer in [1, 1024]"),
+    (["synth", "--out", "x", "--preset", "nope"], "argument --preset: invalid choice"),
+    (["synth", "--out", "x", "--size", "100000"], "argument --size: must be an integer in [32, 1024]"),
+    (["serve", "x", "--port", "70000"], "argument --port: must be an integer in [1, 65535]"),
+    (["search", "x", "q", "-k", "0"], "argument -k: must be an integer >= 1"),
+])
+def test_options_out_of_range_are_refused_by_name(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert words in _err(capsys)
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("model.video.dropout=2", "model.video.dropout = 2.0: must be a finite number in [0, 0.99]"),
+    ("model=5", "--set model: is a section"),
+    ("model.video=5", "is a section"),
+    ("model.text.dim_word=0", "model.text.dim_word = 0"),
+    ("model.max_violation=maybe", "cannot read 'maybe'"),
+])
+def test_set_values_are_checked_by_the_config(tmp_path, ds, capsys, setting, words):
+    assert _train(ds, tmp_path / "run", "--set", setting) == 2
+    assert words in _err(capsys)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_fp16_on_a_cpu_is_refused(tmp_path, ds, capsys):
+    assert _train(ds, tmp_path / "run", "--precision", "fp16", "--device", "cpu") == 2
+    assert "--precision fp16 needs a GPU" in _err(capsys)
+
+
+def test_a_pipe_given_as_a_file_is_refused_not_waited_on(tmp_path, ds, capsys):
+    fifo = tmp_path / "names.fifo"
+    os.mkfifo(fifo)
+    assert _main(["prepare", "--captions", str(ds / "ref_captions.json"), "--train-names", str(fifo),
+                  "--out", str(tmp_path / "ann")]) == 2
+    assert "not a regular file" in _err(capsys)

@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hanet.errors import HanetError
 
@@ -124,6 +124,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise :class:`HanetError` for settings the model cannot run with."""
+        _check_ranges(self, "model", _MODEL_RANGES)
+        _check_ranges(self.video, "model.video", _VIDEO_RANGES)
+        _check_ranges(self.text, "model.text", _TEXT_RANGES)
         if self.video.dim_embed != self.text.rnn_hidden_size:
             raise HanetError(
                 f"video.dim_embed ({self.video.dim_embed}) must equal text.rnn_hidden_size "
@@ -138,6 +141,38 @@ class ModelConfig:
             raise HanetError("verb_window must be odd (a window centred on the peak frame)")
         if min(self.video.dim_fts) <= 0 or self.text.num_words <= 3:
             raise HanetError("dim_fts must be positive and num_words > 3")
+
+
+#: (field, kind, low, high): what a field may hold ("int" or "float", both ends included; None: open)
+_Range = tuple[str, str, Optional[float], Optional[float]]
+_VIDEO_RANGES: tuple[_Range, ...] = (
+    ("dim_embed", "int", 1, 1 << 16), ("dropout", "float", 0.0, 0.99), ("se_reduction", "int", 1, 1 << 16),
+    ("verb_kernel", "int", 1, 99))
+_TEXT_RANGES: tuple[_Range, ...] = (
+    ("num_words", "int", 0, 10_000_000), ("dim_word", "int", 1, 4096), ("rnn_hidden_size", "int", 1, 1 << 16),
+    ("dropout", "float", 0.0, 0.99), ("num_roles", "int", 1, 1024), ("gcn_num_layers", "int", 0, 64),
+    ("gcn_dropout", "float", 0.0, 0.99))
+_MODEL_RANGES: tuple[_Range, ...] = (
+    ("num_verb_concepts", "int", 1, 65536), ("num_noun_concepts", "int", 1, 65536),
+    ("num_selected_verbs", "int", 1, 65536), ("num_selected_nouns", "int", 1, 65536), ("mil_divisor", "int", 1, 1024),
+    ("verb_window", "int", 1, 99), ("noun_topk", "int", 1, 99), ("max_frames_in_video", "int", 1, 10_000),
+    ("max_words_in_sent", "int", 1, 1000), ("num_verbs", "int", 1, 64), ("num_nouns", "int", 1, 64),
+    ("simattn_sigma", "float", 1e-6, 1e6), ("margin", "float", 0.0, 100.0), ("hard_topk", "int", 1, 1 << 16),
+    ("concept_score_weight", "float", 0.0, 1e3), ("concept_bce_weight", "float", 0.0, 1e3))
+
+
+def _check_ranges(obj: Any, where: str, ranges: Sequence[_Range]) -> None:
+    """Raise :class:`HanetError` naming the first field of ``obj`` outside its range or type."""
+    for name, kind, lo, hi in ranges:
+        v = getattr(obj, name)
+        ok_type = (isinstance(v, int) and not isinstance(v, bool)) if kind == "int" else \
+            (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+        if not ok_type or (lo is not None and v < lo) or (hi is not None and v > hi):
+            what = "an integer" if kind == "int" else "a finite number"
+            raise HanetError(f"{where}.{name} = {v!r}: must be {what} in [{lo:g}, {hi:g}]")
+    dims = getattr(obj, "dim_fts", None)
+    if dims is not None and not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 20 for d in dims):
+        raise HanetError(f"{where}.dim_fts = {dims!r}: must be feature sizes in [1, {1 << 20}]")
 
 
 @dataclass
@@ -190,6 +225,7 @@ class TrainConfig:
         for name in ("early_stop", "max_steps", "num_workers", "seed"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, "an integer >= 0")
+        need(self.seed <= 2**32 - 1, "seed", "at most 2**32 - 1 (what torch, numpy and Python all take)")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr",
              "a positive finite number")
         need(isinstance(self.grad_clip, (int, float)) and math.isfinite(self.grad_clip) and self.grad_clip >= 0,
@@ -387,8 +423,13 @@ def _set_field(cfg: Any, keys: list[str], value: str) -> None:
     if name not in flds:
         raise HanetError(f"--set: unknown field {'.'.join(keys)!r}")
     cur = getattr(obj, name)
+    if dataclasses.is_dataclass(cur):
+        raise HanetError(f"--set {'.'.join(keys)}: is a section; set one of its fields "
+                         f"({', '.join(f.name for f in dataclasses.fields(cur))})")
     try:
         if isinstance(cur, bool):
+            if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(value)
             val: Any = value.lower() in ("1", "true", "yes", "on")
         elif isinstance(cur, int):
             val = int(value)

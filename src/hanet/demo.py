@@ -15,14 +15,17 @@ made from the same inputs and settings; anything else is redone, never trusted):
 
 Everything lands in ``WORKDIR`` (default ``hanet-demo``): ``results.md`` / ``results.json``
 summarise it, ``plots/*.png`` show it, ``runs/*`` and ``index/`` can be used with the other
-commands (``hanet search hanet-demo/index "a red circle bounces"``).
+commands (``hanet search hanet-demo/index "QUERY"``, ``hanet serve hanet-demo/index``).
 """
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -42,7 +45,7 @@ class DemoSettings:
     """What the demo does; ``quick`` is the preset used by the end-to-end test.
 
     Attributes:
-        quick: a tiny world and short training (about 2 minutes on 2 cores).
+        quick: a tiny world and short training (under 40 s on 2 cores; a smoke test).
         seed: seed of the world and of training.
         world_preset: synth preset (``default`` or ``quick``).
         num_frames: frames sampled per clip for features.
@@ -50,14 +53,17 @@ class DemoSettings:
         motion_gain: extract the motion stream too, with this gain (``hanet extract --motion``);
             None: appearance features only. On by default: the world tells clips apart by how
             things move, which pooled appearance features barely keep (``docs/demo.md``).
+        flow_size: extract the optical-flow stream too, at this size (``hanet extract --flow``);
+            None: no flow. On by default: the difference images say what changed, the flow
+            images which way it moved (``docs/demo.md``).
         epochs: training epochs per model (early stopping may end sooner).
-        lr: learning rate.
+        lr: learning rate, divided by ``decay_rate`` at each of ``decay_boundaries`` (epochs).
         batch_size: training batch.
         device: where to extract and train.
-        queries: example text queries answered at the end.
+        examples: example queries offered on the search page and in ``results.md``: test
+            captions of different kinds whose clip HANet ranks first.
         caption_queries: test captions also asked as queries, spread over the test split, to
-            show where the clip each one describes ranks (the free-text queries above may have
-            no clip that fits them in the test split).
+            show where the clip each one describes ranks.
     """
 
     quick: bool = False
@@ -66,22 +72,22 @@ class DemoSettings:
     num_frames: int = 12
     image_size: int = 128
     motion_gain: float | None = 2.0
-    epochs: int = 20
+    flow_size: int | None = 64
+    epochs: int = 10
     lr: float = 5e-4
+    decay_boundaries: tuple[int, ...] = (5, 8)
+    decay_rate: float = 0.3
     batch_size: int = 64
     device: str = "cpu"
-    queries: tuple[str, ...] = (
-        "a red circle bounces up and down",
-        "a small square spins and then moves to the left",
-        "a blue star is chasing a yellow triangle",
-    )
+    examples: int = 3
     caption_queries: int = 2
 
     @classmethod
     def for_mode(cls, quick: bool, **overrides: Any) -> "DemoSettings":
         s = cls(quick=quick)
         if quick:
-            s.world_preset, s.num_frames, s.image_size, s.epochs = "quick", 8, 96, 6
+            s.world_preset, s.num_frames, s.image_size, s.flow_size, s.epochs = "quick", 8, 96, 48, 6
+            s.decay_boundaries = ()
         for k, v in overrides.items():
             if v is not None:
                 setattr(s, k, v)
@@ -191,15 +197,17 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     from hanet.video.extract import extract_features
 
     feats = work / "features.hdf5"
-    fp_extract = _hash(fp_world, "efficientnet-lite0", s.num_frames, s.image_size, s.motion_gain)
+    fp_extract = _hash(fp_world, "efficientnet-lite0", s.num_frames, s.image_size, s.motion_gain, s.flow_size)
 
     def do_extract() -> dict[str, Any]:
         if not book.done("extract", fp_extract) and feats.exists() and not _same_extract(feats, s):
             feats.unlink()  # made with other settings: redo
         videos = sorted((world / "videos").glob("*.mp4"))
+        # the decoder, one process, takes a fraction of a core: the network gets every core
         rep = extract_features(videos, feats, backbone="efficientnet-lite0", num_frames=s.num_frames,
                                image_size=s.image_size, device=s.device, progress=progress,
-                               motion_gain=s.motion_gain)
+                               motion_gain=s.motion_gain, flow_size=s.flow_size, num_workers=1,
+                               threads=os.cpu_count() or 1)
         if rep.failed:
             raise RuntimeError(f"feature extraction failed for {len(rep.failed)} clips: {rep.failed[:3]}")
         return {"videos": len(videos)}
@@ -231,7 +239,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     # 5. evaluate --------------------------------------------------------------------------
     t = time.time()
     res = DemoResult(workdir=str(work), seconds=0.0)
-    res.metrics, res.paired, res.breakdown, models, datasets = _evaluate(runs, dataset, world, s.device)
+    res.metrics, res.paired, res.breakdown, models, datasets, ranks = _evaluate(runs, dataset, world, s.device)
     if "hanet" in models and "tst" in datasets:
         from hanet.data.synth.moments import moment_report
 
@@ -250,10 +258,11 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
         _plot_timeline(timeline, plots / "concept_timeline.png")
     from hanet.index.store import INDEX_VERSION, MOMENT_FIELDS
 
-    res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, s.queries,
+    examples = pick_examples(world, ranks, s.examples)
+    res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, examples,
                            s.caption_queries,
                            fp=_hash(fp_extract, fp_prepare, str((runs["hanet"] / "checkpoints" / "best.pt").stat().st_mtime),
-                                    INDEX_VERSION, MOMENT_FIELDS),  # an index of an older layout is rebuilt
+                                    INDEX_VERSION, MOMENT_FIELDS, examples),  # an index of an older layout is rebuilt
                            book=book)
     times["report"] = time.time() - t
     res.stage_seconds = {k: round(v, 1) for k, v in times.items()}
@@ -279,7 +288,8 @@ def _train_variants(stage: Callable, work: Path, dataset: Path, ann: Path, s: De
         run_dir = work / "runs" / variant
         cfg = configure(get_preset("synth"), dataset, overrides=overrides,
                         train={"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
-                               "num_workers": 0})
+                               "num_workers": 0, "decay_boundaries": tuple(s.decay_boundaries),
+                               "decay_rate": s.decay_rate})
 
         def do_train(cfg=cfg, run_dir=run_dir, variant=variant) -> dict[str, Any]:
             if run_dir.exists():
@@ -301,9 +311,10 @@ def _same_extract(path: Path, s: DemoSettings) -> bool:
         meta = read_meta(str(path))
     except DataError:  # unreadable file: not the same
         return False
-    gain = meta.get("motion_gain")
+    gain, flow = meta.get("motion_gain"), meta.get("flow_size")
     return (int(meta.get("image_size", -1)) == s.image_size and str(meta.get("sampling", "")) == f"num_frames={s.num_frames}"
-            and (None if gain is None else float(gain)) == s.motion_gain)
+            and (None if gain is None else float(gain)) == s.motion_gain
+            and (None if flow is None else int(flow)) == s.flow_size)
 
 
 def _write_dataset_description(work: Path, world: Path, feats: Path, ann: Path) -> Path:
@@ -348,15 +359,18 @@ def _evaluate(runs: dict[str, Path], dataset: Path, world: Path, device: str):
                                per_score=variant == "hanet", progress=False)
             metrics.setdefault(split, {})[variant] = r.metrics["fused"]
             ranks[variant, split] = (r.t2v_ranks, r.v2t_ranks)
+            if variant == "hanet" and split == "tst":
+                breakdown["hanet_ranks"] = dict(zip(r.captions, r.t2v_ranks.tolist()))
             if split == "tst":
                 breakdown[variant] = t2v_breakdown(world, r.video_names, r.captions, r.scores["fused"].argmax(0),
                                                    *datasets[split].gt_pairs)
             if variant == "hanet":
                 metrics.setdefault(f"{split}_per_score", r.metrics)
+    hanet_ranks = breakdown.pop("hanet_ranks", {})
     paired = {split: {"t2v": paired_recall(ranks["hanet", split][0], ranks["global", split][0]),
                       "v2t": paired_recall(ranks["hanet", split][1], ranks["global", split][1])}
               for split in datasets if ("hanet", split) in ranks and ("global", split) in ranks}
-    return metrics, paired, breakdown, models, datasets
+    return metrics, paired, breakdown, models, datasets, hanet_ranks
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -465,12 +479,50 @@ def _plot_timeline(tl: dict[str, Any], out: Path) -> None:
         plt.close(fig)
 
 
-def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, names: list[str],
-             queries: tuple[str, ...], caption_queries: int, fp: str, book: StageBook) -> list[dict[str, Any]]:
-    """Answer the example queries with a search index over the test clips.
+#: Kinds of example queries, in the order offered: two actions in order (their spans show the
+#: order), an interaction, a single action.
+EXAMPLE_KINDS = ("sequence", "interaction", "one_action")
 
-    Free-text queries come first, then ``caption_queries`` test captions, each with the clip it
-    describes (``target``) and where that clip ranks (``target_rank``, 1-based).
+
+def pick_examples(world: Path, ranks: dict[str, int], count: int) -> list[tuple[str, str]]:
+    """Test captions that make good example queries: of different kinds, whose clip HANet ranks
+    first, of a readable length; ``[(caption, its clip), ...]``.
+
+    Args:
+        world: the world (its annotations tell each caption's kind).
+        ranks: caption -> 0-based rank of its clip (HANet, text to video, ``tst``).
+        count: how many.
+    """
+    from hanet.data.synth import load_annotations
+    from hanet.data.synth.analysis import caption_kind
+
+    anns = load_annotations(world)
+    caps = json.loads((world / "ref_captions.json").read_text())
+    owner = {c: n for n in anns if anns[n]["split"] == "tst" for c in caps.get(n, [])}
+    found: dict[str, list[tuple[str, str]]] = {k: [] for k in EXAMPLE_KINDS}
+    for cap, rank in sorted(ranks.items()):
+        n = owner.get(cap)
+        if n is None or rank != 0 or not 5 <= len(cap.split()) <= 12:
+            continue
+        kind = caption_kind(anns[n], cap)
+        if kind in found and (kind != "sequence" or " then " in f" {cap} "):
+            found[kind].append((cap, n))
+    out: list[tuple[str, str]] = []
+    for k in range(max(count, 1)):  # one of each kind in turn, then more of each
+        for kind in EXAMPLE_KINDS:
+            if len(found[kind]) > k and len(out) < count and all(found[kind][k][1] != v for _, v in out):
+                out.append(found[kind][k])
+    return out
+
+
+def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, names: list[str],
+             examples: list[tuple[str, str]], caption_queries: int, fp: str, book: StageBook) -> list[dict[str, Any]]:
+    """Answer the example queries with a search index over the test clips (the index offers
+    them on its search page).
+
+    The examples come first (:func:`pick_examples`), then ``caption_queries`` test captions
+    spread over the split; each with the clip it describes (``target``) and where that clip
+    ranks (``target_rank``, 1-based).
     """
     from hanet.index import SearchIndex, build_index
 
@@ -481,16 +533,17 @@ def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, na
         t = time.time()
         build_index(run, feats, index_dir, names=list(names), videos_dir=world / "videos",
                     captions={n: caps[n] for n in names},
-                    rolegraphs=ann / "sent2rolegraph.augment.json", concepts=ann)
+                    rolegraphs=ann / "sent2rolegraph.augment.json", concepts=ann,
+                    examples=[q for q, _ in examples])
         book.mark("index", fp, time.time() - t)
     index = SearchIndex.open(index_dir)
-    asked: list[tuple[str, Optional[str]]] = [(q, None) for q in queries]
+    asked: list[tuple[str, str]] = list(examples)
     m = min(caption_queries, len(names))
     asked += [(caps[n][0], n) for n in (names[i * len(names) // m] for i in range(m))] if m else []
     out = []
     for q, target in asked:
-        # With a target, rank every clip exactly so that its position is known beyond the top 3.
-        hit_list = index.search(q, k=len(names), mode="exhaustive") if target else index.search(q, k=3)
+        # rank every clip exactly, so that the described clip's place is known beyond the top 3
+        hit_list = index.search(q, k=len(names), mode="exhaustive")
         rows = []
         for h in hit_list[:3]:
             why = index.explain(q, h.video_id)
@@ -503,8 +556,9 @@ def _queries(run: Path, feats: Path, world: Path, ann: Path, index_dir: Path, na
                                            d.get("video_concepts", {}).get("verb", [])[:4]],
                          "noun_concepts": [c["concept"] if isinstance(c, dict) else c for c in
                                            d.get("video_concepts", {}).get("noun", [])[:4]]})
-        rank = next((i + 1 for i, h in enumerate(hit_list) if h.video_id == target), None) if target else None
-        out.append({"query": q, "target": target, "target_rank": rank, "candidates": len(names), "top": rows})
+        rank = next((i + 1 for i, h in enumerate(hit_list) if h.video_id == target), None)
+        out.append({"query": q, "target": target, "target_rank": rank, "candidates": len(names), "top": rows,
+                    "example": (q, target) in examples})
     return out
 
 
@@ -521,7 +575,7 @@ def _fmt_metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-_KIND_LABELS = {"one_action": "one action over the whole clip",
+_KIND_LABELS = {"one_action": "one action (over the clip or part of it)",
                 "sequence": "two actions, both named in order (\"... and then ...\")",
                 "one_of_two": "two actions, one of them named",
                 "interaction": "two objects interacting (collide, chase, pass)"}
@@ -611,11 +665,9 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
            f"sequence {vp.get('inside_span_sequences', float('nan')):.1f}% "
            f"(random: {vp.get('chance_sequences', float('nan')):.1f}%)", "", "## Example queries", ""]
     for q in res.queries:
-        if q.get("target"):
-            md.append(f"**\"{q['query']}\"** (a caption of test clip `{q['target']}`; HANet ranks that clip "
-                      f"{q['target_rank']} of {q['candidates']})")
-        else:
-            md.append(f"**\"{q['query']}\"**")
+        what = "an example query the search page offers, " if q.get("example") else ""
+        md.append(f"**\"{q['query']}\"** ({what}a caption of test clip `{q['target']}`; HANet ranks that clip "
+                  f"{q['target_rank']} of {q['candidates']})")
         md.append("")
         for i, r in enumerate(q["top"], 1):
             mark = " **<- the clip it describes**" if r.get("is_target") else ""
@@ -630,7 +682,8 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
                       f"{', '.join(r['verb_concepts']) or '-'}; nouns {', '.join(r['noun_concepts']) or '-'}{mark}")
         md.append("")
     md += ["Plots: `plots/training_curves.png`, `plots/concept_timeline.png`. Search the index: "
-           f"`hanet search {work / 'index'} \"a red circle bounces\"`, `hanet serve {work / 'index'}`."]
+           f"`hanet search {work / 'index'} \"{res.queries[0]['query'] if res.queries else 'a red circle bounces'}\" "
+           f"--phrases`, `hanet serve {work / 'index'}`."]
     atomic_write_bytes(work / "results.md", ("\n".join(md) + "\n").encode())
 
 
@@ -638,8 +691,8 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="hanet-demo", help="where everything goes (default ./hanet-demo)")
     p.add_argument("--quick", action="store_true", help="a tiny world and short training (~2 min on 2 cores)")
-    p.add_argument("--epochs", type=int, help="training epochs per model")
-    p.add_argument("--seed", type=int, help="seed of the world and of training (default 0)")
+    p.add_argument("--epochs", type=options.COUNT, help="training epochs per model")
+    p.add_argument("--seed", type=options.SEED, help="seed of the world and of training (default 0)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--force", action="store_true", help="redo every stage")
     p.add_argument("--no-motion", action="store_true",

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import sys
 from pathlib import Path
@@ -28,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="tst", help="split to evaluate (default tst)")
     p.add_argument("--data", help="dataset (default: the one the run was trained on)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
-    p.add_argument("--batch-size", type=int, help="videos/captions per encoding batch (default: the config's)")
-    p.add_argument("--pair-budget", type=int, default=400_000, help="(video, caption) pairs scored at once")
+    p.add_argument("--batch-size", type=options.COUNT, help="videos/captions per encoding batch (default: the config's)")
+    p.add_argument("--pair-budget", type=options.COUNT, default=400_000, help="(video, caption) pairs scored at once")
     p.add_argument("--no-per-score", action="store_true", help="only the fused score's table (less memory)")
     p.add_argument("--save-scores", metavar="FILE.npy", help="write the fused matrix as float16 .npy "
                    "(rows: videos in name order; a FILE.json beside it lists rows and columns)")

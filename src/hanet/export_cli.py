@@ -9,6 +9,8 @@ Examples::
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="with a feature file: a checkpoint instead of the run's default")
     parser.add_argument("--queries", metavar="FILE", help="text queries to encode too, one per line")
     parser.add_argument("--vocab", help="with a feature file and --queries: word2int.json (default: the run's)")
-    parser.add_argument("--batch-size", type=int, default=256, help="videos per batch (default 256)")
+    parser.add_argument("--batch-size", type=options.COUNT, default=256, help="videos per batch (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import json
 import sys
@@ -36,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "file of video ids, one per line")
     p.add_argument("--test-list", metavar="FILE", help="msrvtt 1k-a: MSRVTT_JSFUSION_test.csv (video_id and "
                    "sentence columns) or a file of video ids")
-    p.add_argument("--val-from-train", type=int, default=0, metavar="N", help="msrvtt 1k-a: hold out the last N "
+    p.add_argument("--val-from-train", type=options.NONNEGATIVE, default=0, metavar="N", help="msrvtt 1k-a: hold out the last N "
                    "training videos as a validation split (1k-A has none; default 0)")
     p.add_argument("--split-of", action="append", default=[], metavar="FILE=SPLIT", help="the split of a source "
                    "whose name does not say it (trn, val or tst; repeatable)")
@@ -47,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration-column", help="csv/jsonl: the video's length in seconds")
     p.add_argument("--split-column", help="csv/jsonl: the split (trn/train, val/validation, tst/test); without it "
                    "each video's split is drawn from a hash of its name")
-    p.add_argument("--val-share", type=float, default=0.1, help="csv/jsonl without a split column: share of videos "
+    p.add_argument("--val-share", type=options.SHARE, default=0.1, help="csv/jsonl without a split column: share of videos "
                    "in val (default 0.1)")
-    p.add_argument("--test-share", type=float, default=0.2, help="csv/jsonl without a split column: share of videos "
+    p.add_argument("--test-share", type=options.SHARE, default=0.2, help="csv/jsonl without a split column: share of videos "
                    "in tst (default 0.2)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import math
 from pathlib import Path
@@ -17,8 +19,8 @@ TOLERANCE = 1e-5
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=str(DEFAULT_REFERENCE),
                    help="reference directory (default: the set shipped with hanet, reference/hanet-small)")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max abs difference allowed (default 1e-5)")
-    p.add_argument("--seed", type=int, default=None, help="the seed the official model was built with, for a "
+    p.add_argument("--tolerance", type=options.POSITIVE, default=TOLERANCE, help="max abs difference allowed (default 1e-5)")
+    p.add_argument("--seed", type=options.SEED, default=None, help="the seed the official model was built with, for a "
                    "reference that holds no true initial state and records none")
 
 

@@ -390,6 +390,9 @@ class Trainer:
 
         config, opts, run, say = self.config, self.opts, self.run, self.proc.say
         config.validate()
+        if config.train.precision == "fp16" and self.proc.device.type != "cuda":
+            raise HanetError(f"--precision fp16 needs a GPU (this run is on {self.proc.device}); "
+                             f"use fp32, or bf16 where the CPU supports it")
         spec = DatasetSpec.load(opts.data)
         if run.exists() and not opts.resume:
             raise HanetError(f"{run.path}: already holds a run; pass --resume to continue it or choose another --out")

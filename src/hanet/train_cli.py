@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 
 from hanet.config import HANetConfig, get_preset, load_config_file
@@ -20,26 +22,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
                    help="hanet (full model) or global (video-sentence score only; an ablation)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--epochs", type=int, help="most epochs to train (default: the preset's)")
-    p.add_argument("--batch-size", type=int, help="global batch size (split across torchrun ranks)")
-    p.add_argument("--eval-batch-size", type=int, help="videos and captions encoded at once when validating")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (resumable)")
-    p.add_argument("--early-stop", type=int, help="stop after this many epochs without a better validation rsum")
-    p.add_argument("--seed", type=int, help="seed of the initialisation, shuffling and dropout (default 0)")
-    p.add_argument("--num-workers", type=int, help="data-loading processes (0: load in the training process)")
+    p.add_argument("--epochs", type=options.COUNT, help="most epochs to train (default: the preset's)")
+    p.add_argument("--batch-size", type=options.COUNT, help="global batch size (split across torchrun ranks)")
+    p.add_argument("--eval-batch-size", type=options.COUNT, help="videos and captions encoded at once when validating")
+    p.add_argument("--lr", type=options.POSITIVE, help="Adam learning rate (default: the preset's)")
+    p.add_argument("--max-steps", type=options.COUNT, help="stop after this many optimiser steps (resumable)")
+    p.add_argument("--early-stop", type=options.NONNEGATIVE, help="stop after this many epochs without a better validation rsum")
+    p.add_argument("--seed", type=options.SEED, help="seed of the initialisation, shuffling and dropout (default 0)")
+    p.add_argument("--num-workers", type=options.integer(0, 256), help="data-loading processes (0: load in the training process)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="arithmetic of the forward pass "
                    "(bf16/fp16: autocast, on a GPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--dim-fts", type=int, nargs="+", help="expected feature sizes (checked against the files)")
-    p.add_argument("--dim-word", type=int, help="word embedding size")
+    p.add_argument("--dim-fts", type=options.integer(1, 1 << 20), nargs="+", help="expected feature sizes (checked against the files)")
+    p.add_argument("--dim-word", type=options.integer(1, 4096), help="word embedding size")
     p.add_argument("--word-embeddings", help="GloVe text file, or the official word_embeds.*.th, to initialise words")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field, e.g. "
                    "model.video.dropout=0.1 or train.grad_clip=2 (repeatable)")
     p.add_argument("--val-split", default=None, help="split that picks the best epoch (default: val, when the "
                    "dataset has one; none: no validation, the last epoch is kept)")
-    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0: each epoch)")
-    p.add_argument("--log-every", type=int, default=10, help="write the mean loss every N steps (default 10)")
+    p.add_argument("--save-every", type=options.NONNEGATIVE, default=0, help="also checkpoint every N steps (0: each epoch)")
+    p.add_argument("--log-every", type=options.COUNT, default=10, help="write the mean loss every N steps (default 10)")
     p.add_argument("--preload", default="auto", choices=["auto", "always", "never"],
                    help="read all features into memory first (auto: when they fit in 2 GiB)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

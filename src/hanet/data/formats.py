@@ -264,9 +264,22 @@ def _resolve(p: str | os.PathLike, base: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- file readers
+def regular_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it is a regular file; DataError naming it otherwise (missing, a folder, or a
+    FIFO, socket or device, which a reader would wait on forever)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise DataError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: {what} file is a folder, not a file")
+    raise DataError(f"{path}: {what} file is not a regular file (a pipe, socket or device)")
+
+
 def load_json(path: str | os.PathLike, what: str) -> Any:
     """A JSON file; DataError naming it if it is missing, a folder, not UTF-8 or not JSON."""
-    path = Path(path)
+    path = regular_file(path, what)
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -294,7 +307,7 @@ def load_names(path: str | os.PathLike) -> list[str]:
         DataError: missing or unreadable file, pickled objects, not a 1-D array of strings,
             no names, or a name twice.
     """
-    path = Path(path)
+    path = regular_file(path, "names")
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:

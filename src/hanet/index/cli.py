@@ -13,6 +13,8 @@ Examples::
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import json
 import sys
@@ -27,8 +29,8 @@ def _common_add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rolegraphs", metavar="JSON", help="role graphs of those captions (default: "
                    "sent2rolegraph.augment.json beside the caption file; others are parsed with spaCy)")
     p.add_argument("--names", metavar="FILE", help="only these videos (.npy of names, or one name per line)")
-    p.add_argument("--batch-size", type=int, default=64, help="videos per encoder call (default 64)")
-    p.add_argument("--segment-size", type=int, default=20000,
+    p.add_argument("--batch-size", type=options.COUNT, default=64, help="videos per encoder call (default 64)")
+    p.add_argument("--segment-size", type=options.COUNT, default=20000,
                    help="videos per committed segment: a crash loses at most one (default 20000)")
     p.add_argument("--no-thumbnails", action="store_true", help="do not decode videos for thumbnail strips")
     p.add_argument("--quiet", action="store_true", help="no progress messages")

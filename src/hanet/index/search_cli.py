@@ -9,6 +9,8 @@ Examples::
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import json
 import sys
@@ -17,10 +19,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", help="the index directory (from `hanet index build`)")
     parser.add_argument("query", nargs="?", help="the text query")
-    parser.add_argument("-k", type=int, default=10, help="results (default 10)")
+    parser.add_argument("-k", type=options.COUNT, default=10, help="results (default 10)")
     parser.add_argument("--mode", default="two-stage", choices=["two-stage", "exhaustive"],
                         help="two-stage (first-stage candidates, then the full score; default) or exhaustive (exact)")
-    parser.add_argument("--candidates", type=int, help="first-stage candidates (default: as many as 36 MiB of "
+    parser.add_argument("--candidates", type=options.COUNT, help="first-stage candidates (default: as many as 36 MiB of "
                         "records hold, at most 500: 500 at the synth sizes, 200 at MSR-VTT's; `hanet index info` says)")
     parser.add_argument("--video", metavar="ID", help="video-to-text: rank the indexed captions for this video")
     parser.add_argument("--run", help="refuse to search unless the index was built with this run's model")

@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import sys
 
@@ -16,15 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", help="the index directory (opened read-only)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--max-query-chars", type=int, default=500, help="longest query (default 500)")
-    parser.add_argument("--max-k", type=int, default=100, help="largest k (default 100)")
-    parser.add_argument("--max-candidates", type=int, default=5000, help="largest candidate count (default 5000)")
-    parser.add_argument("--max-concurrency", type=int, default=2, help="searches computed at once (default 2)")
-    parser.add_argument("--max-pending", type=int, default=64,
+    parser.add_argument("--port", type=options.PORT, default=8000, help="port (default 8000)")
+    parser.add_argument("--max-query-chars", type=options.COUNT, default=500, help="longest query (default 500)")
+    parser.add_argument("--max-k", type=options.COUNT, default=100, help="largest k (default 100)")
+    parser.add_argument("--max-candidates", type=options.COUNT, default=5000, help="largest candidate count (default 5000)")
+    parser.add_argument("--max-concurrency", type=options.COUNT, default=2, help="searches computed at once (default 2)")
+    parser.add_argument("--max-pending", type=options.COUNT, default=64,
                         help="requests admitted at once; more get 503 (default 64)")
     parser.add_argument("--no-exhaustive", action="store_true", help="refuse mode=exhaustive")
-    parser.add_argument("--threads", type=int, help="torch threads per search (default: cores / max-concurrency)")
+    parser.add_argument("--threads", type=options.integer(1, 1024), help="torch threads per search (default: cores / max-concurrency)")
     parser.add_argument("--engine-url", metavar="URL", help="an engine-backed index's Qdrant at this URL instead "
                         "of the one the index records")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],

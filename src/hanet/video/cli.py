@@ -15,6 +15,8 @@ videos are kept; re-run the same command to resume).
 
 from __future__ import annotations
 
+from hanet import options
+
 import argparse
 import os
 import sys
@@ -48,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", action="store_true", help="merge shard files into --out instead of extracting")
     g = parser.add_argument_group("sampling")
     ex = g.add_mutually_exclusive_group()
-    ex.add_argument("--num-frames", type=int, default=None, metavar="N",
+    ex.add_argument("--num-frames", type=options.integer(1, 100000), default=None, metavar="N",
                     help="N frames uniformly over each clip (default: 20, HANet's max_frames_in_video)")
-    ex.add_argument("--fps", type=float, default=None, metavar="F", help="F frames per second instead")
+    ex.add_argument("--fps", type=options.number(0, 1000, lo_open=True), default=None, metavar="F", help="F frames per second instead")
     g = parser.add_argument_group("backbone")
     g.add_argument("--backbone", default="efficientnet-lite0", type=_backbone_name, metavar="NAME",
                    help="frame network: " + ", ".join(_BACKBONE_NAMES) + ", or hf:PATH (a CLIP or SigLIP vision "
@@ -60,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="hf: backbones: CLIP's projected image embedding (default for CLIP) or the pooled output "
                         "before it (SigLIP has only this)")
     g.add_argument("--weights", default=None, metavar="PATH", help="weights file (torchvision format for resnet*)")
-    g.add_argument("--image-size", type=int, default=None, metavar="S",
+    g.add_argument("--image-size", type=options.integer(32, 4096), default=None, metavar="S",
                    help="network input side in pixels (default: the backbone's, 224 for efficientnet-lite0 "
                         "and resnet152; smaller is faster on CPUs)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)")
@@ -70,7 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--motion", action="store_true",
                    help="also a motion stream: each sampled frame's neighbour difference through the same "
                         "backbone, appended to its features (the file is twice as wide)")
-    g.add_argument("--motion-gain", type=float, default=2.0, metavar="G",
+    g.add_argument("--flow", action="store_true",
+                   help="also an optical-flow stream: each sampled frame's flow image (hue: direction, saturation: "
+                        "speed) through the same backbone, appended last")
+    g.add_argument("--flow-size", type=options.integer(8, 4096), default=64, metavar="S",
+                   help="side of the flow images, a divisor of the network's input side (default 64: flow is smooth, "
+                        "a quarter of the pixels costs a quarter of the time)")
+    g.add_argument("--motion-gain", type=options.number(0, 100, lo_open=True), default=2.0, metavar="G",
                    help="contrast of the motion images, with --motion (default 2)")
     g = parser.add_argument_group("output")
     g.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="stored feature type")
@@ -79,13 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--root", default=None, metavar="DIR", help="folder that list-file paths are relative to")
     g.add_argument("--failures", default=None, metavar="PATH",
                    help="JSON failure report (default: <out stem>.failures.json)")
-    g.add_argument("--checkpoint-seconds", type=float, default=300.0, metavar="S",
+    g.add_argument("--checkpoint-seconds", type=options.number(0, lo_open=True), default=300.0, metavar="S",
                    help="commit finished videos into the output at least this often (default 300)")
     g = parser.add_argument_group("throughput")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
+    g.add_argument("--workers", type=options.integer(0, 256), default=None, metavar="N",
                    help="decoding processes (default: half the cores; 0 decodes in the main process)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help="frames per network batch (default 8 CPU, 64 CUDA)")
-    g.add_argument("--threads", type=int, default=None, metavar="T",
+    g.add_argument("--batch-size", type=options.integer(1, 65536), default=None, metavar="B", help="frames per network batch (default 8 CPU, 64 CUDA)")
+    g.add_argument("--threads", type=options.integer(1, 1024), default=None, metavar="T",
                    help="torch CPU threads (default: the cores not used by decoding workers)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="process shard I of N (0-based) into <out stem>.shard-I-of-N.h5; under torchrun "
@@ -165,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             failures_path=args.failures, checkpoint_seconds=args.checkpoint_seconds,
             precision=args.precision, threads=args.threads, root=args.root,
             motion_gain=args.motion_gain if args.motion else None, hf_output=args.hf_output,
+            flow_size=args.flow_size if args.flow else None,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -2,7 +2,7 @@
 
 Examples::
 
-    hanet synth --out work/synth                      # the default world (800 clips)
+    hanet synth --out work/synth                      # the default world (1,600 clips)
     hanet synth --out work/quick --quick              # 64 small clips, for tests
     hanet synth --out work/synth --videos 400 --seed 3 --size 112 --fps 10
     hanet synth --out work/synth --set group_size=1 --set p_two_actions=0.6
@@ -11,6 +11,8 @@ Examples::
 """
 
 from __future__ import annotations
+
+from hanet import options
 
 import argparse
 import sys
@@ -26,16 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--out", help="directory of the world (created; reused when it "
                         "already holds the same world)")
-    parser.add_argument("--videos", type=int, help="number of clips (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--preset", default="default", help="knob preset: default or quick")
+    parser.add_argument("--videos", type=options.integer(4, 1_000_000), help="number of clips (default: the preset's)")
+    parser.add_argument("--seed", type=options.SEED, default=0, help="random seed (default 0)")
+    parser.add_argument("--preset", default="default", choices=["default", "quick"], help="knob preset: default or quick")
     parser.add_argument("--quick", action="store_true", help="same as --preset quick")
-    parser.add_argument("--size", type=int, help="frame width and height in pixels (even)")
-    parser.add_argument("--fps", type=float, help="frames per second")
-    parser.add_argument("--duration", type=float, help="clip length in seconds")
+    parser.add_argument("--size", type=options.integer(32, 1024), help="frame width and height in pixels (even, 32 to 1024)")
+    parser.add_argument("--fps", type=options.number(1, 60), help="frames per second")
+    parser.add_argument("--duration", type=options.number(0, 600, lo_open=True), help="clip length in seconds")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                         help="set any SynthConfig field (repeatable); see --list-knobs")
-    parser.add_argument("--workers", type=int, help="drawing processes (default: one per core; "
+    parser.add_argument("--workers", type=options.integer(1, 256), help="drawing processes (default: one per core; "
                         "the output does not depend on it)")
     parser.add_argument("--force", action="store_true", help="regenerate even if --out holds "
                         "this world")
