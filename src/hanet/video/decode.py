@@ -123,12 +123,15 @@ class DecodedVideo:
         info: the video's ``VideoInfo``.
         motion: ``(N, H, W, 3)`` uint8 motion images of the same frames (see the module
             docstring), or None when not asked for.
+        flow: ``(N, s, s, 3)`` uint8 optical-flow images of the same frames
+            (:mod:`hanet.video.flow`), or None when not asked for.
     """
 
     frames: np.ndarray
     timestamps: np.ndarray
     info: VideoInfo
     motion: np.ndarray | None = None
+    flow: np.ndarray | None = None
 
 
 def _av():
@@ -598,7 +601,7 @@ class _Picker:
 
 def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None,
                  size: int | None = None, threads: int = 1, interpolation: str = "BICUBIC",
-                 motion_gain: float | None = None) -> DecodedVideo:
+                 motion_gain: float | None = None, flow_size: int | None = None) -> DecodedVideo:
     """Decode a video and return the sampled frames with their timestamps.
 
     Args:
@@ -612,6 +615,8 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
         interpolation: swscale filter for the resize (``"BICUBIC"``, ``"BILINEAR"``, ``"AREA"``).
         motion_gain: also make each sampled frame's motion image with this gain (converts the
             neighbours of the sampled frames too); None: no motion images.
+        flow_size: also make each sampled frame's optical-flow image, ``flow_size`` pixels a side
+            (:func:`hanet.video.flow.flow_images`; needs ``size``, a multiple of it); None: none.
 
     Returns:
         ``DecodedVideo`` with ``frames`` ``(N, H, W, 3)`` uint8 RGB and ``timestamps`` ``(N,)``
@@ -625,7 +630,9 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
         raise ValueError(f"motion_gain must be positive, got {motion_gain}")
     _check_sampling(num_frames, fps)
     path = os.fspath(path)
-    radius = 1 if motion_gain is not None else 0
+    if flow_size is not None and (size is None or flow_size < 8 or size % flow_size):
+        raise ValueError(f"flow_size must divide the decoded size {size}, got {flow_size}")
+    radius = 1 if motion_gain is not None or flow_size is not None else 0
     converted: dict[int, np.ndarray] = {}
     p = _Pass(path, threads)
 
@@ -651,12 +658,17 @@ def decode_video(path: str | os.PathLike, num_frames: int | None = None, fps: fl
             raise DataError(f"{path}: decodes differently each time ({len(p.times)} frames, then "
                             f"{len(again.times)})")
     frames_arr = np.stack([converted[i] for i in chosen.tolist()])
-    motion = None
-    if motion_gain is not None:
+    motion = flow = None
+    if radius:
         before = np.stack([converted[max(i - 1, 0)] for i in chosen.tolist()])
         after = np.stack([converted[min(i + 1, last)] for i in chosen.tolist()])
-        motion = motion_images(before, after, motion_gain)
-    return DecodedVideo(frames=frames_arr, timestamps=times[chosen], info=p.info(duration), motion=motion)
+        if motion_gain is not None:
+            motion = motion_images(before, after, motion_gain)
+        if flow_size is not None:
+            from hanet.video.flow import flow_images
+
+            flow = flow_images(before, frames_arr, after, flow_size)
+    return DecodedVideo(frames=frames_arr, timestamps=times[chosen], info=p.info(duration), motion=motion, flow=flow)
 
 
 def worker_init() -> None:
@@ -701,7 +713,7 @@ def _die_with_parent() -> None:
 
 def decode_for_extraction(path: str, num_frames: int | None = None, fps: float | None = None,
                           size: int | None = None, threads: int = 1,
-                          motion_gain: float | None = None) -> DecodedVideo | Exception:
+                          motion_gain: float | None = None, flow_size: int | None = None) -> DecodedVideo | Exception:
     """``decode_video`` for worker processes: returns the error instead of raising it.
 
     Any exception (not only ``DataError``: FFmpeg can fail in many ways on hostile files)
@@ -712,7 +724,7 @@ def decode_for_extraction(path: str, num_frames: int | None = None, fps: float |
     """
     try:
         return decode_video(path, num_frames=num_frames, fps=fps, size=size, threads=threads,
-                            motion_gain=motion_gain)
+                            motion_gain=motion_gain, flow_size=flow_size)
     except DataError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - reported per file, never fatal to the run

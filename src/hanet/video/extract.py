@@ -280,6 +280,7 @@ class _Pending:
     feats: list[np.ndarray] = field(default_factory=list)
     next_frame: int = 0
     computed: int = 0
+    flow: np.ndarray | None = None  # optical-flow images, run once the others are done
 
 
 class _Decoder:
@@ -380,7 +381,7 @@ def _resolve_backbone(backbone: str | Backbone, weights: str | None, device: str
 
 
 def _check_settings(num_frames: int | None, fps: float | None, dtype: str, precision: str, batch_size: int | None,
-                    num_workers: int | None, motion_gain: float | None) -> int | None:
+                    num_workers: int | None, motion_gain: float | None, flow_size: int | None = None) -> int | None:
     """DataError for settings that cannot work; returns ``num_frames`` with its default applied."""
     if (num_frames is None) == (fps is None):
         if num_frames is not None:
@@ -400,6 +401,8 @@ def _check_settings(num_frames: int | None, fps: float | None, dtype: str, preci
         raise DataError(f"num_workers must be 0 or more, got {num_workers}")
     if motion_gain is not None and not (math.isfinite(motion_gain) and motion_gain > 0):
         raise DataError(f"motion_gain must be positive, got {motion_gain}")
+    if flow_size is not None and not (isinstance(flow_size, int) and flow_size >= 8):
+        raise DataError(f"flow_size must be an integer of at least 8 pixels, got {flow_size}")
     return num_frames
 
 
@@ -437,18 +440,22 @@ def _shard_entries(videos: Sequence[str | os.PathLike], names: Sequence[str] | N
 
 
 def _file_meta(net: Backbone, weights: str | None, sampling: str, dtype: str,
-               motion_gain: float | None) -> dict[str, object]:
+               motion_gain: float | None, flow_size: int | None = None) -> dict[str, object]:
     """The file-level attributes (a resumed run must match them)."""
     from hanet import __version__
 
-    streams = 2 if motion_gain is not None else 1
+    streams = ["rgb"] + (["motion"] if motion_gain is not None else []) + (["flow"] if flow_size is not None else [])
     meta: dict[str, object] = {
-        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim) * streams,
+        "hanet_features": 1, "backbone": net.name, "feature_dim": int(net.feature_dim) * len(streams),
         "image_size": int(net.image_size), "sampling": sampling, "dtype": dtype,
         "weights": _weights_label(net, weights), "hanet_version": __version__,
     }
+    if len(streams) > 1:
+        meta["streams"] = "+".join(streams)
     if motion_gain is not None:
-        meta.update(streams="rgb+motion", motion_gain=float(motion_gain))
+        meta["motion_gain"] = float(motion_gain)
+    if flow_size is not None:
+        meta["flow_size"] = int(flow_size)
     return meta
 
 
@@ -476,6 +483,7 @@ def extract_features(
     root: str | None = None,
     motion_gain: float | None = None,
     hf_output: str | None = None,
+    flow_size: int | None = None,
 ) -> ExtractReport:
     """Extract per-frame features of videos into an HDF5 file; resumable and crash-safe.
 
@@ -521,6 +529,10 @@ def extract_features(
             None (default): appearance only.
         hf_output: an ``hf:PATH`` backbone's feature: ``projected`` (CLIP's image embedding) or
             ``pooled`` (:mod:`hanet.video.backbones.hf`); None: the tower's default.
+        flow_size: also extract an optical-flow stream: each sampled frame's flow image
+            (:mod:`hanet.video.flow`), ``flow_size`` pixels a side (a divisor of the network's
+            input side), through the same backbone, its features last on the axis
+            (``streams`` ends in ``flow``). None (default): no flow stream.
 
     Returns:
         ``ExtractReport`` (done / skipped / failed, frame count, time).
@@ -530,7 +542,7 @@ def extract_features(
             unavailable device or weights. Bad videos do not raise: they are reported.
     """
     t0 = time.perf_counter()
-    num_frames = _check_settings(num_frames, fps, dtype, precision, batch_size, num_workers, motion_gain)
+    num_frames = _check_settings(num_frames, fps, dtype, precision, batch_size, num_workers, motion_gain, flow_size)
     out_path = os.fspath(out_path)
     failures_path = os.fspath(failures_path) if failures_path is not None else os.path.splitext(out_path)[0] + ".failures.json"
 
@@ -546,7 +558,9 @@ def extract_features(
     if threads is None and dev.type == "cpu":
         threads = max(1, _cpu_count() - num_workers)
     sampling = _sampling_label(num_frames, fps)
-    meta = _file_meta(net, weights, sampling, dtype, motion_gain)
+    if flow_size is not None and net.image_size % flow_size:
+        raise DataError(f"--flow-size {flow_size} must divide the network's input side {net.image_size}")
+    meta = _file_meta(net, weights, sampling, dtype, motion_gain, flow_size)
     store = FeatureWriter(out_path, meta)
     saved_threads = torch.get_num_threads()
     if threads:
@@ -556,7 +570,8 @@ def extract_features(
         todo = collections.deque(e for e in todo if e.name not in store.keys)
         _run(todo, store, net, report, num_frames=num_frames, fps=fps, batch_size=batch_size,
              num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
-             precision=precision, decode_threads=decode_threads, sampling=sampling, motion_gain=motion_gain)
+             precision=precision, decode_threads=decode_threads, sampling=sampling, motion_gain=motion_gain,
+             flow_size=flow_size)
     except BaseException:
         # Commit what was finished (also on Ctrl-C), but never let a second failure (the same
         # full disk, say) hide the first: the journal keeps the videos for the next run either way.
@@ -588,13 +603,13 @@ def _write_failures(report: ExtractReport, quiet: bool = False) -> None:
 def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,
          num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
          checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str,
-         motion_gain: float | None = None) -> None:
+         motion_gain: float | None = None, flow_size: int | None = None) -> None:
     """The decode -> batch -> network -> journal loop."""
     total = len(todo)
     if total == 0:
         return
     decoder = _Decoder(num_workers, dict(num_frames=num_frames, fps=fps, size=net.image_size,
-                                         threads=decode_threads, motion_gain=motion_gain))
+                                         threads=decode_threads, motion_gain=motion_gain, flow_size=flow_size))
     queue: collections.deque[_Pending] = collections.deque()  # videos with frames not yet run
     queued_frames = 0
     bar = None
@@ -616,6 +631,11 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbon
         if motion_gain is not None:  # rows: the frames, then their motion images
             n = len(p.timestamps)
             feats = np.concatenate([feats[:n], feats[n:]], axis=1)
+        if p.flow is not None:  # the flow images, smaller: a call of their own
+            with torch.inference_mode(), autocast:
+                flow = net(net.preprocess(p.flow, size=flow_size)).float().cpu().numpy()
+            report.frames += len(p.flow)
+            feats = np.concatenate([feats, flow], axis=1)
         attrs = {
             "timestamps": p.timestamps.astype(np.float64), "source": os.path.abspath(p.entry.path),
             "backbone": net.name, "sampling": sampling, "duration": float(p.info.duration),
@@ -676,7 +696,7 @@ def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbon
                     fail(entry, result)
                 else:
                     images = result.frames if result.motion is None else np.concatenate([result.frames, result.motion])
-                    queue.append(_Pending(entry, images, result.timestamps, result.info))
+                    queue.append(_Pending(entry, images, result.timestamps, result.info, flow=result.flow))
                     queued_frames += len(images)
             if queued_frames < max_queued:
                 decoder.submit(todo)  # refill before the network takes the CPU

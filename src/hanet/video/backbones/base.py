@@ -82,12 +82,14 @@ class Backbone(nn.Module):
             raise RuntimeError(f"{self.name}: the loaded weights have no classifier head")
         return self.classifier(self.forward_features(x))
 
-    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def preprocess(self, frames: np.ndarray | torch.Tensor, size: int | None = None) -> torch.Tensor:
         """uint8 RGB frames -> normalised network input on this backbone's device.
 
         Args:
             frames: ``(N, H, W, 3)`` uint8 RGB (numpy or torch). Frames that are already
                 ``S x S`` (the decoder resizes in FFmpeg) are only normalised.
+            size: the input side, when not :attr:`image_size` (the flow stream's smaller images;
+                the convolutional backbones take any size).
 
         Returns:
             ``(N, 3, S, S)`` float32 tensor on ``self.device``.
@@ -99,9 +101,10 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.name}: expected frames (N, H, W, 3), got {tuple(x.shape)}")
         # move uint8 to the device first: a quarter of the bytes of float32 over PCIe
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if x.shape[-2:] != (self.image_size, self.image_size):
+        side = int(size or self.image_size)
+        if x.shape[-2:] != (side, side):
             # bicubic overshoots at edges; clamp back to the range of real pixels
-            x = resize_center_crop(x, self.image_size).clamp_(0.0, 255.0)
+            x = resize_center_crop(x, side).clamp_(0.0, 255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         inv_std = 1.0 / torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) * inv_std).contiguous(memory_format=torch.channels_last)

@@ -138,8 +138,9 @@ class HFVisionTower(Backbone):
             if output == "projected" else int(vc.hidden_size)
         self.image_size = int(getattr(vc, "image_size", 224))
 
-    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 RGB frames ``(N, H, W, 3)`` -> the tower's ``pixel_values`` by its own processor."""
+    def preprocess(self, frames: np.ndarray | torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """uint8 RGB frames ``(N, H, W, 3)`` -> the tower's ``pixel_values`` by its own processor
+        (which decides the size: ``size`` does not apply)."""
         arr = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"{self.name}: expected frames (N, H, W, 3), got {tuple(arr.shape)}")
