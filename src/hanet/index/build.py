@@ -123,6 +123,8 @@ def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[
             raise DataError(f"{p}: unreadable concept vocabulary ({exc})") from None
         names = list(vocab.concepts)[:size]
         out[kind] = names + [f"{kind}#{i}" for i in range(len(names), size)]
+        if vocab.shares is not None:  # how often the word is of this kind (tagger slips are rare)
+            out[f"{kind}_share"] = vocab.shares[:size] + [1.0] * (size - len(names))
     return out
 
 

@@ -263,8 +263,12 @@ def explain(index: Any, text: str, video_id: str, top_concepts: int = 8, top_fra
         def item(c: int) -> ConceptScore:
             return ConceptScore(index.concept_name(kind, c), c, float(vp_np[c]), float(qp_np[c]), float(overlap[c]))
 
-        video_concepts[kind] = [item(c) for c in np.argsort(-vp_np, kind="stable")[:top_concepts].tolist()]
-        shared[kind] = [item(c) for c in np.argsort(-overlap, kind="stable")[:top_concepts].tolist()]
+        def listed(order: np.ndarray) -> list[ConceptScore]:
+            keep = (c for c in order.tolist() if index.is_shown(kind, c))  # no tagger slips
+            return [item(c) for _, c in zip(range(top_concepts), keep)]
+
+        video_concepts[kind] = listed(np.argsort(-vp_np, kind="stable"))
+        shared[kind] = listed(np.argsort(-overlap, kind="stable"))
 
     attn = t.word_attn[0].tolist()
     words = [{"word": wd, "known": wd in index.word2int, "attention": float(attn[i]) if i < len(attn) else 0.0}

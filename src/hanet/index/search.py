@@ -363,6 +363,15 @@ class SearchIndex:
             return concept_label(self.concepts[kind][cid], self.word2int)
         return f"{kind}#{cid}"
 
+    def is_shown(self, kind: str, cid: int) -> bool:
+        """Whether a concept is listed in explanations: not when the tagger made it of a word it
+        mostly reads otherwise ("blue" a verb in "turns blue"; its share, recorded by ``hanet
+        prepare``, below :data:`hanet.text.concepts.SHOWN_SHARE`)."""
+        from hanet.text.concepts import SHOWN_SHARE
+
+        shares = (self.concepts or {}).get(f"{kind}_share")
+        return not shares or not 0 <= cid < len(shares) or shares[cid] >= SHOWN_SHARE
+
     def row(self, video_id: str) -> int:
         """The row of a live video.
 

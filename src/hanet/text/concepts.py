@@ -29,11 +29,11 @@ import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Container, Iterable, Mapping, Sequence
+from typing import Any, Callable, Container, Iterable, Mapping, Optional, Sequence
 
 __all__ = [
     "STOPWORDS", "PUNCTUATION", "concepts_from_doc", "ConceptVocab", "count_concepts",
-    "caption_labels", "video_weights", "concept_label",
+    "caption_labels", "video_weights", "concept_label", "SHOWN_SHARE",
 ]
 
 #: Tokens the official script removes as punctuation before tagging.
@@ -108,6 +108,7 @@ class ConceptVocab:
     concepts: list[str]
     counts: list[int]
     kind: str = "verb"
+    shares: Optional[list[float]] = None
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,11 +146,11 @@ class ConceptVocab:
         return [self._index[c] for c in concepts if c in self._index]
 
     def to_json(self) -> dict[str, Any]:
-        """The readable file form: ``{"kind", "size", "concepts": {concept: {"id", "count"}}}``."""
+        """The readable file form: ``{"kind", "size", "concepts": {concept: {"id", "count"[, "share"]}}}``."""
         return {
             "kind": self.kind,
             "size": len(self.concepts),
-            "concepts": {c: {"id": i, "count": n}
+            "concepts": {c: {"id": i, "count": n, **({"share": self.shares[i]} if self.shares else {})}
                          for i, (c, n) in enumerate(zip(self.concepts, self.counts))},
         }
 
@@ -157,8 +158,30 @@ class ConceptVocab:
     def from_json(cls, data: Mapping[str, Any]) -> "ConceptVocab":
         """Inverse of :meth:`to_json`."""
         items = sorted(data["concepts"].items(), key=lambda kv: int(kv[1]["id"]))
+        shares = [float(v["share"]) for _, v in items] if items and all("share" in v for _, v in items) else None
         return cls([c for c, _ in items], [int(v["count"]) for _, v in items],
-                   str(data.get("kind", "verb")))
+                   str(data.get("kind", "verb")), shares)
+
+    def with_shares(self, words: Mapping[str, int]) -> "ConceptVocab":
+        """The vocabulary with each concept's *share*: its count over how often its word (or an
+        inflection of it) occurs in the same captions at all. A concept the tagger made of a word
+        it mostly reads otherwise ("blue" a verb in "turns blue") has a small share; displays
+        list only the concepts whose share is at least :data:`SHOWN_SHARE`.
+
+        Args:
+            words: word -> occurrences in the captions the vocabulary was counted on.
+        """
+        shares = []
+        for c, n in zip(self.concepts, self.counts):
+            forms = {c, c + "s", c + "es", c + "ing", c + "ed", c + "d", c[:-1] + "ing" if c.endswith("e") else c,
+                     c + c[-1:] + "ing", c + c[-1:] + "ed"}
+            seen = sum(words.get(f, 0) for f in forms)
+            shares.append(round(min(1.0, n / seen), 3) if seen else 1.0)
+        return ConceptVocab(self.concepts, self.counts, self.kind, shares)
+
+
+#: Concepts whose share (:meth:`ConceptVocab.with_shares`) is below this are tagger slips, not shown.
+SHOWN_SHARE = 0.5
 
 
 def count_concepts(per_caption: Iterable[Sequence[str]]) -> Counter[str]:

@@ -463,10 +463,11 @@ def prepare_dataset(captions_file: str | Path, train_names_file: str | Path,
     report.long_words = len({w for c in train_caps for w in c.split() if len(w) > MAX_WORD_CHARS})
     word2int = {w: i for i, w in enumerate(int2word)}
     word2int.update(surface_forms(text_of, word2int))
+    words = Counter(w for c in train_caps for w in c.split())
     verb_vocab = ConceptVocab.build(count_concepts(parses[c].verbs for c in train_caps),
-                                    cfg.num_verb_concepts, "verb")
+                                    cfg.num_verb_concepts, "verb").with_shares(words)
     noun_vocab = ConceptVocab.build(count_concepts(parses[c].nouns for c in train_caps),
-                                    cfg.num_noun_concepts, "noun")
+                                    cfg.num_noun_concepts, "noun").with_shares(words)
     report.vocab_size = len(int2word)
     report.num_verb_concepts, report.num_noun_concepts = len(verb_vocab), len(noun_vocab)
 
