@@ -53,23 +53,27 @@ def test_quick_demo_end_to_end_and_cache(tmp_path, capsys):
         assert sum(p["methods"]["model"]["miou"] * p["items"] for p in parts) / k["items"] == \
             pytest.approx(k["methods"]["model"]["miou"])
     assert "Where in the clip (time spans" in (work / "results.md").read_text()
-    assert len(res["queries"]) == 5 and all(len(q["top"]) == 3 for q in res["queries"])
-    # three free-text queries, then two test captions with where the clip they describe ranks
-    assert [q["target"] is None for q in res["queries"]] == [True, True, True, False, False]
-    for q in res["queries"][3:]:
+    # the example queries first (test captions whose clip HANet ranks first), then two test captions
+    # spread over the split, each with where the clip it describes ranks
+    ex = [q for q in res["queries"] if q["example"]]
+    assert res["queries"][:len(ex)] == ex and len(res["queries"]) == len(ex) + 2 and len(ex) <= 3
+    assert all(len(q["top"]) == 3 for q in res["queries"])
+    caps = json.loads((work / "world" / "ref_captions.json").read_text())
+    for q in res["queries"]:
         assert 1 <= q["target_rank"] <= q["candidates"] == 16  # the quick world's test clips
-        assert q["query"] in json.loads((work / "world" / "ref_captions.json").read_text())[q["target"]]
+        assert q["query"] in caps[q["target"]]
         assert [r["is_target"] for r in q["top"]] == [i + 1 == q["target_rank"] for i in range(3)]
+    assert all(q["target_rank"] == 1 for q in ex)
     for f in ("plots/training_curves.png", "plots/concept_timeline.png", "index/manifest.json",
               "runs/hanet/checkpoints/best.pt", "runs/global/checkpoints/best.pt", "results.md"):
         assert (work / f).stat().st_size > 0, f
-    # the features carry the motion stream, and the models read all of it
+    # the features carry the motion and flow streams, and the models read all of it
     with h5py.File(work / "features.hdf5", "r") as f:
-        assert f.attrs["streams"] == "rgb+motion" and int(f.attrs["feature_dim"]) == 2560
-        assert f[next(iter(f.keys()))].shape[1] == 2560
+        assert f.attrs["streams"] == "rgb+motion+flow" and int(f.attrs["feature_dim"]) == 3840
+        assert f[next(iter(f.keys()))].shape[1] == 3840
     for variant in ("hanet", "global"):
         run = json.loads((work / "runs" / variant / "run.json").read_text())
-        assert run["config"]["model"]["video"]["dim_fts"] == [2560]
+        assert run["config"]["model"]["video"]["dim_fts"] == [3840]
     # the results table is printed
     out = capsys.readouterr()
     assert "| tst | hanet |" in out.out
