@@ -58,6 +58,26 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path, reference_dir, small_c
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 
 
+def test_resume_refuses_settings_other_than_the_runs(tmp_path, reference_dir, small_config, capsys):
+    data, run = reference_dir / "data", tmp_path / "r"
+    assert _train(data, run, small_config, "--epochs", "2", "--max-steps", "3", "--lr", "2e-4") == 0
+    capsys.readouterr()
+    # each differing setting is named with the run's own value
+    assert _train(data, run, small_config, "--max-steps", "6", "--lr", "1e-3", "--batch-size", "4", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "train.lr = 0.001 (the run's: 0.0002)" in err and "train.batch_size = 4" in err and "Traceback" not in err
+    assert _train(data, run, small_config, "--variant", "global", "--resume") == 2
+    assert "--variant global (the run's: hanet)" in capsys.readouterr().err
+    assert _train(data, run, small_config, "--set", "model.video.dropout=0.1", "--resume") == 2
+    assert "model.video" in capsys.readouterr().err
+    assert RunDir(run).read_info().config.train.lr == 2e-4
+    # what may change does; without --config or --lr the run's own settings are taken, not the preset's
+    assert main(["train", "--data", str(data), "--out", str(run), "--no-progress", "--val-split", "tst",
+                 "--num-workers", "0", "--log-every", "1", "--max-steps", "5", "--resume"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
+    assert {r["lr"] for r in RunDir(run).read_log() if r["kind"] == "train"} == {2e-4}
+
+
 def test_step_decay_by_epoch_like_the_official_multisteplr(tmp_path, reference_dir, small_config, ref_config):
     # The official configs carry the schedule as decay_boundarys / decay_rate.
     from hanet.config import HANetConfig

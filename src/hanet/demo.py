@@ -149,6 +149,8 @@ class DemoResult:
     workdir: str
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: stage -> seconds it took when it last ran (a cached stage takes 0 s now)
+    stage_seconds_when_run: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     concept_map: dict[str, float] = field(default_factory=dict)
     verb_peaks: dict[str, float] = field(default_factory=dict)
@@ -266,6 +268,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
                            book=book)
     times["report"] = time.time() - t
     res.stage_seconds = {k: round(v, 1) for k, v in times.items()}
+    res.stage_seconds_when_run = {k: rec["seconds"] for k, rec in book.state["stages"].items()}
     res.seconds = time.time() - t_all
     _write_report(work, res, s)
     return res
@@ -634,8 +637,12 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
     from hanet.io import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(work / "results.json", {"settings": asdict(s), **asdict(res)})
+    def took(k: str, v: float) -> str:
+        then = res.stage_seconds_when_run.get(k)
+        return f"{k} {v:.0f} s" if v > 0 or then is None else f"{k} cached ({then:.0f} s when run)"
+
     md = ["# hanet demo results", "", f"Work directory `{work}`, {res.seconds:.0f} s "
-          f"({', '.join(f'{k} {v:.0f} s' for k, v in res.stage_seconds.items())}).", ""]
+          f"({', '.join(took(k, v) for k, v in res.stage_seconds.items())}).", ""]
     if s.quick:
         from hanet.data.synth import SynthConfig
 

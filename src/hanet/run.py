@@ -42,15 +42,17 @@ class RunInfo:
     dataset: Optional[str]
     created: float
     hanet_version: str = __version__
+    #: the training vocabulary's :func:`~hanet.data.formats.vocab_fingerprint` (None: not recorded)
+    vocab: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "variant": self.variant, "dataset": self.dataset,
-                "created": self.created, "hanet_version": self.hanet_version}
+                "created": self.created, "hanet_version": self.hanet_version, "vocab": self.vocab}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunInfo":
         return cls(HANetConfig.from_dict(d["config"]), d.get("variant", "hanet"), d.get("dataset"),
-                   d.get("created", 0.0), d.get("hanet_version", "?"))
+                   d.get("created", 0.0), d.get("hanet_version", "?"), d.get("vocab"))
 
 
 class RunDir:

@@ -17,7 +17,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from hanet.config import HANetConfig
+from hanet.data.formats import vocab_fingerprint
 from hanet.errors import HanetError
 from hanet.io import WriteError, atomic_write, ensure_dir
 
@@ -288,6 +289,10 @@ def plot_curves(logs: dict[str, list[dict[str, Any]]] | list[dict[str, Any]], ou
 
 
 # ---------------------------------------------------------------------- trainer
+#: train settings a resumed run may take from the command line (they leave the steps so far as they were)
+RESUME_CHANGEABLE = ("epochs", "max_steps", "early_stop", "num_workers", "eval_batch_size")
+
+
 @dataclass
 class TrainOptions:
     """What the command line gives beyond the config."""
@@ -304,6 +309,9 @@ class TrainOptions:
     log_every: int = 10
     preload: str = "auto"
     progress: bool = True
+    #: on resume, which settings were given explicitly (train field names, ``variant``); a given
+    #: setting that differs from the run's is refused. None: all of them were given.
+    given: Optional[frozenset[str]] = None
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -405,17 +413,11 @@ class Trainer:
                              f"(it has {', '.join(spec.splits)})")
         if val_split is None and "val" in spec.splits and not explicit_none:
             val_split = "val"
+        if opts.resume:
+            self.config = config = self._resumed_config(config)
+            self.ckpt = load_checkpoint(run.last)
         with_concepts = config.model.concept_bce_weight > 0 and opts.variant == "hanet"
         spec.require_files(["trn"] + ([val_split] if val_split else []), concepts=with_concepts)
-        if opts.resume:
-            if not run.last.is_file():
-                raise HanetError(f"{run.path}: nothing to resume (no {run.last})")
-            info = run.read_info()
-            if info.config.model != config.model:
-                raise HanetError(f"{run.path}: --resume with a different model config than the run's; "
-                                 f"drop the overrides or start a new run")
-            self.config = config = info.config if config.train == info.config.train else config
-            self.ckpt = load_checkpoint(run.last)
 
         # Data first: every data problem is reported before any long work starts.
         self.trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
@@ -425,8 +427,39 @@ class Trainer:
         _maybe_preload(self.trn, opts.preload, say)
         if self.val is not None:
             _maybe_preload(self.val, opts.preload, say)
+        vocab = vocab_fingerprint(self.trn.word2int)
+        if opts.resume:
+            theirs = run.read_info().vocab
+            if theirs is not None and theirs != vocab:
+                raise HanetError(f"{spec.word2int}: not the vocabulary {run.path} was trained with (fingerprint "
+                                 f"{vocab}, the run's {theirs}); word ids would change meaning")
         if self.proc.is_main and not opts.resume:
-            run.write_info(RunInfo(config, opts.variant, str(Path(opts.data).resolve()), time.time()))
+            run.write_info(RunInfo(config, opts.variant, str(Path(opts.data).resolve()), time.time(), vocab=vocab))
+
+    def _resumed_config(self, config: HANetConfig) -> HANetConfig:
+        """The run's own config, with what may change on resume taken from ``config``
+        (:data:`RESUME_CHANGEABLE`); settings given that differ from the run's are refused, each named."""
+        run, opts = self.run, self.opts
+        if not run.last.is_file():
+            raise HanetError(f"{run.path}: nothing to resume (no {run.last})")
+        info = run.read_info()
+        given = opts.given
+        problems = []
+        if opts.variant != info.variant and (given is None or "variant" in given):
+            problems.append(f"--variant {opts.variant} (the run's: {info.variant})")
+        if info.config.model != config.model and (given is None or "model" in given):
+            diff = [f"model.{k}" for k, v in asdict(config.model).items() if v != asdict(info.config.model).get(k)]
+            problems.append(f"the model config ({', '.join(diff) or 'its fields'} differ from the run's)")
+        mine, theirs = asdict(config.train), asdict(info.config.train)
+        for k, v in mine.items():
+            if v != theirs[k] and k not in RESUME_CHANGEABLE and (given is None or k in given):
+                problems.append(f"train.{k} = {v} (the run's: {theirs[k]})")
+        if problems:
+            raise HanetError(f"{run.path}: --resume continues the run with its own settings; given other ones: "
+                             + "; ".join(problems) + ". Drop them, or start a new run with another --out")
+        opts.variant = info.variant
+        keep = {k: mine[k] for k in RESUME_CHANGEABLE if given is None or k in given}
+        return replace(info.config, train=replace(info.config.train, **keep))
 
     def build(self) -> None:
         """Model, optimiser, scaler and loader; the checkpoint's state on resume.

@@ -17,11 +17,13 @@ from hanet.config import HANetConfig, get_preset, load_config_file
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset: a release-layout folder, path.json or dataset.json/yaml")
     p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
-    p.add_argument("--preset", default="msrvtt", help="msrvtt (default), vatex, clip (CLIP-family features) or synth")
+    p.add_argument("--preset", help="msrvtt (default), vatex, clip (CLIP-family features) or synth")
     p.add_argument("--config", help="a config JSON (HANetConfig.to_dict) instead of a preset")
-    p.add_argument("--variant", default="hanet", choices=["hanet", "global"],
-                   help="hanet (full model) or global (video-sentence score only; an ablation)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--variant", choices=["hanet", "global"],
+                   help="hanet (full model; the default) or global (video-sentence score only; an ablation)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped, with "
+                   "its own settings (only --epochs, --max-steps, --early-stop, --num-workers and "
+                   "--eval-batch-size may change; other settings that differ from the run's are refused)")
     p.add_argument("--epochs", type=options.COUNT, help="most epochs to train (default: the preset's)")
     p.add_argument("--batch-size", type=options.COUNT, help="global batch size (split across torchrun ranks)")
     p.add_argument("--eval-batch-size", type=options.COUNT, help="videos and captions encoded at once when validating")
@@ -52,7 +54,7 @@ def build_config(args: argparse.Namespace) -> HANetConfig:
     command line's settings."""
     from hanet.train import configure
 
-    base = load_config_file(args.config) if args.config else get_preset(args.preset)
+    base = load_config_file(args.config) if args.config else get_preset(args.preset or "msrvtt")
     schedule = {name: getattr(args, name, None) for name in ("epochs", "batch_size", "lr", "max_steps", "seed",
                                                              "num_workers", "precision", "early_stop",
                                                              "eval_batch_size")}
@@ -64,13 +66,36 @@ def run(args: argparse.Namespace) -> int:
     from hanet.train import TrainOptions, train
 
     cfg = build_config(args)
-    opts = TrainOptions(data=args.data, out=args.out, variant=args.variant, resume=args.resume, device=args.device,
-                        word_embeddings=args.word_embeddings, val_split=args.val_split, save_every=args.save_every,
-                        log_every=args.log_every, preload=args.preload, progress=not args.no_progress)
+    opts = TrainOptions(data=args.data, out=args.out, variant=args.variant or "hanet", resume=args.resume,
+                        device=args.device, word_embeddings=args.word_embeddings, val_split=args.val_split,
+                        save_every=args.save_every, log_every=args.log_every, preload=args.preload,
+                        progress=not args.no_progress, given=given_settings(args))
     train(cfg, opts)
     return 0
 
 
 
 
-__all__ = ["add_arguments", "run", "build_config"]
+def given_settings(args: argparse.Namespace) -> frozenset[str]:
+    """What the command line set explicitly: train field names, ``variant``, and ``model`` when a
+    preset, config file, model override or input size was given (a resumed run refuses those that
+    differ from its own)."""
+    from dataclasses import fields
+
+    from hanet.config import TrainConfig
+
+    if args.config:  # a whole config: every setting in it was given
+        return frozenset(f.name for f in fields(TrainConfig)) | {"model"} | ({"variant"} if args.variant else set())
+    given = {name for name in ("epochs", "batch_size", "lr", "max_steps", "seed", "num_workers", "precision",
+                               "early_stop", "eval_batch_size") if getattr(args, name, None) is not None}
+    for item in args.set or []:
+        key = item.split("=", 1)[0].strip()
+        given.add(key.split(".", 1)[1] if key.startswith("train.") else "model")
+    if args.variant:
+        given.add("variant")
+    if args.preset or args.dim_fts or args.dim_word or args.word_embeddings:
+        given.add("model")
+    return frozenset(given)
+
+
+__all__ = ["add_arguments", "run", "build_config", "given_settings"]

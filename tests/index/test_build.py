@@ -418,9 +418,9 @@ def test_a_truncated_segment_is_a_clear_error_before_it_is_mapped(tmp_path, run_
     out = tmp_path / "idx"
     build_index(run_dir, corpus.features, out, thumbnails=False)
     path = next((out / "segments").glob("v-*/records.npy"))
+    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
+    q = SearchIndex.open(out, parser=index.queries.parser)  # opening checks sizes: truncated after it
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 100)
-    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
-    q = SearchIndex.open(out, parser=index.queries.parser)
     with pytest.raises(IndexFormatError, match=r"records.npy: \d+ bytes, but \d+ rows .* the file is truncated"):
         q.search(QUERY, k=3, candidates=5)

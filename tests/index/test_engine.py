@@ -151,7 +151,7 @@ def test_serve_answers_from_the_engine(edge_index, index):
     from hanet.serve.app import create_app
 
     with SearchIndex.open(edge_index, parser=index.queries.parser) as eng:
-        client = TestClient(create_app(eng, preload_parser=False))
+        client = TestClient(create_app(eng, preload_parser=False), base_url="http://127.0.0.1")
         r = client.get("/search", params={"q": QUERY, "k": 6})
         assert r.status_code == 200, r.text
         got = [(h["video_id"], round(h["score"], 5)) for h in r.json()["hits"]]

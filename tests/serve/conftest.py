@@ -49,7 +49,7 @@ def app(search_index) -> Any:
 def client(app) -> Any:
     from fastapi.testclient import TestClient
 
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 def free_port() -> int:

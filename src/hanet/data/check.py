@@ -70,6 +70,11 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
             "unknown_word_rate": unknown / max(1, sum(words.values())),
             "graphs_without_verb": no_verb,
         }
+        odd = [f"{n}: {why}" for n in data.names for why in data.features.attr_problems(n)]
+        if odd:
+            report["problems"].append(f"split {split}: {len(odd)} video attribute(s) unusable (search would show no "
+                                      f"times for them):\n    " + "\n    ".join(odd[:20])
+                                      + (f"\n    ... ({len(odd) - 20} more)" if len(odd) > 20 else ""))
         if scan_features:
             frames = []
             bad = []

@@ -43,6 +43,11 @@ from hanet.io import WriteError, atomic_write, atomic_write_bytes, ensure_dir, w
 MAX_FEATURE_MAGNITUDE = 1e6
 
 
+#: Most frames a video's features may declare: an hour at 25 frames/s. A declared shape is a claim
+#: (a chunked dataset declares any size in a few KB), so it is checked before anything is read.
+MAX_FRAMES = 90_000
+
+
 def feature_key(name: str) -> str:
     """HDF5 dataset key of a video name: VATEX names contain '/', stored as '_'."""
     return name.replace("/", "_")
@@ -91,38 +96,51 @@ class FeatureStore:
             return list(self._dims)
         out = []
         for f, h in zip(self.files, self._open()):
-            key = next(iter(h.keys()), None)
-            if key is None:
-                raise DataError(f"{f}: the feature file holds no videos")
-            shape = h[key].shape
-            if len(shape) != 2:
-                raise DataError(f"{f}: dataset {key!r} has shape {shape}; expected (frames, dim)")
-            out.append(int(shape[1]))
+            first_problem = None
+            for key in h.keys():
+                entry, problem = _entry(h, key, None)
+                if entry is not None:
+                    out.append(int(entry.shape[1]))
+                    break
+                first_problem = first_problem or f"{f}: video {key!r}: {problem}"
+            else:
+                raise DataError(first_problem or f"{f}: the feature file holds no videos")
         self._dims = out
         return list(out)
 
+    def video_problem(self, name: str) -> Optional[str]:
+        """What is wrong with a video's stored features, from the HDF5 metadata alone (nothing
+        is read), or None: not a dataset (a group, a dangling or external link), not real numbers
+        (strings, compound, complex), not (frames, the file's width), no frames, more than
+        :data:`MAX_FRAMES`. A video absent from a file is :meth:`missing`'s business; its
+        attributes are :meth:`attr_problems`'.
+        """
+        key = feature_key(name)
+        for f, h, dim in zip(self.files, self._open(), self.dims()):
+            if not _has(h, key):
+                continue
+            _, problem = _entry(h, key, dim)
+            if problem is not None:
+                return f"{f}: video {name!r}: {problem}"
+        return None
+
     def shape_problems(self, names: Iterable[str], limit: int = 20) -> list[str]:
-        """Videos whose stored features cannot be read as (frames, the file's width), from the
-        HDF5 metadata alone (no feature is read): other widths, other ranks, no frames.
+        """Videos whose stored features cannot be read (:meth:`video_problem`), from the HDF5
+        metadata alone (no feature is read).
 
         Args:
             names: the videos to check (those absent are :meth:`missing`'s business).
             limit: at most this many problems are described (a count of the rest follows).
         """
-        dims = self.dims()
         bad: list[str] = []
         count = 0
-        for f, h, dim in zip(self.files, self._open(), dims):
-            for n in names:
-                d = h.get(feature_key(n))
-                if d is None:
-                    continue
-                shape = getattr(d, "shape", None)
-                if shape is None or len(shape) != 2 or shape[0] == 0 or shape[1] != dim:
-                    count += 1
-                    if len(bad) < limit:
-                        want = f"(frames > 0, {dim}) as the file's first video"
-                        bad.append(f"{f}: video {n!r} has features of shape {shape}; expected {want}")
+        names = list(names)
+        for n in names:
+            problem = self.video_problem(n)
+            if problem is not None:
+                count += 1
+                if len(bad) < limit:
+                    bad.append(problem)
         if count > len(bad):
             bad.append(f"... and {count - len(bad)} more")
         return bad
@@ -140,12 +158,15 @@ class FeatureStore:
         parts = []
         key = feature_key(name)
         for f, h, dim in zip(self.files, self._open(), self.dims()):
-            if key not in h:
+            if not _has(h, key):
                 raise DataError(f"{f}: no features for video {name!r}")
-            arr = np.asarray(h[key][...], dtype=np.float32)
-            if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != dim:
-                raise DataError(f"{f}: features of {name!r} have shape {arr.shape}; expected (frames > 0, {dim}) "
-                                f"as the file's first video")
+            entry, problem = _entry(h, key, dim)
+            if problem is not None:
+                raise DataError(f"{f}: video {name!r}: {problem}")
+            try:
+                arr = np.asarray(entry[...], dtype=np.float32)
+            except (OSError, RuntimeError, ValueError) as exc:  # a damaged chunk, a filter not installed
+                raise DataError(f"{f}: features of {name!r} cannot be read ({exc})") from None
             parts.append(arr)
         if len({p.shape[0] for p in parts}) > 1:
             raise DataError(f"video {name!r} has different frame counts in {', '.join(map(str, self.files))}: "
@@ -167,11 +188,24 @@ class FeatureStore:
 
     def attrs(self, name: str) -> dict[str, Any]:
         """Per-video attributes of the first file (timestamps, source...; {} if none), as Python values."""
-        d = self._open()[0].get(feature_key(name))
-        if d is None:
-            return {}
-        out = {}
-        for k, v in d.attrs.items():
+        out, _ = self._attrs(name)
+        return out
+
+    def attr_problems(self, name: str) -> list[str]:
+        """Per-video attributes :meth:`attrs` leaves out, and why (frame times that are not a
+        finite, non-decreasing 1-D list of the video's frame count; a duration that is not a
+        finite number >= 0)."""
+        return self._attrs(name)[1]
+
+    def _attrs(self, name: str) -> tuple[dict[str, Any], list[str]]:
+        h = self._open()[0]
+        key = feature_key(name)
+        entry, problem = _entry(h, key, None) if _has(h, key) else (None, "absent")
+        if entry is None:
+            return {}, []
+        out: dict[str, Any] = {}
+        problems: list[str] = []
+        for k, v in entry.attrs.items():
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             elif isinstance(v, np.ndarray):
@@ -179,7 +213,17 @@ class FeatureStore:
             elif isinstance(v, np.generic):
                 v = v.item()
             out[k] = v
-        return out
+        if "timestamps" in out:
+            why = _times_problem(out["timestamps"], int(entry.shape[0]))
+            if why:
+                problems.append(f"frame times (attribute 'timestamps') {why}; left out")
+                del out["timestamps"]
+        if "duration" in out:
+            d = out["duration"]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not np.isfinite(d) or d < 0:
+                problems.append(f"duration {d!r} is not a number of seconds >= 0; left out")
+                del out["duration"]
+        return out, problems
 
     def meta(self) -> dict[str, Any]:
         """File-level attributes of the first file ({} for a file not written by ``hanet extract``)."""
@@ -190,6 +234,66 @@ class FeatureStore:
             h.close()
         self._handles = None
 
+
+
+def _has(h: Any, key: str) -> bool:
+    """Whether the file has an entry (a link of any kind, even a dangling one) under ``key``."""
+    try:
+        return h.get(key, getlink=True) is not None
+    except (KeyError, RuntimeError, OSError, ValueError):
+        return False
+
+
+def _entry(h: Any, key: str, dim: Optional[int]) -> tuple[Any, Optional[str]]:
+    """``(dataset, None)`` when ``key`` holds (frames, dim) real-number features, else ``(None, why)``.
+
+    Links to other files are not followed: a feature file says what it holds itself.
+    """
+    import h5py
+
+    try:
+        link = h.get(key, getlink=True)
+    except (KeyError, RuntimeError, OSError, ValueError) as exc:
+        return None, f"cannot be looked up ({exc})"
+    if isinstance(link, h5py.ExternalLink):
+        return None, f"is a link to another file ({link.filename}); such links are not followed"
+    try:
+        obj = h.get(key)
+    except (KeyError, RuntimeError, OSError, ValueError) as exc:
+        return None, f"is a link that cannot be resolved ({exc})"
+    if obj is None:
+        return None, "is a link that leads nowhere"
+    if not isinstance(obj, h5py.Dataset):
+        return None, f"is a {type(obj).__name__.lower()}, not a dataset of features"
+    if obj.dtype.kind not in "fiu" or obj.dtype.fields is not None:
+        return None, f"stores values of type {obj.dtype}; features are real numbers"
+    shape = obj.shape
+    if shape is None or len(shape) != 2:
+        return None, f"has shape {shape}; expected (frames, dim)"
+    if shape[0] == 0:
+        return None, "has no frames"
+    if shape[0] > MAX_FRAMES:
+        return None, f"declares {shape[0]:,} frames (at most {MAX_FRAMES:,} are read)"
+    if dim is not None and shape[1] != dim:
+        return None, f"has features of shape {shape}; expected (frames, {dim}) as the file's first video"
+    return obj, None
+
+
+def _times_problem(times: Any, frames: int) -> Optional[str]:
+    """Why ``times`` are not the frame times of a video of ``frames`` frames, or None."""
+    try:
+        t = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "are not numbers"
+    if t.ndim != 1:
+        return f"have shape {t.shape}; expected one time per frame"
+    if len(t) != frames:
+        return f"are {len(t)} for {frames} frames"
+    if not np.isfinite(t).all():
+        return "contain NaN or inf"
+    if (np.diff(t) < 0).any():
+        return "go backwards"
+    return None
 
 
 H5_LIBVER = ("v110", "v110")

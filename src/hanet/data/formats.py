@@ -366,6 +366,15 @@ def _json_type(value: Any) -> str:
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def vocab_fingerprint(word2int: dict[str, int]) -> str:
+    """A vocabulary's identity (SHA-256 of its sorted ``word: id`` pairs, 16 hex digits): a model
+    trained with one vocabulary reads other word ids wrong, silently."""
+    import hashlib
+
+    text = json.dumps(sorted(word2int.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def load_vocab(path: Path) -> dict[str, int]:
     data = load_json(path, "vocabulary (word2int)")
     if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):

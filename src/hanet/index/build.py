@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -28,7 +29,7 @@ from hanet.index.faiss_stage import ANN_MIN_ROWS, FIRST_STAGES, FirstStage, firs
 from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, MOMENT_FIELDS, TEXT_FLOAT_FIELDS,
                                TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
-                               model_fingerprint, read_manifest, write_manifest)
+                               model_fingerprint, read_manifest, record_files, write_manifest)
 from hanet.io import atomic_save_npy, atomic_write_text
 
 DEFAULT_BATCH = 64
@@ -47,6 +48,10 @@ class BuildReport:
         captions_added: captions indexed for video-to-text search.
         thumbnails: strips written.
         thumbnail_failures: ``"id: reason"`` for videos whose strip could not be made.
+        unusable: ``"file: video: reason"`` for videos left out because their features cannot be
+            read (not a dataset, wrong shape or type, NaN...).
+        attributes_left_out: ``"id: reason"`` for per-video attributes (frame times, duration)
+            not recorded because they are malformed; the video is indexed without them.
         generation: the manifest generation after the last commit.
         seconds: wall time.
     """
@@ -58,6 +63,8 @@ class BuildReport:
     captions_added: int = 0
     thumbnails: int = 0
     thumbnail_failures: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
+    attributes_left_out: list[str] = field(default_factory=list)
     generation: int = 0
     seconds: float = 0.0
 
@@ -72,7 +79,20 @@ class BuildReport:
              + f", {self.thumbnails} thumbnail strip(s) in {self.seconds:.1f} s (generation {self.generation})")
         if self.thumbnail_failures:
             s += f"\n  no thumbnail for {len(self.thumbnail_failures)} video(s), e.g. {self.thumbnail_failures[0]}"
+        for what, items in (("left out (features unusable)", self.unusable),
+                            ("indexed without malformed attributes", self.attributes_left_out)):
+            if items:
+                s += f"\n  {len(items)} video(s) {what}:" + "".join(f"\n    {x}" for x in items[:10])
+                s += f"\n    ... {len(items) - 10} more in the report" if len(items) > 10 else ""
         return s
+
+
+class _Unusable(Exception):
+    """Videos of a segment being written whose features turned out unreadable when read."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = list(names)
 
 
 # ---------------------------------------------------------------------- model and vocabulary
@@ -92,18 +112,25 @@ def _load_run_model(run_dir: Optional[str | os.PathLike], checkpoint: Optional[s
 
 
 def _run_vocab(run_dir: Optional[str | os.PathLike], vocab: Optional[str | os.PathLike]) -> tuple[dict[str, int], Path]:
-    from hanet.data.formats import DatasetSpec, load_vocab
+    """The model's vocabulary: ``vocab``, or the run's dataset's; refused when the run recorded
+    another (a model reads other word ids wrong, silently)."""
+    from hanet.data.formats import DatasetSpec, load_vocab, vocab_fingerprint
     from hanet.run import RunDir
 
+    info = RunDir(run_dir).read_info() if run_dir is not None and RunDir(run_dir).info_path.is_file() else None
     if vocab is not None:
-        return load_vocab(Path(vocab)), Path(vocab)
-    if run_dir is None:
+        path = Path(vocab)
+    elif info is None:
         raise HanetError("give --vocab word2int.json (no run directory to find the dataset's vocabulary)")
-    info = RunDir(run_dir).read_info()
-    if not info.dataset:
+    elif not info.dataset:
         raise HanetError(f"{run_dir}: run.json records no dataset; give --vocab word2int.json")
-    spec = DatasetSpec.load(info.dataset)
-    return load_vocab(spec.word2int), spec.word2int
+    else:
+        path = DatasetSpec.load(info.dataset).word2int
+    words = load_vocab(path)
+    if info is not None and info.vocab is not None and vocab_fingerprint(words) != info.vocab:
+        raise DataError(f"{path}: not the vocabulary the model of {run_dir} was trained with (fingerprint "
+                        f"{vocab_fingerprint(words)}, the run's {info.vocab}); every query would be read wrong")
+    return words, path
 
 
 def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[str]]]:
@@ -177,7 +204,8 @@ class _StageVectors:
 
 
 def encode_stored_videos(model: Any, store: Any, names: Sequence[str], batch_size: int = DEFAULT_BATCH,
-                         videos_dir: Optional[Path] = None):
+                         videos_dir: Optional[Path] = None,
+                         on_bad: Optional[Callable[[str, str], None]] = None):
     """Encode videos of a feature store as an index stores them, a batch at a time.
 
     Every video is padded (or subsampled) to ``max_frames_in_video`` first (see the module
@@ -189,6 +217,8 @@ def encode_stored_videos(model: Any, store: Any, names: Sequence[str], batch_siz
         names: the videos (feature keys).
         batch_size: videos per encoder call.
         videos_dir: folder of the video files (recorded in the metadata when found).
+        on_bad: called with ``(name, problem)`` for a video whose features cannot be read, which
+            is then left out; None: the DataError is raised.
 
     Yields:
         ``(names, fields, metas)`` per batch: :func:`video_fields` and each video's metadata
@@ -198,14 +228,22 @@ def encode_stored_videos(model: Any, store: Any, names: Sequence[str], batch_siz
 
     T = model.config.max_frames_in_video
     for s in range(0, len(names), batch_size):
-        part = list(names[s:s + batch_size])
-        feats, lens, metas = [], [], []
-        for n in part:
-            raw = store.get(n)
+        part, feats, lens, metas = [], [], [], []
+        for n in names[s:s + batch_size]:
+            try:
+                raw = store.get(n)
+            except DataError as exc:
+                if on_bad is None:
+                    raise
+                on_bad(n, str(exc))
+                continue
+            part.append(n)
             x, length = pad_or_subsample(raw, T)
             feats.append(x)
             lens.append(length)
             metas.append(_video_meta(n, store.attrs(n), raw.shape[0], T, videos_dir))
+        if not part:
+            continue
         with torch.no_grad():
             out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
         yield part, video_fields(out), metas
@@ -413,6 +451,7 @@ class IndexWriter:
             m[p]["count"] = int(sum(s["count"] for s in m[p]["segments"]))
         m["generation"] = gen
         m["updated"] = time.time()
+        m["files"] = record_files(self.dir, m)  # each file bound to this commit
         write_manifest(self.dir, m)  # the commit
         self.manifest = m
         collect_garbage(self.dir, m)
@@ -541,10 +580,25 @@ class IndexWriter:
             else:
                 rep.skipped += present
             todo = [n for n in all_names if replace or n not in alive]
+            bad = {n: why for n in todo if (why := store.video_problem(n)) is not None}
+            rep.unusable += list(bad.values())
+            todo = [n for n in todo if n not in bad]
+            rep.attributes_left_out += [f"{n}: {why}" for n in todo for why in store.attr_problems(n)]
 
             def batches(chunk: list[str]):
-                for _, fields, metas in encode_stored_videos(self.model, store, chunk, batch_size, videos_dir):
+                found: list[str] = []
+
+                def bad_values(name: str, why: str) -> None:  # seen only when read (NaN, a damaged chunk)
+                    rep.unusable.append(why)
+                    found.append(name)
+
+                for names_, fields, metas in encode_stored_videos(self.model, store, chunk, batch_size, videos_dir,
+                                                                  on_bad=bad_values):
+                    if found:  # the segment's rows are its ids in order: start it again without them
+                        raise _Unusable(found)
                     yield fields, metas
+                if found:
+                    raise _Unusable(found)
 
             def thumb(path: Path, row: int, meta: dict[str, Any]) -> bool:
                 if not thumbnails or not meta.get("source"):
@@ -561,9 +615,14 @@ class IndexWriter:
 
             for s in range(0, len(todo), segment_size):
                 chunk = todo[s:s + segment_size]
-                rep.thumbnails += self.add_encoded(chunk, batches(chunk), thumb, replace=replace)
+                while chunk:
+                    try:
+                        rep.thumbnails += self.add_encoded(chunk, batches(chunk), thumb, replace=replace)
+                        break
+                    except _Unusable as exc:
+                        chunk = [n for n in chunk if n not in set(exc.names)]
                 rep.added += chunk
-                self._say(f"index: {s + len(chunk)}/{len(todo)} videos encoded and committed")
+                self._say(f"index: {min(s + segment_size, len(todo))}/{len(todo)} videos encoded and committed")
         finally:
             store.close()
         rep.generation = int(self.manifest["generation"])
@@ -745,6 +804,8 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise HanetError(f"{d}: is a file; --out names the folder of the new index")
+    from hanet.data.formats import vocab_fingerprint
+
     fp = model_fingerprint(model)
     if (d / "manifest.json").exists():
         m = read_manifest(d)
@@ -771,15 +832,17 @@ def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: 
             atomic_write_text(d / CONCEPTS_FILE, json.dumps(concepts))
         now = time.time()
         empty = {"segments": [], "tombstones": None, "faiss": None, "count": 0, "deleted": 0}
-        write_manifest(d, {
+        m = {
             "format": INDEX_FORMAT, "version": INDEX_VERSION, "generation": 0, "created": now, "updated": now,
-            "hanet_version": __version__,
+            "hanet_version": __version__, "index_id": uuid.uuid4().hex,
             "model": {"fingerprint": fp, "variant": model.variant, "source": source,
-                      "config": config.to_dict()["model"]},
+                      "config": config.to_dict()["model"], "vocab": vocab_fingerprint(word2int)},
             "concepts": concepts is not None, "first_stage": first_stage, "frame_dtype": frame_dtype,
             "examples": [str(q) for q in examples], "videos": dict(empty), "captions": dict(empty),
             **({"engine": spec.to_dict()} if spec is not None else {}),
-        })
+        }
+        m["files"] = record_files(d, m)
+        write_manifest(d, m)
 
 
 def _check_engine(spec: Any, index_dir: Path, mc: Any, create: bool) -> None:
@@ -965,6 +1028,41 @@ def _model_config(d: dict[str, Any]) -> Any:
     from hanet.config import HANetConfig
 
     return HANetConfig.from_dict({"model": d}).model
+
+
+def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
+    """Check every byte of every file an index's manifest binds to itself (SHA-256 recorded at commit).
+
+    Returns:
+        ``{"index", "files", "recorded", "problems": [...], "damaged_segments": [{"part", "segment",
+        "rows", "ids"}]}``: the ids a damaged segment holds (when its ``ids.json`` is intact), for
+        ``hanet index delete`` and ``add`` to encode again. ``recorded`` is False for an index
+        that records no checksums (built by an older hanet).
+
+    Raises:
+        IndexFormatError: not an index.
+    """
+    from hanet.index.store import SEGMENT_FILES, file_problems, recorded_files
+
+    d = Path(index_dir)
+    m = read_manifest(d)
+    problems = file_problems(d, m, full=True)
+    damaged = []
+    for part in ("videos", "captions"):
+        start = 0
+        for seg in m[part]["segments"]:
+            files = [str(d / f"segments/{seg['name']}/{f}") for f in SEGMENT_FILES]
+            if any(p.split(": ", 1)[0] in files for p in problems):
+                try:
+                    ids = json.loads((d / "segments" / seg["name"] / "ids.json").read_text())
+                    ids = ids if isinstance(ids, list) and len(ids) == seg["count"] else None
+                except (OSError, ValueError):
+                    ids = None
+                damaged.append({"part": part, "segment": seg["name"], "rows": [start, start + seg["count"]],
+                                "ids": ids})
+            start += seg["count"]
+    return {"index": str(d), "files": len(recorded_files(m)), "recorded": bool(m.get("files")),
+            "problems": problems, "damaged_segments": damaged}
 
 
 def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:

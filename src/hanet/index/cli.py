@@ -7,6 +7,7 @@ Examples::
     hanet index add idx --features new_feats.hdf5 --videos new_videos/
     hanet index delete idx video12 video40
     hanet index info idx
+    hanet index verify idx                             # every byte of every file against the manifest
     hanet index build ... --out idx --backend qdrant --url http://qdrant:6333   # first stage in Qdrant
     hanet index sync idx --url http://qdrant:6333      # upload an index to Qdrant, or repair its collection
 """
@@ -92,13 +93,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("index", help="the index directory")
     i.add_argument("--json", action="store_true", help="print JSON")
 
+    v = sub.add_parser("verify", help="check every file of an index against the checksums its manifest recorded")
+    v.add_argument("index", help="the index directory")
+    v.add_argument("--ids-out", metavar="FILE", help="write the ids of the videos in damaged segments here, one per "
+                   "line")
+    v.add_argument("--json", action="store_true", help="print JSON")
+
 
 def run(args: argparse.Namespace) -> int:
     from hanet.errors import HanetError
 
     cmd = getattr(args, "index_command", None)
     if cmd is None:
-        print("hanet index: choose an action: build, add, delete, sync or info (see hanet index --help)",
+        print("hanet index: choose an action: build, add, delete, sync, info or verify (see hanet index --help)",
               file=sys.stderr)
         return 2
     if cmd == "sync":
@@ -109,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
               f"({r['videos']} points) and {r['collection']}_captions ({r['captions']} points); "
               f"{r['uploaded']} row(s) uploaded")
         return 0
+    if cmd == "verify":
+        return _verify(args)
     if cmd == "info":
         from hanet.index.build import index_info
         from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
@@ -187,3 +196,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(rep.summary())
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from hanet.index.build import verify_index
+    from hanet.io import atomic_write_text
+
+    r = verify_index(args.index)
+    videos = [i for seg in r["damaged_segments"] if seg["part"] == "videos" for i in seg["ids"] or []]
+    if args.ids_out and videos:
+        atomic_write_text(args.ids_out, "".join(f"{i}\n" for i in videos))
+    if args.json:
+        print(json.dumps(r, indent=2))
+    elif not r["recorded"]:
+        print(f"{args.index}: this index records no checksums (built by an older hanet); rebuild it to verify it")
+    elif not r["problems"]:
+        print(f"{args.index}: {r['files']} files, every byte as recorded")
+    else:
+        print(f"{args.index}: {len(r['problems'])} of {r['files']} files are not as recorded:", file=sys.stderr)
+        for p in r["problems"]:
+            print(f"  {p}", file=sys.stderr)
+        for seg in r["damaged_segments"]:
+            held = f"{len(seg['ids'])} {seg['part']}" if seg["ids"] is not None else f"rows {seg['rows'][0]}-{seg['rows'][1] - 1}"
+            print(f"  segment {seg['segment']} holds {held}", file=sys.stderr)
+        print("a damaged index is not searched; build it again from its features (`hanet index build`)"
+              + (", or copy the damaged files back from a backup and verify again" if videos else ""), file=sys.stderr)
+    return 2 if r["problems"] else 0

@@ -27,7 +27,8 @@ from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError, QueryInfo
 from hanet.index.scorer import StoredVideos, frame_concepts, stores_frame_concepts, text_outputs, video_outputs
-from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, model_fingerprint,
+from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
+                               model_fingerprint,
                                read_manifest)
 from hanet.model.moments import Moments, Span, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
@@ -271,6 +272,7 @@ class SearchIndex:
         for attempt in range(2):
             manifest = read_manifest(path)
             try:
+                check_files(path, manifest)  # a file of another index, or truncated: named, never answered from
                 videos = Collection(path, "videos", manifest)
                 captions = Collection(path, "captions", manifest)
                 stages: dict[str, Any] = {}

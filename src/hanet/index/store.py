@@ -195,6 +195,92 @@ def write_manifest(index_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(Path(index_dir) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
 
 
+# ---------------------------------------------------------------------- file integrity
+#: bytes read from each end of a file when an index is opened (the whole file: ``index verify``)
+SAMPLE_BYTES = 64 << 10
+
+#: the files of a segment the manifest records (thumbnails are checked when served)
+SEGMENT_FILES = ("records.npy", "ids.json", "meta.jsonl")
+
+
+def _sample_digest(path: Path, size: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def _full_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What the manifest records of a committed file: its size, a digest of its ends (checked at
+    every open) and its SHA-256 (checked by ``hanet index verify``)."""
+    size = path.stat().st_size
+    return {"size": size, "sample": _sample_digest(path, size), "sha256": _full_digest(path)}
+
+
+def recorded_files(manifest: dict[str, Any]) -> list[str]:
+    """The files (relative paths) a manifest binds to itself."""
+    out = [MODEL_FILE, VOCAB_FILE] + ([CONCEPTS_FILE] if manifest.get("concepts") else [])
+    for part in PARTS:
+        info = manifest.get(part) or {}
+        out += [f"segments/{s['name']}/{f}" for s in info.get("segments", []) for f in SEGMENT_FILES]
+        if info.get("tombstones"):
+            out.append(info["tombstones"])
+        out += sorted((info.get("faiss") or {}).values())
+    return out
+
+
+def record_files(index_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``files`` entry of a manifest about to be committed: earlier records kept, new files recorded."""
+    old = manifest.get("files") or {}
+    return {rel: old[rel] if rel in old else file_record(Path(index_dir) / rel) for rel in recorded_files(manifest)}
+
+
+def file_problems(index_dir: str | os.PathLike, manifest: dict[str, Any], full: bool = False) -> list[str]:
+    """Files of the index that are not those its manifest recorded at commit: missing, another
+    size, other ends (at open; ``full``: other bytes anywhere). [] for an index that records none."""
+    d = Path(index_dir)
+    recorded = manifest.get("files")
+    if not recorded:
+        return []
+    out = []
+    for rel in recorded_files(manifest):
+        rec, p = recorded.get(rel), d / rel
+        if rec is None:
+            out.append(f"{p}: not recorded in the manifest")
+            continue
+        try:
+            size = p.stat().st_size
+            if size != rec["size"]:
+                out.append(f"{p}: {size:,} bytes, the manifest recorded {rec['size']:,} (truncated, or another "
+                           f"index's file)")
+            elif _sample_digest(p, size) != rec["sample"] or (full and _full_digest(p) != rec["sha256"]):
+                out.append(f"{p}: its content is not what the manifest recorded (another index's file, or damaged)")
+        except OSError as exc:
+            out.append(f"{p}: missing or unreadable ({exc.strerror or exc})")
+    return out
+
+
+def check_files(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Raise IndexFormatError naming every file that is not the index's own (the cheap checks)."""
+    problems = file_problems(index_dir, manifest)
+    if problems:
+        raise IndexFormatError(f"{index_dir}: {len(problems)} file(s) do not belong to this index: "
+                               + "; ".join(problems) + " (`hanet index verify` checks every byte and says "
+                               "which videos the damaged files hold)")
+
+
 # ---------------------------------------------------------------------- lock
 class IndexLock:
     """The writer lock of an index (an exclusive ``flock`` on ``INDEX_DIR/.lock``).
@@ -452,7 +538,18 @@ class Segment:
                 lines = p.read_text().splitlines()
             except OSError as exc:
                 raise IndexFormatError(f"{p}: missing or unreadable ({exc})") from None
-            self._meta = [json.loads(line) for line in lines]
+            meta = []
+            for i, line in enumerate(lines):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise IndexFormatError(f"{p}: line {i + 1} is not JSON ({exc.msg})") from None
+                if not isinstance(rec, dict):
+                    raise IndexFormatError(f"{p}: line {i + 1} is not an object")
+                meta.append(rec)
+            if len(meta) != self.count:
+                raise IndexFormatError(f"{p}: has {len(meta)} rows, the manifest says {self.count}")
+            self._meta = meta
         return self._meta
 
     def thumbnail(self, row: int) -> Optional[Path]:
@@ -755,7 +852,7 @@ def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return removed
 
 
-__all__ = ["INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
+__all__ = ["file_problems", "check_files", "record_files", "recorded_files", "INDEX_FORMAT", "INDEX_VERSION", "MANIFEST", "MODEL_FILE", "VOCAB_FILE", "CONCEPTS_FILE",
            "VIDEO_FLOAT_FIELDS", "VIDEO_INT_FIELDS", "MOMENT_FIELDS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "PARTS",
            "FRAME_FIELDS", "FRAME_DTYPES", "IndexFormatError", "field_shapes", "record_dtype", "model_fingerprint", "read_manifest", "write_manifest", "IndexLock",
            "Segment", "Collection", "SegmentWriter", "collect_garbage", "referenced_paths"]

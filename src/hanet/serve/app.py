@@ -16,17 +16,26 @@ Errors are ``{"error": {"status": int, "type": str, "message": str}}`` with the 
 Limits (:class:`ServeLimits`): query length, k, candidates, searches computed at once, requests
 admitted at once (beyond it: 503 with ``Retry-After``). Video ids are looked up in the index and
 never used to build a path; the only files served are the package's static files, the index's
-thumbnail strips (named by row) and the video files the index recorded at build time. The index
-is opened read-only: the server writes nothing.
+thumbnail strips (named by row) and the video files the index recorded at build time, each only
+while it is a regular file that resolves inside its root (the index folder; the folder the video
+was found in): a symlink that leads out is not followed. Requests whose ``Host`` is a name other
+than this machine's loopback names (or those given as ``allowed_hosts``) get 421, so a web page
+that rebinds its own name to 127.0.0.1 cannot read the API. A fault of the server's own (a damaged
+index file, a bug) is a 500 whose message carries an incident id the log explains, never a path.
+The index is opened read-only: the server writes nothing.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
+import stat
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import anyio
 from fastapi import FastAPI, Query, Request
@@ -40,6 +49,7 @@ from hanet import __version__
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.query import QueryError
 from hanet.index.search import SearchIndex
+from hanet.index.store import IndexFormatError
 
 log = logging.getLogger("hanet.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -234,13 +244,87 @@ class HeadAsGet:
         await self.app(dict(scope, method="GET"), receive, headers_only)
 
 
-def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_parser: bool = True):
+class HostCheck:
+    """ASGI middleware: answer only requests addressed to this machine by an IP address, by a
+    loopback name or by a name in ``allowed`` (421 otherwise). A name someone else's DNS can point
+    at 127.0.0.1 is how a web page would reach a local API (DNS rebinding); an address cannot be
+    rebound.
+
+    Args:
+        app: the ASGI application.
+        allowed: further host names (case-insensitive); ``*`` answers any.
+    """
+
+    LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+    def __init__(self, app: Any, allowed: Sequence[str] = ()) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.names = {h.lower().rstrip(".") for h in (*self.LOOPBACK_NAMES, *allowed)}
+
+    def host_ok(self, host: str) -> bool:
+        if self.any:
+            return True
+        h = host.strip().lower()
+        if h.startswith("["):  # [v6]:port
+            h = h[1:].split("]", 1)[0]
+        elif h.count(":") == 1:
+            h = h.split(":", 1)[0]
+        h = h.rstrip(".")
+        if h in self.names or h.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(h)
+            return True
+        except ValueError:
+            return False
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") in ("http", "websocket"):
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+            if host and not self.host_ok(host):
+                body = JSONResponse(_error_body(421, "misdirected_request",
+                                                "this server answers to its own addresses and names only "
+                                                "(start it with --allow-host NAME to add a name)"), status_code=421)
+                await body(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def resolve_inside(path: Optional[Path], root: Path) -> Optional[Path]:
+    """``path`` resolved, if it is a regular file inside ``root`` (resolved too); else None.
+
+    What the server serves passes here: a symlink may point within its root, never out of it.
+    """
+    if path is None:
+        return None
+    try:
+        real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+        if not real.is_relative_to(base) or not stat.S_ISREG(os.stat(real).st_mode):
+            return None
+    except (OSError, ValueError):
+        return None
+    return real
+
+
+#: absolute paths in a message (a user's file layout is not the client's business)
+_ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\":,;()]+/)*([^\s'\":,;()/]+)")
+
+
+def public_message(message: str) -> str:
+    """A message with every absolute path cut to its last component."""
+    return _ABS_PATH.sub(lambda m: m.group(1), message)
+
+
+def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_parser: bool = True,
+               allowed_hosts: Sequence[str] = ()):
     """Build the FastAPI app for an index.
 
     Args:
         index: an index directory, or an open :class:`~hanet.index.search.SearchIndex`.
         limits: serving limits (defaults: :class:`ServeLimits`).
         preload_parser: load spaCy now rather than on the first query.
+        allowed_hosts: host names answered besides ``localhost`` and IP addresses (``*``: any).
 
     Returns:
         The ``FastAPI`` application (``app.state.index`` is the open index).
@@ -260,6 +344,7 @@ def create_app(index: Any, limits: Optional[ServeLimits] = None, *, preload_pars
     app = FastAPI(title="hanet search", version=__version__,
                   description="Text-to-video search with HANet (hierarchical alignment), with explanations.")
     app.add_middleware(HeadAsGet)
+    app.add_middleware(HostCheck, allowed=allowed_hosts)
     app.state.index = index
     app.state.limits = limits
     app.state.in_flight = 0
@@ -288,11 +373,13 @@ class _Gate:
         try:
             return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
         except QueryError as exc:
-            raise ApiError(400, "bad_query", str(exc)) from None
+            raise ApiError(400, "bad_query", public_message(str(exc))) from None
         except UnknownVideoError as exc:  # not KeyError: a bug's KeyError must stay a 500
             raise ApiError(404, "unknown_video", f"no video {exc.video_id!r} in the index") from None
+        except (IndexFormatError, OSError):  # the index's files, not the request: the server's fault
+            raise
         except HanetError as exc:
-            raise ApiError(400, "bad_request", str(exc)) from None
+            raise ApiError(400, "bad_request", public_message(str(exc))) from None
         finally:
             app.state.in_flight -= 1
 
@@ -315,13 +402,16 @@ class _Gate:
         from urllib.parse import quote
 
         base = f"/videos/{quote(video_id, safe='')}"
-        return base, (f"{base}/thumbnail.jpg" if self.index.thumbnail(video_id) is not None else None)
+        return base, (f"{base}/thumbnail.jpg" if self.thumbnail_path(video_id) is not None else None)
 
     def preview_path(self, video_id: str) -> Optional[Path]:
         p = self.index.source(video_id)
-        if p is None or p.suffix.lower() not in _VIDEO_MEDIA or not p.is_file():
+        if p is None or p.suffix.lower() not in _VIDEO_MEDIA:
             return None
-        return p
+        return resolve_inside(p, p.parent)
+
+    def thumbnail_path(self, video_id: str) -> Optional[Path]:
+        return resolve_inside(self.index.thumbnail(video_id), Path(self.index.path))
 
 
 
@@ -348,9 +438,11 @@ def _add_error_handlers(app: Any) -> None:
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse(_error_body(500, "internal_error", f"{type(exc).__name__}: the server failed to answer "
-                                        f"this request (it keeps serving others)"), status_code=500)
+        incident = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s", incident, request.url.path)
+        return JSONResponse(_error_body(500, "internal_error", f"the server failed to answer this request "
+                                        f"(incident {incident} in its log; it keeps serving others)"),
+                            status_code=500)
 
 
 _ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
@@ -433,7 +525,7 @@ def _add_video_routes(app: Any, index: Any, gate: _Gate) -> None:
     async def thumbnail(video_id: str) -> FileResponse:
         """The strip of the model's frames (tile i = frame i of the explanations)."""
         gate.check_id(video_id)
-        p = index.thumbnail(video_id)
+        p = gate.thumbnail_path(video_id)
         if p is None:
             raise ApiError(404, "no_thumbnail", f"no thumbnail for {video_id!r} (its video file was not found "
                            f"at build time)")

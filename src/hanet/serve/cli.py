@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", help="the index directory (opened read-only)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests addressed to this host name (repeatable; '*': any). "
+                             "By default the server answers its IP addresses, localhost and the name given "
+                             "as --host (and this machine's name when --host is a wildcard address)")
     parser.add_argument("--port", type=options.PORT, default=8000, help="port (default 8000)")
     parser.add_argument("--max-query-chars", type=options.COUNT, default=500, help="longest query (default 500)")
     parser.add_argument("--max-k", type=options.COUNT, default=100, help="largest k (default 100)")
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from hanet.index.search import SearchIndex
 
     app = create_app(SearchIndex.open(args.index, max_query_chars=limits.max_query_chars, engine_url=args.engine_url),
-                     limits)
+                     limits, allowed_hosts=host_names(args.host, args.allow_host))
     index = app.state.index
     sock = listen(args.host, args.port)  # before saying "serving": a busy port is an error, not a lie
     print(f"hanet serve: {index.num_videos} videos from {args.index} on http://{args.host}:{args.port}/",
@@ -60,6 +64,23 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False))
     server.run(sockets=[sock])
     return 0
+
+
+def host_names(host: str, extra: list[str]) -> list[str]:
+    """Host names the server answers besides addresses and localhost: ``--host`` when it is a
+    name, this machine's names when it binds every address, and ``--allow-host``."""
+    import ipaddress
+    import socket
+
+    names = list(extra)
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        names.append(host)
+        wildcard = False
+    if wildcard:
+        names += [socket.gethostname(), socket.getfqdn()]
+    return names
 
 
 def listen(host: str, port: int):
