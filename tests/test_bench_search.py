@@ -1,5 +1,5 @@
 """benchmarks/bench_search.py scale at a tiny size, embedded and on the in-process Qdrant engine,
-so that the script behind the closing notes' RESULT lines cannot rot between large runs."""
+so that the script behind the published figures cannot rot between large runs."""
 
 from __future__ import annotations
 

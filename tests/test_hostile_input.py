@@ -108,9 +108,9 @@ def test_a_video_of_another_feature_width(tmp_path, ds, capsys):
         del f[names[5]]
         f[names[5]] = np.zeros((7, 48), np.float32)
     assert main(["check-data", str(ds)]) == 1
-    assert f"video {names[5]!r} has features of shape (7, 48); expected (frames > 0, 64)" in _err(capsys)
+    assert f"video {names[5]!r}: has features of shape (7, 48); expected (frames, 64)" in _err(capsys)
     assert _train(ds, tmp_path / "run") == 2
-    assert f"video {names[5]!r} has features of shape (7, 48)" in _err(capsys)
+    assert f"video {names[5]!r}: has features of shape (7, 48)" in _err(capsys)
 
 
 def test_features_too_large_to_be_features(tmp_path, ds, capsys):
@@ -366,3 +366,101 @@ def test_a_pipe_given_as_a_file_is_refused_not_waited_on(tmp_path, ds, capsys):
     assert _main(["prepare", "--captions", str(ds / "ref_captions.json"), "--train-names", str(fifo),
                   "--out", str(tmp_path / "ann")]) == 2
     assert "not a regular file" in _err(capsys)
+
+
+# ---------------------------------------------------------------------- annotation schemas
+def _graphs(ds: Path) -> dict:
+    return json.loads((ds / "sent2rolegraph.augment.json").read_text())
+
+
+def _spoil_graph(ds: Path, how: str) -> str:
+    """Spoil the role graph of one training caption; returns the caption."""
+    names = [str(n) for n in np.load(ds / "trn_names.npy")]
+    cap = json.loads((ds / "ref_captions.json").read_text())[names[0]][0]
+    graphs = _graphs(ds)
+    nodes, edges = graphs[cap][0], graphs[cap][1]
+    key = next(k for k, v in nodes.items() if k != "ROOT")
+    if how == "edge to no node":
+        edges.append([key, "nowhere", "ARG0"])
+    elif how == "span past the words":
+        nodes[key]["spans"] = [len(cap.split()) + 3]
+    elif how == "negative span":
+        nodes[key]["spans"] = [-1]
+    elif how == "spans as strings":
+        nodes[key]["spans"] = ["0"]
+    elif how == "no root":
+        del nodes["ROOT"]
+    elif how == "no role":
+        nodes[key]["role"] = None
+    (ds / "sent2rolegraph.augment.json").write_text(json.dumps(graphs))
+    return cap
+
+
+@pytest.mark.parametrize("how,words", [
+    ("edge to no node", "names no node 'nowhere'"), ("span past the words", "outside the caption's"),
+    ("negative span", "spans [-1] outside"), ("spans as strings", "are not word positions"),
+    ("no root", "no ROOT node"), ("no role", "has no role"),
+])
+def test_malformed_role_graphs_are_named_by_check_data_and_refused_by_train(tmp_path, ds, capsys, how, words):
+    cap = _spoil_graph(ds, how)
+    assert main(["check-data", str(ds), "--quick"]) == 1
+    err = _err(capsys)
+    assert words in err and cap in err and "sent2rolegraph.augment.json" in err
+    assert _train(ds, tmp_path / "run") == 2
+    assert words in _err(capsys)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def _vocab_file(ds: Path) -> Path:
+    from hanet.data.formats import DatasetSpec
+
+    return DatasetSpec.load(str(ds)).word2int
+
+
+@pytest.mark.parametrize("spoil,words", [
+    (lambda w: {}, "the vocabulary is empty"),
+    (lambda w: {**w, "extra": -4}, "without a non-negative integer id"),
+    (lambda w: {**w, "twin": 5}, "share the id 5"),
+    (lambda w: {**w, "far": 10 ** 11}, "ids go up to 100,000,000,000"),
+])
+def test_a_vocabulary_that_is_not_one_id_per_word_is_refused_before_a_model_is_sized(tmp_path, ds, capsys, spoil,
+                                                                                    words):
+    vocab = _vocab_file(ds)
+    vocab.write_text(json.dumps(spoil(json.loads(vocab.read_text()))))
+    assert main(["check-data", str(ds), "--quick"]) == 1
+    assert words in _err(capsys)
+    assert _train(ds, tmp_path / "run") == 2
+    assert words in _err(capsys)
+
+
+def test_concept_weights_that_are_not_in_0_1_are_named(tmp_path, ds, capsys):
+    names = [str(n) for n in np.load(ds / "trn_names.npy")]
+    p = ds / "verb_gt_all.json"
+    d = json.loads(p.read_text())
+    k = next(iter(d[names[1]]), "0")
+    d[names[1]] = {**d[names[1]], k: float("nan")}
+    d[names[2]] = {"3": -0.5}
+    p.write_text(json.dumps(d))
+    assert main(["check-data", str(ds), "--quick"]) == 1
+    err = _err(capsys)
+    assert f"{names[1]}: concept {k} weight nan" in err and f"{names[2]}: concept 3 weight -0.5" in err
+    assert _train(ds, tmp_path / "run") == 2
+    assert "not in [0, 1]" in _err(capsys)
+
+
+def test_a_video_in_two_splits_is_named(tmp_path, ds, capsys):
+    trn = [str(n) for n in np.load(ds / "trn_names.npy")]
+    tst = [str(n) for n in np.load(ds / "tst_names.npy")]
+    np.save(ds / "tst_names.npy", np.array(tst + [trn[0]]))
+    with h5py.File(ds / "trn_ft.hdf5", "r") as a, h5py.File(ds / "tst_ft.hdf5", "a") as b:
+        b[trn[0]] = a[trn[0]][...]
+    assert main(["check-data", str(ds), "--quick"]) == 1
+    assert f"{trn[0]!r} in trn and tst" in _err(capsys)
+    assert _train(ds, tmp_path / "run", "--val-split", "tst") == 2
+    assert "in both trn and tst" in _err(capsys)
+
+
+def test_json_nested_too_deep_is_a_clear_error(tmp_path, ds, capsys):
+    (ds / "ref_captions.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["check-data", str(ds), "--quick"]) == 1
+    assert "nests its values too deep" in _err(capsys)

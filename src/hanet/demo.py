@@ -160,7 +160,7 @@ class DemoResult:
     #: variant -> its tst text-to-video R@1 by kind of caption and kind of mistake
     #: (:func:`hanet.data.synth.t2v_breakdown`)
     breakdown: dict[str, Any] = field(default_factory=dict)
-    #: HANet's time spans on tst against the true action spans (:mod:`hanet.data.synth.moments`)
+    #: HANet's time spans on tst against the true action spans (:mod:`hanet.world_moments`)
     moments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -243,7 +243,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     res = DemoResult(workdir=str(work), seconds=0.0)
     res.metrics, res.paired, res.breakdown, models, datasets, ranks = _evaluate(runs, dataset, world, s.device)
     if "hanet" in models and "tst" in datasets:
-        from hanet.data.synth.moments import moment_report
+        from hanet.world_moments import moment_report
 
         res.moments = moment_report(models["hanet"].cpu(), datasets["tst"], world)
     times["evaluate"] = time.time() - t
@@ -697,13 +697,15 @@ def _write_report(work: Path, res: DemoResult, s: DemoSettings) -> None:
 # ---------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="hanet-demo", help="where everything goes (default ./hanet-demo)")
-    p.add_argument("--quick", action="store_true", help="a tiny world and short training (~2 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="a tiny world and short training (about 30 s on 2 cores; "
+                   "a smoke test whose numbers compare nothing)")
     p.add_argument("--epochs", type=options.COUNT, help="training epochs per model")
     p.add_argument("--seed", type=options.SEED, help="seed of the world and of training (default 0)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--force", action="store_true", help="redo every stage")
     p.add_argument("--no-motion", action="store_true",
-                   help="appearance features only (no motion stream; for comparison)")
+                   help="no difference-image stream (with --no-flow: appearance features only; for comparison)")
+    p.add_argument("--no-flow", action="store_true", help="no optical-flow stream (for comparison)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (the stage lines stay)")
 
 
@@ -711,6 +713,8 @@ def run(args: argparse.Namespace) -> int:
     s = DemoSettings.for_mode(args.quick, epochs=args.epochs, seed=args.seed, device=args.device)
     if args.no_motion:
         s.motion_gain = None
+    if args.no_flow:
+        s.flow_size = None
     work = Path(args.workdir)
     if args.force and (work / "demo_state.json").exists():
         (work / "demo_state.json").unlink()

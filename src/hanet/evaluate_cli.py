@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     spans = None
     if args.world:
         from hanet.data.synth import t2v_breakdown
-        from hanet.data.synth.moments import collect, format_moments, summarize, write_benchmark_files
+        from hanet.world_moments import collect, format_moments, summarize, write_benchmark_files
 
         print(format_breakdown(t2v_breakdown(args.world, res.video_names, res.captions,
                                              res.scores["fused"].argmax(0), *data.gt_pairs)))

@@ -253,6 +253,32 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         raise write_failure(path, exc, "append to") from None
 
 
-__all__ = ["WriteError", "ensure_dir", "check_output_file", "write_failure", "os_error_reason", "fsync_dir", "fsync_file", "atomic_write",
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` that never runs code from the file (``weights_only``): tensors, containers,
+    numbers and strings, plus numpy arrays and dtypes (random-generator states of checkpoints
+    written by hanet 0.1).
+
+    Raises:
+        HanetError: missing, unreadable, or holding anything else (which could run code).
+    """
+    import numpy as np
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise HanetError(f"{p}: {what} not found" + (" (it is a folder)" if p.is_dir() else ""))
+    # the globals numpy arrays unpickle through; they build arrays, they cannot run code
+    allowed = [np.dtype, np.ndarray, getattr(np, "_core", np.core).multiarray._reconstruct, type(np.dtype(np.uint32))]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad or unsafe file
+        first = str(exc).strip().splitlines()
+        why = next((line.strip() for line in first if "Unsupported global" in line), first[0] if first else "")
+        raise HanetError(f"{p}: unreadable {what}, or one holding objects that loading would have to run code "
+                         f"for ({why[:300]})") from None
+
+
+__all__ = ["WriteError", "safe_torch_load", "ensure_dir", "check_output_file", "write_failure", "os_error_reason", "fsync_dir", "fsync_file", "atomic_write",
            "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "atomic_save_npy",
            "commit_dir", "append_line"]

@@ -27,7 +27,7 @@ import torch
 from hanet import __version__
 from hanet.config import HANetConfig
 from hanet.errors import HanetError
-from hanet.io import append_line, atomic_write_json, atomic_write_text, ensure_dir
+from hanet.io import append_line, atomic_write_json, atomic_write_text, ensure_dir, safe_torch_load
 
 CHECKPOINT_FORMAT = "hanet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -136,31 +136,6 @@ class RunDir:
             if p.is_file():
                 return p
         raise HanetError(f"{self.path}: no checkpoint in {self.checkpoints}")
-
-
-def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` that never runs code from the file (``weights_only``): tensors, containers,
-    numbers and strings, plus numpy arrays and dtypes (random-generator states of checkpoints
-    written by hanet 0.1).
-
-    Raises:
-        HanetError: missing, unreadable, or holding anything else (which could run code).
-    """
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise HanetError(f"{p}: {what} not found" + (" (it is a folder)" if p.is_dir() else ""))
-    # the globals numpy arrays unpickle through; they build arrays, they cannot run code
-    allowed = [np.dtype, np.ndarray, getattr(np, "_core", np.core).multiarray._reconstruct, type(np.dtype(np.uint32))]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad or unsafe file
-        first = str(exc).strip().splitlines()
-        why = next((line.strip() for line in first if "Unsupported global" in line), first[0] if first else "")
-        raise HanetError(f"{p}: unreadable {what}, or one holding objects that loading would have to run code "
-                         f"for ({why[:300]})") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

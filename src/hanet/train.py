@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from hanet.config import HANetConfig
 from hanet.data.formats import vocab_fingerprint
+from hanet.data.schema import split_overlap
 from hanet.errors import HanetError
 from hanet.io import WriteError, atomic_write, ensure_dir
 
@@ -156,7 +157,7 @@ def load_word_embeddings(path: str, word2int: dict[str, int], num_words: int) ->
     if not p.is_file():
         raise HanetError(f"{p}: word embedding file not found")
     if p.suffix in (".th", ".pt", ".pth"):
-        from hanet.run import safe_torch_load
+        from hanet.io import safe_torch_load
 
         obj = safe_torch_load(p, "word embedding file")
         if isinstance(obj, dict):
@@ -422,6 +423,12 @@ class Trainer:
         # Data first: every data problem is reported before any long work starts.
         self.trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
         self.val = RetrievalData(spec, val_split, config.model) if val_split is not None else None
+        if self.val is not None:
+            overlap = split_overlap({"trn": self.trn.names, val_split: self.val.names})
+            if overlap:
+                raise HanetError(f"dataset {spec.source}: {len(overlap)} video(s) in both trn and {val_split} "
+                                 f"(validation would pick the epoch that best remembers them): "
+                                 + ", ".join(overlap[:8]))
         if val_split is None and not explicit_none:
             say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
         _maybe_preload(self.trn, opts.preload, say)

@@ -330,7 +330,7 @@ def test_cli(tmp_path: Path, capsys) -> None:
 
 
 def test_what_a_caption_is_judged_on_comes_from_its_words() -> None:
-    from hanet.data.synth.moments import _forms, judge
+    from hanet.world_moments import _forms, judge
 
     grow, disappear = (_forms(frozenset(vocab.action_verbs(a))) for a in ("grow", "disappear"))
     forms = [grow, disappear]

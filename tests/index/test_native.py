@@ -1,13 +1,12 @@
-"""The compiled phrase-product kernel (hanet.index.native): its values, its refusals, and how it
-is built, found again, and done without."""
+"""The compiled phrase-product kernel (hanet.index.native): its values, its refusals, that it is
+built at install and nothing is compiled at run time, and how search does without it."""
 
 from __future__ import annotations
 
-import os
+import ctypes.util
 import platform
 import shutil
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,12 +21,13 @@ HAS_KERNEL_HERE = platform.machine().lower() in ("x86_64", "amd64") and bool(shu
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path, request):
-    """An empty kernel cache of this test's own, and the loaded kernel forgotten before and after."""
-    monkeypatch.setenv("HANET_NATIVE_CACHE", str(tmp_path / "cache"))
+    """The loaded kernel forgotten before and after; a home folder of this test's own."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
     monkeypatch.delenv("HANET_NATIVE", raising=False)
     native.reset()
     request.addfinalizer(native.reset)
-    return tmp_path / "cache"
+    return tmp_path / "home"
 
 
 def records(m: int, F: int, d: int, rng) -> np.ndarray:
@@ -127,56 +127,36 @@ def test_rows_of_a_whole_segment_are_multiplied_in_place(fresh):
     assert torch.equal(in_place, copied)
 
 
-def test_the_kernel_is_compiled_once_then_found_in_its_cache(fresh):
+def test_the_kernel_is_the_one_built_at_install_and_nothing_is_compiled_at_run_time(fresh, monkeypatch, tmp_path):
+    """The library comes from the package folder; a compiler that is not there changes nothing,
+    and loading writes nothing under the user's home or the temporary folder."""
     if not HAS_KERNEL_HERE:
         pytest.skip(f"no kernel on this machine: {native.status()}")
-    assert native.library() is not None
-    built = list(fresh.glob("dots-*.so"))
-    assert len(built) == 1 and str(built[0]) in native.status()
-    stamp = built[0].stat().st_mtime_ns
-    native.reset()
-    assert native.library() is not None
-    assert list(fresh.glob("dots-*.so")) == built and built[0].stat().st_mtime_ns == stamp
-    assert not list(fresh.glob("*.tmp"))
-
-
-def test_without_a_compiler_search_products_come_from_torch(fresh, monkeypatch, tmp_path):
-    """No compiler, a cache path that is a file, or HANET_NATIVE=0: no kernel, a reason that
-    says so, and the products (gather_float's as-read path) still computed, by torch."""
-    from hanet.index.scorer import gather_float  # noqa: F401  (the path that falls back)
-
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    assert native.library() is None
-    assert "could not run the C compiler" in native.status() and "no-such-compiler" in native.status()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    assert native.library() is not None, native.status()
+    built = native.built_library()
+    assert built is not None and built.parent == Path(native.__file__).parent and str(built) in native.status()
+    assert not fresh.exists() and not (tmp_path / "tmp").exists()
+
+
+def test_without_the_kernel_search_products_come_from_torch(fresh, monkeypatch):
+    """HANET_NATIVE=0 (or a machine where the install could not build it): no kernel, a reason
+    that says so, and no plan, so the products (gather_float's path) come from torch."""
+    monkeypatch.setenv("HANET_NATIVE", "0")
+    assert native.library() is None and "HANET_NATIVE=0" in native.status()
     rng = np.random.default_rng(1)
     recs = records(2, 3, 16, rng)
     assert native.DotsPlan.make(recs.dtype, {"h": (torch.ones(1, 16), torch.zeros(2, 3, 1))}) is None
 
-    native.reset()
-    monkeypatch.delenv("CC")
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    monkeypatch.setenv("HANET_NATIVE_CACHE", str(blocker))
-    assert native.library() is None
-    assert str(blocker) in native.status()
 
-    native.reset()
-    monkeypatch.setenv("HANET_NATIVE", "0")
-    assert native.library() is None and "HANET_NATIVE=0" in native.status()
-
-
-def test_a_damaged_library_in_the_cache_is_rebuilt_not_called(fresh):
-    """A file in the cache under the kernel's name that is not what this source builds (a
-    truncated copy, garbage) is never called into: it is compiled again in its place. (In a
-    fresh process: one that has loaded the kernel keeps using the copy it loaded.)"""
-    if not HAS_KERNEL_HERE:
-        pytest.skip(f"no kernel on this machine: {native.status()}")
-    fresh.mkdir(parents=True)
-    damaged = fresh / native.library_name()
+def test_a_library_that_is_not_the_kernel_is_never_called(tmp_path):
+    """A file under the kernel's name that is not what this source builds (a truncated copy,
+    garbage, another library) is refused before any call into it."""
+    damaged = tmp_path / "_dots.so"
     damaged.write_bytes(b"\x7fELF not really")
-    env = {**os.environ, "HANET_NATIVE_CACHE": str(fresh)}
-    out = subprocess.run([sys.executable, "-c", "from hanet.index import native; print(native.status())"],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("native kernel") and str(damaged) in out.stdout
-    assert damaged.read_bytes()[:4] == b"\x7fELF" and damaged.stat().st_size > 1000
+    assert native._open(damaged) is None
+    libc = ctypes.util.find_library("c")
+    if libc:
+        assert native._open(libc) is None  # loads, but has no hanet_dots_abi

@@ -32,7 +32,8 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
 
     from hanet.config import get_preset
     from hanet.data.dataset import RetrievalData, words_in_vocab
-    from hanet.data.formats import DatasetSpec, load_vocab
+    from hanet.data.formats import DatasetSpec, load_names, load_vocab
+    from hanet.data.schema import split_overlap
     from hanet.errors import DataError
 
     spec = DatasetSpec.load(path)
@@ -43,8 +44,22 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
         if not spec.word2int.is_file():
             return report
     cfg = get_preset(preset).model
-    cfg.text.num_words = words_in_vocab(spec)
+    try:
+        cfg.text.num_words = words_in_vocab(spec)
+    except DataError as exc:  # every split's records are read through the vocabulary: nothing more to check
+        report["problems"].append(str(exc))
+        return report
     vocab = load_vocab(spec.word2int)
+    names = {}
+    for split in spec.splits:
+        try:
+            names[split] = load_names(spec.split(split).names)
+        except DataError:
+            continue  # reported with the split below
+    overlap = split_overlap(names)
+    if overlap:
+        report["problems"].append(f"{len(overlap)} video(s) in more than one split: {', '.join(overlap[:8])}"
+                                  + (f", ... ({len(overlap) - 8} more)" if len(overlap) > 8 else ""))
     dims_seen: dict[str, list[int]] = {}
     for split in spec.splits:
         if spec.missing_files([split], shared=False):

@@ -25,6 +25,7 @@ from hanet.config import ModelConfig
 from hanet.data.batch import ConceptTargets, TextBatch, TrainBatch, VideoBatch
 from hanet.data.formats import (EOS, ROLE2ID, UNK, DatasetSpec, FeatureStore, load_captions, load_json,
                                 load_names, load_vocab, pad_or_subsample)
+from hanet.data.schema import concept_weight_problems, graph_problem, vocab_problems
 from hanet.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -189,11 +190,13 @@ class RetrievalData:
         no_graph = sorted({c for caps in self.captions.values() for c in caps if c not in graphs})
         if no_graph:
             problems.append(f"{files.rolegraphs}: no role graph for {len(no_graph)} caption(s): {_few(no_graph)}")
-        bad_graph = sorted(c for caps in self.captions.values() for c in caps
-                           if c in graphs and not _graph_ok(graphs[c]))
+        bad_graph = sorted({f"{c!r}: {why}" for caps in self.captions.values() for c in caps
+                            if c in graphs and (why := graph_problem(c, graphs[c])) is not None})
         if bad_graph:
-            problems.append(f"{files.rolegraphs}: malformed graph (want [nodes, edges]) for: {_few(bad_graph)}")
-        max_id = max(self.word2int.values(), default=-1)
+            problems.append(f"{files.rolegraphs}: {len(bad_graph)} malformed graph(s): " + "; ".join(bad_graph[:8])
+                            + (f"; ... ({len(bad_graph) - 8} more)" if len(bad_graph) > 8 else ""))
+        problems += [f"{spec.word2int}: {p}" for p in vocab_problems(self.word2int)]
+        max_id = max((i for i in self.word2int.values() if isinstance(i, int)), default=-1)
         if max_id >= config.text.num_words:
             problems.append(f"{spec.word2int}: word ids go up to {max_id} but the model has num_words="
                             f"{config.text.num_words}")
@@ -258,6 +261,9 @@ class RetrievalData:
             if bad:
                 problems.append(f"{path} / {all_path}: concept ids outside [0, {n_concepts}) (num_{kind}_concepts): "
                                 f"{_few([f'{n}:{i}' for n, i in bad])}")
+            weights = concept_weight_problems(per_vid, self.names)
+            if weights:
+                problems.append(f"{all_path}: {len(weights)} concept weight(s) not in [0, 1]: {_few(weights)}")
             loaded[kind] = (per_cap, per_vid)
         self.concepts = loaded
         return problems
@@ -316,11 +322,6 @@ class RetrievalData:
             yield collate_captions([self.caption(c) for c in chunk], chunk)
 
 
-def _graph_ok(g: Any) -> bool:
-    return (isinstance(g, (list, tuple)) and len(g) >= 2 and isinstance(g[0], dict) and isinstance(g[1], list)
-            and all(isinstance(v, dict) for v in g[0].values()))
-
-
 def _few(items: Sequence[Any], k: int = 8) -> str:
     items = list(items)
     s = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in items[:k])
@@ -364,8 +365,17 @@ def infer_feature_dims(spec: DatasetSpec, split: str = "trn") -> tuple[int, ...]
 
 
 def words_in_vocab(spec: DatasetSpec) -> int:
-    """num_words for the model: one more than the largest id in word2int."""
-    return max(load_vocab(spec.word2int).values()) + 1
+    """num_words for the model: one more than the largest id in word2int.
+
+    Raises:
+        DataError: the vocabulary is not one id per word (:func:`~hanet.data.schema.vocab_problems`),
+            before a model is sized by it.
+    """
+    words = load_vocab(spec.word2int)
+    problems = vocab_problems(words)
+    if problems:
+        raise DataError(f"{spec.word2int}: " + "; ".join(problems))
+    return max(words.values()) + 1
 
 
 __all__ = ["EncodedCaption", "CaptionEncoder", "RetrievalData", "PairDataset", "collate_pairs",

@@ -295,6 +295,8 @@ def load_json(path: str | os.PathLike, what: str) -> Any:
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: {what} file is not valid JSON: {exc.msg} at line {exc.lineno} "
                         f"column {exc.colno}") from None
+    except RecursionError:
+        raise DataError(f"{path}: {what} file nests its values too deep to be a {what} file") from None
 
 
 def load_names(path: str | os.PathLike) -> list[str]:

@@ -194,7 +194,7 @@ def init_like_official_(model: nn.Module, seed: Optional[int] = None) -> None:
 
 def load_official_checkpoint(path: str, model: nn.Module) -> None:
     """Load an official ``*.th`` checkpoint (``{"video_encoder": sd, "text_encoder": sd}``)."""
-    from hanet.run import safe_torch_load
+    from hanet.io import safe_torch_load
 
     state = safe_torch_load(path, "official checkpoint")
     if not isinstance(state, dict) or not {"video_encoder", "text_encoder"} <= set(state):

@@ -7,24 +7,20 @@ small matrix product and a scatter; with 1-10 phrases the calls' overheads and t
 cost more than the arithmetic (measured: about 20 of a query's 30 ms reading and multiplying 200
 candidates at MSR-VTT's sizes). ``dots.c`` does it in one pass per field, converting in registers.
 
-The kernel is optional. It is compiled with the system's C compiler (``$CC``, else ``cc``) the
-first time it is needed, into a cache folder (``$HANET_NATIVE_CACHE``, else
-``$XDG_CACHE_HOME/hanet/native`` or ``~/.cache/hanet/native``; a private temporary folder when
-that cannot be written), keyed by the source's hash. Without a compiler, on a CPU without AVX2,
-FMA and F16C, off x86-64, or with ``HANET_NATIVE=0``, the same products come from torch, and
-:func:`status` says why. Both give the values of :func:`hanet.index.scorer.stored_values`
+The kernel is optional. It is compiled when hanet is installed (``setup.py``: the system's C
+compiler builds ``_dots*.so`` beside this file) and loaded with ctypes; nothing is compiled or
+written when hanet runs. Where it was not built (no compiler at install time, not x86-64), on a
+CPU without AVX2, FMA and F16C, or with ``HANET_NATIVE=0``, the same products come from torch,
+and :func:`status` says why. Both give the values of :func:`hanet.index.scorer.stored_values`
 multiplied in float32; only the order of the additions differs (last bits).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
+import importlib.machinery
 import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional
@@ -57,37 +53,13 @@ def _enabled() -> Optional[str]:
     return None
 
 
-def _cache_dirs() -> list[Path]:
-    if os.environ.get("HANET_NATIVE_CACHE"):
-        return [Path(os.environ["HANET_NATIVE_CACHE"])]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return [base / "hanet" / "native", Path(tempfile.gettempdir()) / f"hanet-native-{os.getuid()}"]
-
-
-def _compile(target: Path) -> Optional[str]:
-    """Build :data:`SOURCE` into ``target`` (atomically); None, or why the compiler could not.
-
-    Raises:
-        OSError: the library was built but could not be put in place.
-    """
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return "no C compiler (set CC, or install gcc)"
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    cmd = [*cc.split(), "-O3", "-shared", "-fPIC", "-std=c99", "-o", str(tmp), str(SOURCE)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"could not run the C compiler {cc!r}: {exc}"
-    if proc.returncode != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no message"]
-        return f"{cc} could not compile {SOURCE.name}: {last[0][:200]}"
-    try:
-        os.replace(tmp, target)  # another process compiling the same source writes the same library
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise  # the folder's problem, not the compiler's: the caller tries the next folder
+def built_library() -> Optional[Path]:
+    """The kernel the install built beside this file, or None."""
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = here / f"_dots{suffix}"
+        if p.is_file():
+            return p
     return None
 
 
@@ -100,48 +72,27 @@ def _open(lib_path: Path) -> Optional[ctypes.CDLL]:
         return None
 
 
-def library_name() -> str:
-    """The file name of the kernel built from this :data:`SOURCE` on this kind of machine."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    return f"dots-{digest}-{platform.machine().lower()}.so"
-
-
 def _load() -> tuple[Optional[ctypes.CDLL], str]:
     why = _enabled()
     if why:
         return None, why
-    name = library_name()
-    reasons = []
-    for folder in _cache_dirs():
-        lib_path = folder / name
-        lib = _open(lib_path) if lib_path.is_file() else None
-        if lib is None:  # not built yet, or a file there that is not this kernel: (re)build it
-            try:
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                if not os.access(folder, os.W_OK):
-                    raise PermissionError(f"cannot write {folder}")
-                problem = _compile(lib_path)
-            except OSError as exc:  # a folder that cannot be made or written: the next one
-                reasons.append(f"cache folder {folder}: {exc.strerror or exc}")
-                continue
-            if problem:  # the compiler's: no other folder would help
-                return None, problem
-            lib = _open(lib_path)
-            if lib is None:
-                reasons.append(f"{lib_path}: built, but it does not load")
-                continue
-        if not lib.hanet_dots_supported():
-            return None, "this CPU lacks AVX2, FMA or F16C"
-        lib.hanet_group_dots.restype = ctypes.c_int
-        lib.hanet_group_dots.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                                         ctypes.POINTER(_Field), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
-        _state["path"] = lib_path
-        return lib, "native"
-    return None, "; ".join(reasons) or "no cache folder"
+    lib_path = built_library()
+    if lib_path is None:
+        return None, "the kernel was not built when hanet was installed (no C compiler then); reinstall with one"
+    lib = _open(lib_path)
+    if lib is None:
+        return None, f"{lib_path}: not the kernel of this hanet (reinstall hanet)"
+    if not lib.hanet_dots_supported():
+        return None, "this CPU lacks AVX2, FMA or F16C"
+    lib.hanet_group_dots.restype = ctypes.c_int
+    lib.hanet_group_dots.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                     ctypes.POINTER(_Field), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    _state["path"] = lib_path
+    return lib, "native"
 
 
 def library() -> Optional[ctypes.CDLL]:
-    """The loaded kernel, compiling it on first use; None when torch does the products."""
+    """The kernel built at install, loaded on first use; None when torch does the products."""
     if "lib" not in _state:
         with _lock:
             if "lib" not in _state:
@@ -160,7 +111,7 @@ def status() -> str:
 
 
 def reset() -> None:
-    """Forget the loaded kernel, so the next use reads ``HANET_NATIVE`` and the cache again."""
+    """Forget the loaded kernel, so the next use reads ``HANET_NATIVE`` again."""
     with _lock:
         _state.clear()
 
@@ -242,4 +193,4 @@ class DotsPlan:
             raise ValueError(f"the kernel refused these fields (code {rc})")
 
 
-__all__ = ["SOURCE", "ABI", "MAX_VECTORS", "library", "library_name", "status", "reset", "DotsPlan"]
+__all__ = ["SOURCE", "ABI", "MAX_VECTORS", "library", "built_library", "status", "reset", "DotsPlan"]
