@@ -464,7 +464,7 @@ class Trainer:
         if problems:
             raise HanetError(f"{run.path}: --resume continues the run with its own settings; given other ones: "
                              + "; ".join(problems) + ". Drop them, or start a new run with another --out")
-        opts.variant = info.variant
+        opts.variant = info.variant  # the run's own, when none was given
         keep = {k: mine[k] for k in RESUME_CHANGEABLE if given is None or k in given}
         return replace(info.config, train=replace(info.config.train, **keep))
 

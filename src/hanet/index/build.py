@@ -592,8 +592,8 @@ class IndexWriter:
                     rep.unusable.append(why)
                     found.append(name)
 
-                for names_, fields, metas in encode_stored_videos(self.model, store, chunk, batch_size, videos_dir,
-                                                                  on_bad=bad_values):
+                for _, fields, metas in encode_stored_videos(self.model, store, chunk, batch_size, videos_dir,
+                                                             on_bad=bad_values):
                     if found:  # the segment's rows are its ids in order: start it again without them
                         raise _Unusable(found)
                     yield fields, metas

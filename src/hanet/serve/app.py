@@ -280,7 +280,7 @@ class HostCheck:
             return False
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") in ("http", "websocket"):
+        if scope.get("type") == "http":  # the app serves no websockets
             host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
             if host and not self.host_ok(host):
                 body = JSONResponse(_error_body(421, "misdirected_request",
