@@ -299,7 +299,7 @@ def agreement_at_k(index, text, exact: np.ndarray, k: int = 10, chunk: int = 64,
 
 def cmd_scale(args: argparse.Namespace) -> int:
     from hanet.index import SearchIndex, native
-    from hanet.index.build import index_info
+    from hanet.index.audit import index_info
     from hanet.index.store import read_manifest
 
     out = Path(args.out or f"/tmp/hanet-bench-scale-{args.dims}-{args.videos}"
@@ -495,7 +495,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
         t = time.time()
         build_synthetic(out, args.videos, args.dims)
         print(f"built a {args.videos}-video {args.dims} index in {time.time() - t:.0f} s", file=sys.stderr)
-    from hanet.index.build import index_info
+    from hanet.index.audit import index_info
 
     info = index_info(idx)
     mc = info["model"]

@@ -301,7 +301,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, run: Optional[s
 
 def _export_features(pa: Any, schema: Any, w: _Writer, model: Any, store: Any, batch_size: int, say) -> list[str]:
     from hanet.data.formats import feature_key
-    from hanet.index.build import encode_stored_videos
+    from hanet.index.encode import encode_stored_videos
 
     want = model.config.video.dim_input
     if sum(store.dims()) != want:

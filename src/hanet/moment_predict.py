@@ -59,7 +59,7 @@ def predict_moments(model: Any, data: Any, queries: Sequence[MomentQuery], batch
     Returns:
         ``(predictions, the queries they answer)``, in the ground truth's order.
     """
-    from hanet.index.build import encode_stored_videos
+    from hanet.index.encode import encode_stored_videos
     from hanet.index.query import QueryEncoder
     from hanet.model.moments import moments
     from hanet.text.normalize import normalize_caption

@@ -149,7 +149,7 @@ def collect(model: Any, data: Any, world_dir: str | Path, batch_size: int = 64) 
         for one only}``.
     """
     from hanet.data.synth.world import load_annotations
-    from hanet.index.build import encode_stored_videos
+    from hanet.index.encode import encode_stored_videos
     from hanet.index.query import QueryEncoder
     from hanet.text.normalize import normalize_caption
     from hanet.text.rolegraph import graph_for_normalized

@@ -234,7 +234,7 @@ def test_index_commands_on_a_path_that_is_a_file(tmp_path, corpus, capsys):
 def test_int8_frames_halve_the_records_and_keep_the_answers(tmp_path, run_dir, corpus, index):
     """frame_dtype=int8: per-frame tensors as int8 with a scale per frame; the scores move by
     quantisation noise only (the norms and Gram matrices are those of the stored values)."""
-    from hanet.index.build import index_info
+    from hanet.index.audit import index_info
 
     idx = tmp_path / "idx8"
     build_index(run_dir, corpus.features, idx, thumbnails=False, frame_dtype="int8")
@@ -256,7 +256,7 @@ def test_int8_frames_halve_the_records_and_keep_the_answers(tmp_path, run_dir, c
 def test_approximate_first_stage_finds_the_exhaustive_answers(tmp_path, run_dir, corpus, index):
     """first_stage=ivf at any size: candidates from the inverted file, then the same rerank; on a
     collection this small every list is probed and the answers are the exhaustive ones."""
-    from hanet.index.build import index_info
+    from hanet.index.audit import index_info
 
     idx = tmp_path / "ivf"
     build_index(run_dir, corpus.features, idx, thumbnails=False, first_stage="ivf")

@@ -17,7 +17,8 @@ import pytest
 from hanet.cli import main
 from hanet.errors import HanetError
 from hanet.index import SearchIndex, add_videos, build_index, delete_videos
-from hanet.index.build import IndexWriter, index_info, sync_engine
+from hanet.index.audit import index_info
+from hanet.index.build import IndexWriter, sync_engine
 from hanet.index.engine import EngineError
 from hanet.index.store import read_manifest
 

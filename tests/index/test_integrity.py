@@ -107,7 +107,8 @@ def test_truncated_garbled_or_shuffled_files_are_refused(built, tmp_path, damage
 
 def test_a_change_after_a_commit_is_recorded_by_the_next_commit(built, corpus, tmp_path):
     from hanet.index import SearchIndex
-    from hanet.index.build import delete_videos, verify_index
+    from hanet.index.audit import verify_index
+    from hanet.index.build import delete_videos
 
     idx = _copy(built, tmp_path)
     delete_videos(idx, [corpus.names[0]])

@@ -217,7 +217,7 @@ def test_every_hit_says_when_it_matches(tmp_path, index, corpus, run_dir, parser
 
 def test_default_candidates_follow_the_record_size(index):
     """By default a query's candidates read at most 36 MiB of records (500 at most)."""
-    from hanet.index.build import index_info
+    from hanet.index.audit import index_info
     from hanet.index.search import DEFAULT_CANDIDATES, default_candidates
 
     assert default_candidates(174_844) == 200  # an MSR-VTT-size float16 record

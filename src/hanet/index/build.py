@@ -1,10 +1,5 @@
-"""Building and updating an index: encode each video once, store, commit atomically.
-
-Every video is padded to ``max_frames_in_video`` before it is encoded, alone or in any batch:
-the official video encoder lets padding into SE pooling, the k=5 verb convolution and the
-concept BatchNorm's input, so a short video's embeddings depend on how far it is padded. A fixed
-padding makes a video's stored encodings independent of which videos were indexed with it (and
-of the batch size), so adding videos later never changes the scores of those already indexed.
+"""Building and updating an index: encode each video once (:mod:`hanet.index.encode`), store,
+commit atomically. What an index holds and whether it is intact: :mod:`hanet.index.audit`.
 """
 
 from __future__ import annotations
@@ -20,19 +15,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from hanet.errors import DataError, HanetError
-from hanet.index import native
 from hanet.index.faiss_stage import PARTS as STAGE_PARTS
 from hanet.index.faiss_stage import ANN_MIN_ROWS, FIRST_STAGES, FirstStage, first_stage_vectors
-from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, MOMENT_FIELDS, TEXT_FLOAT_FIELDS,
-                               TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
+from hanet.index.store import (CONCEPTS_FILE, INDEX_FORMAT, INDEX_VERSION, MODEL_FILE, VOCAB_FILE,
                                Collection, IndexFormatError, IndexLock, SegmentWriter, collect_garbage, field_shapes,
                                model_fingerprint, read_manifest, record_files, write_manifest)
+from hanet.index.encode import DEFAULT_BATCH, encode_stored_videos, text_fields
 from hanet.io import atomic_save_npy, atomic_write_text
 
-DEFAULT_BATCH = 64
 DEFAULT_SEGMENT = 20000
 
 
@@ -155,40 +147,7 @@ def _concept_names(folder: Optional[Path], cfg: Any) -> Optional[dict[str, list[
     return out
 
 
-# ---------------------------------------------------------------------- encoding
-def video_fields(out: Any) -> dict[str, np.ndarray]:
-    """Stored arrays of a batch of encoded videos.
-
-    Args:
-        out: :class:`~hanet.model.video.VideoEncoderOutput` of B videos padded to max_frames.
-
-    Returns:
-        field -> (B, ...) numpy array, with the norms and Gram matrices of
-        :func:`hanet.index.scorer.precompute`.
-    """
-    from hanet.index.scorer import precompute
-
-    f = {name: getattr(out, name).detach().cpu().numpy()
-         for name in VIDEO_FLOAT_FIELDS + VIDEO_INT_FIELDS + MOMENT_FIELDS}
-    f.update(precompute(f))
-    return f
-
-
-def text_fields(out: Any) -> dict[str, np.ndarray]:
-    """Stored arrays of a batch of encoded captions.
-
-    Phrase slots that scoring ignores are zeroed: the encoder fills them with -1e10, which
-    float16 cannot hold.
-    """
-    from hanet.model.scoring import slot_mask
-
-    f = {name: getattr(out, name).detach().cpu() for name in TEXT_FLOAT_FIELDS + TEXT_INT_FIELDS}
-    vmask, nmask = slot_mask(f["verb_lens"]), slot_mask(f["noun_lens"])
-    for name, m in (("verb_embeds", vmask), ("verb_phrases", vmask), ("noun_embeds", nmask), ("noun_phrases", nmask)):
-        f[name] = f[name].masked_fill(~m.unsqueeze(-1), 0.0)
-    return {k: v.numpy() for k, v in f.items()}
-
-
+# ---------------------------------------------------------------------- first-stage vectors
 class _StageVectors:
     """First-stage vectors of a segment's rows, gathered batch by batch as the rows are written."""
 
@@ -201,52 +160,6 @@ class _StageVectors:
 
     def stacked(self) -> dict[str, np.ndarray]:
         return {k: np.concatenate(v) for k, v in self.parts.items()}
-
-
-def encode_stored_videos(model: Any, store: Any, names: Sequence[str], batch_size: int = DEFAULT_BATCH,
-                         videos_dir: Optional[Path] = None,
-                         on_bad: Optional[Callable[[str, str], None]] = None):
-    """Encode videos of a feature store as an index stores them, a batch at a time.
-
-    Every video is padded (or subsampled) to ``max_frames_in_video`` first (see the module
-    docstring), so its encodings do not depend on its batch.
-
-    Args:
-        model: the :class:`~hanet.model.HANet`.
-        store: a :class:`~hanet.data.features.FeatureStore`.
-        names: the videos (feature keys).
-        batch_size: videos per encoder call.
-        videos_dir: folder of the video files (recorded in the metadata when found).
-        on_bad: called with ``(name, problem)`` for a video whose features cannot be read, which
-            is then left out; None: the DataError is raised.
-
-    Yields:
-        ``(names, fields, metas)`` per batch: :func:`video_fields` and each video's metadata
-        (length, frame times, duration, source...).
-    """
-    from hanet.data.formats import pad_or_subsample
-
-    T = model.config.max_frames_in_video
-    for s in range(0, len(names), batch_size):
-        part, feats, lens, metas = [], [], [], []
-        for n in names[s:s + batch_size]:
-            try:
-                raw = store.get(n)
-            except DataError as exc:
-                if on_bad is None:
-                    raise
-                on_bad(n, str(exc))
-                continue
-            part.append(n)
-            x, length = pad_or_subsample(raw, T)
-            feats.append(x)
-            lens.append(length)
-            metas.append(_video_meta(n, store.attrs(n), raw.shape[0], T, videos_dir))
-        if not part:
-            continue
-        with torch.no_grad():
-            out = model.encode_video(torch.from_numpy(np.stack(feats)), torch.tensor(lens, dtype=torch.int64))
-        yield part, video_fields(out), metas
 
 
 def _open_features(features: Sequence[str | os.PathLike] | str | os.PathLike):
@@ -741,22 +654,6 @@ class IndexWriter:
         return {"videos": rows, "captions": crows}
 
 
-def _video_meta(name: str, attrs: dict[str, Any], n_frames: int, T: int, videos_dir: Optional[Path]) -> dict[str, Any]:
-    from hanet.index.thumbs import find_video
-
-    from hanet.data.formats import kept_frame_times, kept_frames
-
-    length = min(n_frames, T)
-    index = kept_frames(n_frames, T)
-    frame_times = kept_frame_times(attrs.get("timestamps"), n_frames, T)
-    source = attrs.get("source")
-    path = find_video(name, videos_dir, source if isinstance(source, str) else None)
-    meta = {"id": name, "length": int(length), "feature_frames": int(n_frames), "frame_index": index.tolist(),
-            "frame_times": frame_times, "source": None if path is None else str(path),
-            "duration": attrs.get("duration"), "width": attrs.get("width"), "height": attrs.get("height")}
-    return meta
-
-
 # ---------------------------------------------------------------------- public functions
 def create_index(out_dir: str | os.PathLike, model: Any, config: Any, word2int: dict[str, int], *,
                  source: str = "", concepts: Optional[dict[str, list[str]]] = None,
@@ -1014,93 +911,5 @@ def delete_videos(index_dir: str | os.PathLike, ids: Sequence[str], missing_ok: 
         return w.delete(list(ids), missing_ok=missing_ok)
 
 
-def _bytes_per_field(videos: Collection, mc: dict[str, Any], frame_dtype: str) -> dict[str, int]:
-    """Bytes of each stored field per video: as the records hold them (an index written by an
-    older hanet may lack fields), else as this version would write them."""
-    if videos.segments:
-        dt = videos.segments[0].dtype
-        return {name: int(dt[name].itemsize) for name in dt.names}
-    return {name: int(np.prod(shape, dtype=np.int64)) * np.dtype(t).itemsize
-            for name, (shape, t) in field_shapes(_model_config(mc), "videos", frame_dtype).items()}
-
-
-def _model_config(d: dict[str, Any]) -> Any:
-    from hanet.config import HANetConfig
-
-    return HANetConfig.from_dict({"model": d}).model
-
-
-def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
-    """Check every byte of every file an index's manifest binds to itself (SHA-256 recorded at commit).
-
-    Returns:
-        ``{"index", "files", "recorded", "problems": [...], "damaged_segments": [{"part", "segment",
-        "rows", "ids"}]}``: the ids a damaged segment holds (when its ``ids.json`` is intact), for
-        ``hanet index delete`` and ``add`` to encode again. ``recorded`` is False for an index
-        that records no checksums (built by an older hanet).
-
-    Raises:
-        IndexFormatError: not an index.
-    """
-    from hanet.index.store import SEGMENT_FILES, file_problems, recorded_files
-
-    d = Path(index_dir)
-    m = read_manifest(d)
-    problems = file_problems(d, m, full=True)
-    damaged = []
-    for part in ("videos", "captions"):
-        start = 0
-        for seg in m[part]["segments"]:
-            files = [str(d / f"segments/{seg['name']}/{f}") for f in SEGMENT_FILES]
-            if any(p.split(": ", 1)[0] in files for p in problems):
-                try:
-                    ids = json.loads((d / "segments" / seg["name"] / "ids.json").read_text())
-                    ids = ids if isinstance(ids, list) and len(ids) == seg["count"] else None
-                except (OSError, ValueError):
-                    ids = None
-                damaged.append({"part": part, "segment": seg["name"], "rows": [start, start + seg["count"]],
-                                "ids": ids})
-            start += seg["count"]
-    return {"index": str(d), "files": len(recorded_files(m)), "recorded": bool(m.get("files")),
-            "problems": problems, "damaged_segments": damaged}
-
-
-def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:
-    """A summary of an index: sizes, model, first stage (and engine), bytes per video, disk use."""
-    d = Path(index_dir)
-    m = read_manifest(d)
-    videos, caps = Collection(d, "videos", m), Collection(d, "captions", m)
-    mc = m["model"]["config"]
-    disk = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
-    stage_files = m["videos"].get("faiss") or {}
-    ann_file = stage_files.get("ann")
-    lists = None
-    if ann_file:
-        import faiss
-
-        lists = int(faiss.read_index(str(d / ann_file), faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_MMAP_IFC).nlist)
-    from hanet.index.search import default_candidates
-
-    per_field = _bytes_per_field(videos, mc, m.get("frame_dtype", "float16"))
-    return {
-        "index": str(d), "generation": m["generation"], "hanet_version": m.get("hanet_version"),
-        "videos": videos.num_alive, "videos_deleted": videos.size - videos.num_alive,
-        "captions": caps.num_alive, "segments": len(videos.segments) + len(caps.segments),
-        "model": {"fingerprint": m["model"]["fingerprint"][:16], "variant": m["model"]["variant"],
-                  "source": m["model"].get("source"), "dim_embed": mc["video"]["dim_embed"],
-                  "max_frames_in_video": mc["max_frames_in_video"], "num_verb_concepts": mc["num_verb_concepts"],
-                  "num_noun_concepts": mc["num_noun_concepts"]},
-        "concept_names": bool(m.get("concepts")),
-        "first_stage": {"policy": m.get("first_stage", "auto"),
-                        "kind": "qdrant" if m.get("engine") else "ivf" if ann_file else "exact", "lists": lists},
-        "engine": ({k: v for k, v in m["engine"].items() if k != "uid"} if m.get("engine") else None),
-        "bytes_per_video": per_field,
-        "default_candidates": default_candidates(sum(per_field.values())),
-        "frame_dtype": m.get("frame_dtype", "float16"),
-        "disk_bytes": disk, "updated": m.get("updated"),
-        "phrase_products": native.status(),  # this machine's, not the index's
-    }
-
-
-__all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "index_info", "create_index",
-           "sync_engine", "video_fields", "encode_stored_videos", "text_fields", "DEFAULT_BATCH", "DEFAULT_SEGMENT"]
+__all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "create_index", "sync_engine",
+           "DEFAULT_BATCH", "DEFAULT_SEGMENT"]

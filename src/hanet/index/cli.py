@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "verify":
         return _verify(args)
     if cmd == "info":
-        from hanet.index.build import index_info
+        from hanet.index.audit import index_info
         from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
 
         info = index_info(args.index)
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from hanet.index.build import verify_index
+    from hanet.index.audit import verify_index
     from hanet.io import atomic_write_text
 
     r = verify_index(args.index)
