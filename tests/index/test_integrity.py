@@ -137,3 +137,54 @@ def test_a_vocabulary_other_than_the_models_is_refused(run_dir, corpus, tmp_path
     build_index(run, corpus.features, tmp_path / "idx2", thumbnails=False)
     m = json.loads((tmp_path / "idx2" / "manifest.json").read_text())
     assert m["model"]["vocab"] == info.vocab
+
+
+def test_repair_drops_the_damaged_segment_and_keeps_the_rest_searchable(run_dir, corpus, twin, tmp_path, capsys):
+    """Two segments; one gets a file of another index; a video of the other was deleted. Repair:
+    the damaged segment's videos are dropped and listed, the deletion stays, the rest answers as
+    before, and every file verifies."""
+    from hanet.index import SearchIndex, build_index
+    from hanet.index.audit import verify_index
+    from hanet.index.build import delete_videos
+
+    idx = tmp_path / "idx"
+    build_index(run_dir, corpus.features, idx, thumbnails=False, segment_size=8, batch_size=5)
+    segs = sorted(idx.glob("segments/v-*"))
+    assert len(segs) >= 2
+    first = json.loads((segs[0] / "ids.json").read_text())
+    rest = [n for n in corpus.names if n not in first]
+    delete_videos(idx, [rest[0]])
+    before = {h.video_id: h.score for h in SearchIndex.open(idx).search(QUERY, k=50, mode="exhaustive")}
+    shutil.copy(_segment(twin) / "records.npy", segs[0] / "records.npy")
+    with pytest.raises(IndexFormatError):
+        SearchIndex.open(idx)
+    assert main(["index", "repair", str(idx), "--ids-out", str(tmp_path / "dropped.txt")]) == 0
+    assert "repaired" in capsys.readouterr().out
+    assert (tmp_path / "dropped.txt").read_text().split() == first
+    assert verify_index(idx)["problems"] == []
+    index = SearchIndex.open(idx)
+    after = {h.video_id: h.score for h in index.search(QUERY, k=50, mode="exhaustive")}
+    assert set(after) == set(rest[1:]) and rest[0] not in after
+    assert all(after[v] == pytest.approx(before[v], abs=1e-6) for v in after)
+    two_stage = [h.video_id for h in index.search(QUERY, k=5)]
+    assert two_stage == sorted(after, key=lambda v: -after[v])[:5]
+    # nothing left to repair
+    assert main(["index", "repair", str(idx)]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_a_damaged_model_or_deletion_list_cannot_be_repaired(built, tmp_path, corpus, capsys):
+    from hanet.index.build import delete_videos
+
+    idx = _copy(built, tmp_path)
+    (idx / "vocab.json").write_text("{}")
+    assert main(["index", "repair", str(idx)]) == 2
+    err = capsys.readouterr().err
+    assert "vocab.json" in err and "rebuild the index" in err and "Traceback" not in err
+    idx2 = tmp_path / "idx2"
+    shutil.copytree(built, idx2)
+    delete_videos(idx2, [corpus.names[0]])
+    tomb = next(idx2.glob("tombstones/*.npy"))
+    np.save(tomb, np.array([1, 2, 3], np.int64))
+    assert main(["index", "repair", str(idx2)]) == 2
+    assert tomb.name in capsys.readouterr().err

@@ -389,6 +389,80 @@ class IndexWriter:
             self._say(f"index: rebuilding the approximate first stage for {n} rows")
             st.build_ann()
 
+    def repair(self, damaged: dict[str, set[str]]) -> dict[str, list[str]]:
+        """Drop damaged segments and rebuild what derives from the intact ones, in one commit.
+
+        The first stage of each part is rebuilt from its intact segments' records (the vectors
+        are computed from what the records hold, as when they were added); deleted rows keep
+        their deletion, renumbered. Only what cannot be read back is lost: the rows of the
+        damaged segments.
+
+        Args:
+            damaged: part -> names of its segments with a damaged file.
+
+        Returns:
+            part -> the ids of the rows dropped (those of a segment whose ``ids.json`` is damaged
+            too are not known: ``"<segment>: N rows"``).
+        """
+        from hanet.index.store import Segment
+
+        if self.engine_spec is not None:
+            raise HanetError(f"{self.dir}: repair works on an index whose first stage is in its own files; for "
+                             f"an engine-backed index rebuild it, then `hanet index sync --full`")
+        m = copy.deepcopy(self.manifest)
+        gen = int(m["generation"]) + 1
+        dropped: dict[str, list[str]] = {}
+        for part in ("videos", "captions"):
+            info = m[part]
+            old_dead = (np.load(self.dir / info["tombstones"], allow_pickle=False)
+                        if info.get("tombstones") else np.zeros(0, np.int64))
+            kept, dead, start, new_start = [], [], 0, 0
+            st = FirstStage.create({"global": self.config.model.video.dim_embed,
+                                    "verbs": self.config.model.num_verb_concepts,
+                                    "nouns": self.config.model.num_noun_concepts}, self.variant)
+            for seg in info["segments"]:
+                n = int(seg["count"])
+                if seg["name"] in damaged.get(part, set()):
+                    try:
+                        dropped.setdefault(part, []).extend(json.loads(
+                            (self.dir / "segments" / seg["name"] / "ids.json").read_text()))
+                    except (OSError, ValueError):
+                        dropped.setdefault(part, []).append(f"{seg['name']}: {n} rows")
+                else:
+                    recs = Segment(self.dir / "segments" / seg["name"], part, n)
+                    for a in range(0, n, 4096):
+                        rows = np.arange(a, min(n, a + 4096))
+                        f = recs.read(rows)
+                        st.add(first_stage_vectors(f["global_embeds"], f["verb_probs"], f["noun_probs"]))
+                    recs.close()
+                    moved = old_dead[(old_dead >= start) & (old_dead < start + n)] - start + new_start
+                    dead.append(moved)
+                    kept.append(seg)
+                    new_start += n
+                start += n
+            info["segments"] = kept
+            info["count"] = new_start
+            tomb = np.concatenate(dead) if dead else np.zeros(0, np.int64)
+            info["tombstones"], info["deleted"] = None, int(len(tomb))
+            if len(tomb):
+                rel = f"tombstones/{part}-{gen:06d}.npy"
+                atomic_save_npy(self.dir / rel, tomb.astype(np.int64))
+                info["tombstones"] = rel
+            info["faiss"] = None
+            if st.ntotal:
+                self._maybe_build_ann(st)
+                rel_f = {k: f"faiss/{part}-{gen:06d}-{k}.faiss" for k in st.indexes}
+                st.save({k: self.dir / v for k, v in rel_f.items()})
+                info["faiss"] = rel_f
+            self._stages[part] = st
+        m["generation"] = gen
+        m["updated"] = time.time()
+        m["files"] = record_files(self.dir, m)  # the intact files keep their records; new ones are added
+        write_manifest(self.dir, m)  # the commit
+        self.manifest = m
+        collect_garbage(self.dir, m)
+        return dropped
+
     def _segment_name(self, part: str) -> str:
         prefix = "v" if part == "videos" else "c"
         return f"{prefix}-{int(self.manifest['generation']) + 1:06d}-{len(self.manifest[part]['segments']):03d}"
@@ -911,5 +985,46 @@ def delete_videos(index_dir: str | os.PathLike, ids: Sequence[str], missing_ok: 
         return w.delete(list(ids), missing_ok=missing_ok)
 
 
+
+def repair_index(index_dir: str | os.PathLike, progress: bool = False) -> dict[str, Any]:
+    """Make a damaged index searchable again from its intact files (``hanet index repair``).
+
+    Every file is checked against its recorded checksum (:func:`hanet.index.audit.verify_index`);
+    segments with a damaged file are dropped, the first stage is rebuilt from the intact
+    segments' records, deletions are kept. An index whose model, vocabulary, concept names or
+    deletion list is damaged cannot be repaired: those cannot be recomputed from the rest.
+
+    Returns:
+        ``{"index", "problems", "dropped": {part: [ids]}, "repaired": bool}``.
+
+    Raises:
+        IndexFormatError: not repairable (the message names the file).
+    """
+    from hanet.index.audit import verify_index
+    from hanet.index.store import SEGMENT_FILES
+
+    d = Path(index_dir)
+    r = verify_index(d)
+    if not r["recorded"]:
+        raise IndexFormatError(f"{d}: this index records no checksums (built by an older hanet): rebuild it")
+    if not r["problems"]:
+        return {"index": str(d), "problems": [], "dropped": {}, "repaired": False}
+    m = read_manifest(d)
+    bad = {p.split(": ", 1)[0] for p in r["problems"]}
+    core = [d / f for f in (MODEL_FILE, VOCAB_FILE, CONCEPTS_FILE)] + \
+        [d / m[part]["tombstones"] for part in ("videos", "captions") if m[part].get("tombstones")]
+    lost = [str(f) for f in core if str(f) in bad]
+    if lost:
+        raise IndexFormatError(f"{d}: {', '.join(lost)} damaged: the model, its vocabulary, the concept names and "
+                               f"the deletions cannot be recomputed from the rest; rebuild the index "
+                               f"(`hanet index build`)")
+    damaged = {part: {seg["name"] for seg in m[part]["segments"]
+                      if any(str(d / "segments" / seg["name"] / f) in bad for f in SEGMENT_FILES)}
+               for part in ("videos", "captions")}
+    with IndexWriter(d, progress=progress) as w:
+        dropped = w.repair(damaged)
+    return {"index": str(d), "problems": r["problems"], "dropped": dropped, "repaired": True}
+
 __all__ = ["BuildReport", "IndexWriter", "build_index", "add_videos", "delete_videos", "create_index", "sync_engine",
+           "repair_index",
            "DEFAULT_BATCH", "DEFAULT_SEGMENT"]

@@ -8,6 +8,7 @@ Examples::
     hanet index delete idx video12 video40
     hanet index info idx
     hanet index verify idx                             # every byte of every file against the manifest
+    hanet index repair idx                             # drop damaged segments, rebuild from the intact ones
     hanet index build ... --out idx --backend qdrant --url http://qdrant:6333   # first stage in Qdrant
     hanet index sync idx --url http://qdrant:6333      # upload an index to Qdrant, or repair its collection
 """
@@ -99,13 +100,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "line")
     v.add_argument("--json", action="store_true", help="print JSON")
 
+    r = sub.add_parser("repair", help="drop the segments with a damaged file and rebuild the first stage from the "
+                       "intact ones (the dropped videos are listed, to be added again)")
+    r.add_argument("index", help="the index directory")
+    r.add_argument("--ids-out", metavar="FILE", help="write the ids of the dropped videos here, one per line")
+    r.add_argument("--json", action="store_true", help="print JSON")
+
 
 def run(args: argparse.Namespace) -> int:
     from hanet.errors import HanetError
 
     cmd = getattr(args, "index_command", None)
     if cmd is None:
-        print("hanet index: choose an action: build, add, delete, sync, info or verify (see hanet index --help)",
+        print("hanet index: choose an action: build, add, delete, sync, info, verify or repair (see hanet index --help)",
               file=sys.stderr)
         return 2
     if cmd == "sync":
@@ -118,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "verify":
         return _verify(args)
+    if cmd == "repair":
+        return _repair(args)
     if cmd == "info":
         from hanet.index.audit import index_info
         from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
@@ -219,6 +228,26 @@ def _verify(args: argparse.Namespace) -> int:
         for seg in r["damaged_segments"]:
             held = f"{len(seg['ids'])} {seg['part']}" if seg["ids"] is not None else f"rows {seg['rows'][0]}-{seg['rows'][1] - 1}"
             print(f"  segment {seg['segment']} holds {held}", file=sys.stderr)
-        print("a damaged index is not searched; build it again from its features (`hanet index build`)"
-              + (", or copy the damaged files back from a backup and verify again" if videos else ""), file=sys.stderr)
+        print("a damaged index is not searched: `hanet index repair` drops the damaged segments and keeps the "
+              "rest searchable; or build it again from its features (`hanet index build`)", file=sys.stderr)
     return 2 if r["problems"] else 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from hanet.index.build import repair_index
+    from hanet.io import atomic_write_text
+
+    r = repair_index(args.index)
+    videos = r["dropped"].get("videos", [])
+    if args.ids_out and videos:
+        atomic_write_text(args.ids_out, "".join(f"{i}\n" for i in videos))
+    if args.json:
+        print(json.dumps(r, indent=2))
+    elif not r["repaired"]:
+        print(f"{args.index}: every file as recorded; nothing to repair")
+    else:
+        caps = len(r["dropped"].get("captions", []))
+        print(f"{args.index}: repaired: {len(videos)} video(s) and {caps} caption(s) dropped with their damaged "
+              f"segments; the rest is searchable" + (f"; add the videos again with `hanet index add "
+              f"{args.index} --features ... --names {args.ids_out}`" if args.ids_out and videos else ""))
+    return 0
