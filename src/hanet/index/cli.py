@@ -108,69 +108,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hanet.errors import HanetError
-
     cmd = getattr(args, "index_command", None)
     if cmd is None:
         print("hanet index: choose an action: build, add, delete, sync, info, verify or repair (see hanet index --help)",
               file=sys.stderr)
         return 2
-    if cmd == "sync":
-        from hanet.index.build import sync_engine
+    return {"sync": _sync, "verify": _verify, "repair": _repair, "info": _info, "delete": _delete,
+            "build": _build_or_add, "add": _build_or_add}[cmd](args)
 
-        r = sync_engine(args.index, url=args.url, collection=args.collection, full=args.full, progress=not args.quiet)
-        print(f"{args.index}: first stage in qdrant at {r['url']}, collections {r['collection']}_videos "
-              f"({r['videos']} points) and {r['collection']}_captions ({r['captions']} points); "
-              f"{r['uploaded']} row(s) uploaded")
-        return 0
-    if cmd == "verify":
-        return _verify(args)
-    if cmd == "repair":
-        return _repair(args)
-    if cmd == "info":
-        from hanet.index.audit import index_info
-        from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
 
-        info = index_info(args.index)
-        if args.json:
-            print(json.dumps(info, indent=2))
-        else:
-            m = info["model"]
-            fs = info["first_stage"]
-            print(f"{info['index']}: {info['videos']} videos ({info['videos_deleted']} deleted), "
-                  f"{info['captions']} captions, generation {info['generation']}\n"
-                  f"  model {m['fingerprint']} ({m['variant']}, d={m['dim_embed']}, T={m['max_frames_in_video']}) "
-                  f"from {m['source']}\n"
-                  f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)\n"
-                  f"  first stage: {fs['kind']}"
-                  + (f" (inverted file, {fs['lists']} lists, 8-bit), policy {fs['policy']}" if fs["kind"] == "ivf"
-                     else f" (collections {info['engine']['collection']}_videos/_captions at {info['engine']['url']})"
-                     if fs["kind"] == "qdrant" else f" (every video scanned), policy {fs['policy']}")
-                  + "\n"
-                  f"  stored per video: {sum(info['bytes_per_video'].values()) / 1024:.1f} KiB, frames as "
-                  f"{info['frame_dtype']} ("
-                  + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
-                  + ", ...)\n"
-                  f"  default candidates: {info['default_candidates']} (as many as "
-                  f"{CANDIDATE_READ_BYTES >> 20} MiB of records hold, at most {DEFAULT_CANDIDATES})\n"
-                  f"  phrase products on this machine: {info['phrase_products']}")
-        return 0
-    if cmd == "delete":
-        from hanet.index.build import delete_videos
+def _sync(args: argparse.Namespace) -> int:
+    from hanet.index.build import sync_engine
 
-        ids = list(args.ids)
-        if args.ids_file:
-            try:
-                with open(args.ids_file) as f:
-                    ids += [line.strip() for line in f if line.strip()]
-            except OSError as exc:
-                raise HanetError(f"{args.ids_file}: {exc.strerror}") from None
-        if not ids:
-            raise HanetError("give the ids of the videos to delete")
-        n = delete_videos(args.index, ids, missing_ok=args.missing_ok)
-        print(f"{args.index}: deleted {n} video(s)")
-        return 0
+    r = sync_engine(args.index, url=args.url, collection=args.collection, full=args.full, progress=not args.quiet)
+    print(f"{args.index}: first stage in qdrant at {r['url']}, collections {r['collection']}_videos "
+          f"({r['videos']} points) and {r['collection']}_captions ({r['captions']} points); "
+          f"{r['uploaded']} row(s) uploaded")
+    return 0
 
+
+def _info(args: argparse.Namespace) -> int:
+    from hanet.index.audit import index_info
+    from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
+
+    info = index_info(args.index)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        m = info["model"]
+        fs = info["first_stage"]
+        print(f"{info['index']}: {info['videos']} videos ({info['videos_deleted']} deleted), "
+              f"{info['captions']} captions, generation {info['generation']}\n"
+              f"  model {m['fingerprint']} ({m['variant']}, d={m['dim_embed']}, T={m['max_frames_in_video']}) "
+              f"from {m['source']}\n"
+              f"  {info['disk_bytes'] / 2 ** 20:.1f} MiB on disk in {info['segments']} segment(s)\n"
+              f"  first stage: {fs['kind']}"
+              + (f" (inverted file, {fs['lists']} lists, 8-bit), policy {fs['policy']}" if fs["kind"] == "ivf"
+                 else f" (collections {info['engine']['collection']}_videos/_captions at {info['engine']['url']})"
+                 if fs["kind"] == "qdrant" else f" (every video scanned), policy {fs['policy']}")
+              + "\n"
+              f"  stored per video: {sum(info['bytes_per_video'].values()) / 1024:.1f} KiB, frames as "
+              f"{info['frame_dtype']} ("
+              + ", ".join(f"{k} {v}" for k, v in sorted(info["bytes_per_video"].items(), key=lambda kv: -kv[1])[:6])
+              + ", ...)\n"
+              f"  default candidates: {info['default_candidates']} (as many as "
+              f"{CANDIDATE_READ_BYTES >> 20} MiB of records hold, at most {DEFAULT_CANDIDATES})\n"
+              f"  phrase products on this machine: {info['phrase_products']}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from hanet.errors import HanetError
+    from hanet.index.build import delete_videos
+
+    ids = list(args.ids)
+    if args.ids_file:
+        try:
+            with open(args.ids_file) as f:
+                ids += [line.strip() for line in f if line.strip()]
+        except OSError as exc:
+            raise HanetError(f"{args.ids_file}: {exc.strerror}") from None
+    if not ids:
+        raise HanetError("give the ids of the videos to delete")
+    n = delete_videos(args.index, ids, missing_ok=args.missing_ok)
+    print(f"{args.index}: deleted {n} video(s)")
+    return 0
+
+
+def _build_or_add(args: argparse.Namespace) -> int:
+    from hanet.errors import HanetError
     from hanet.index.build import add_videos, build_index
 
     if args.batch_size < 1 or args.segment_size < 1:
@@ -178,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(videos_dir=args.videos, captions=args.captions, rolegraphs=args.rolegraphs, names=args.names,
                   batch_size=args.batch_size, segment_size=args.segment_size, thumbnails=not args.no_thumbnails,
                   progress=not args.quiet)
-    if cmd == "build":
+    if args.index_command == "build":
         official = None
         if args.official_checkpoint:
             if args.run or args.checkpoint:
