@@ -12,7 +12,7 @@ from hanet import options
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:  # torch is imported only to run a command, not to print --help
     import torch
@@ -108,51 +108,21 @@ def format_breakdown(b: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.moments or args.ground_truth:
         return _judge_moments(args)
-    from hanet.data.formats import DatasetSpec
-    from hanet.errors import HanetError
+    from hanet.devices import resolve_device
+    from hanet.evaluate import evaluate_split, format_table
     from hanet.io import atomic_write_json, check_output_file
-    from hanet.run import RunDir, model_from_checkpoint, model_from_official
 
     if args.moment_predictions:
         check_output_file(args.moment_predictions, "moment predictions file")
-    import numpy as np
-
-    from hanet.devices import resolve_device
-    from hanet.evaluate import evaluate_split, format_table
-
     device = resolve_device(args.device)
-    if args.official_checkpoint:
-        if args.run or args.checkpoint:
-            raise HanetError("give --run/--checkpoint or --official-checkpoint, not both")
-        if not args.config or not args.data:
-            raise HanetError("--official-checkpoint needs --config (the authors' model.json) and --data")
-        if args.compare:
-            raise HanetError("--compare needs a run (--run)")
-        out = Path(args.out) if args.out else None
-        ckpt_path = Path(args.official_checkpoint)
-    else:
-        if not args.run:
-            raise HanetError("give --run RUN_DIR (or --official-checkpoint FILE.th --config model.json)")
-        if args.config:
-            raise HanetError("--config goes with --official-checkpoint (a run records its own config)")
-        rd = RunDir(args.run)
-        info = rd.read_info()
-        ckpt_path = Path(args.checkpoint) if args.checkpoint else rd.default_checkpoint()
-        out = Path(args.out) if args.out else rd.path / "eval" / f"{args.split}.json"
+    ckpt_path, out, info = _paths(args)
     # outputs are checked before the (long) evaluation, not after it
     if out is not None:
         check_output_file(out, "metrics file")
     if args.save_scores:
         check_output_file(args.save_scores, "score file")
         check_output_file(Path(args.save_scores).with_suffix(".json"), "score index file")
-    if args.official_checkpoint:
-        model, cfg, ckpt = model_from_official(ckpt_path, args.config, device=device)
-        dataset = args.data
-    else:
-        model, cfg, ckpt = model_from_checkpoint(ckpt_path, device=device)
-        dataset = args.data or info.dataset
-        if not dataset:
-            raise HanetError(f"{rd.info_path}: records no dataset; pass --data")
+    model, cfg, ckpt, dataset = _model(args, ckpt_path, info, device)
     data = _split_for(dataset, args.split, cfg)
     bs = args.batch_size or cfg.train.eval_batch_size
     epoch = "" if ckpt.get("epoch") is None else f", epoch {ckpt.get('epoch')}"
@@ -162,6 +132,65 @@ def run(args: argparse.Namespace) -> int:
                          pair_budget=args.pair_budget)
     print(format_table(res.metrics))
     print(f"({res.seconds:.1f} s)")
+    spans = _spans(args, model, data, res, dataset)
+    if out is not None:
+        atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
+                                "num_videos": len(res.video_names), "num_captions": len(res.captions),
+                                "seconds": res.seconds, "metrics": res.metrics,
+                                **({"moments": spans} if spans is not None else {})})
+        print(f"metrics written to {out}", file=sys.stderr)
+    if args.compare:
+        print(_compare(args, res, data, dataset, device))
+    if args.save_scores:
+        _save_scores(args.save_scores, res)
+    return 0
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Optional[Path], Any]:
+    """The checkpoint to evaluate, where its metrics go, and the run's record (None for the
+    authors' checkpoints); the option combinations that cannot work are refused first."""
+    from hanet.errors import HanetError
+    from hanet.run import RunDir
+
+    if args.official_checkpoint:
+        if args.run or args.checkpoint:
+            raise HanetError("give --run/--checkpoint or --official-checkpoint, not both")
+        if not args.config or not args.data:
+            raise HanetError("--official-checkpoint needs --config (the authors' model.json) and --data")
+        if args.compare:
+            raise HanetError("--compare needs a run (--run)")
+        return Path(args.official_checkpoint), Path(args.out) if args.out else None, None
+    if not args.run:
+        raise HanetError("give --run RUN_DIR (or --official-checkpoint FILE.th --config model.json)")
+    if args.config:
+        raise HanetError("--config goes with --official-checkpoint (a run records its own config)")
+    rd = RunDir(args.run)
+    info = rd.read_info()
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else rd.default_checkpoint()
+    return ckpt_path, Path(args.out) if args.out else rd.path / "eval" / f"{args.split}.json", info
+
+
+def _model(args: argparse.Namespace, ckpt_path: Path, info: Any, device: Any) -> tuple[Any, Any, dict, str]:
+    """The model, its config, its checkpoint record and the dataset to evaluate it on."""
+    from hanet.errors import HanetError
+    from hanet.run import RunDir, model_from_checkpoint, model_from_official
+
+    if args.official_checkpoint:
+        model, cfg, ckpt = model_from_official(ckpt_path, args.config, device=device)
+        return model, cfg, ckpt, args.data
+    model, cfg, ckpt = model_from_checkpoint(ckpt_path, device=device)
+    dataset = args.data or info.dataset
+    if not dataset:
+        raise HanetError(f"{RunDir(args.run).info_path}: records no dataset; pass --data")
+    return model, cfg, ckpt, dataset
+
+
+def _spans(args: argparse.Namespace, model: Any, data: Any, res: Any, dataset: str) -> Optional[dict[str, Any]]:
+    """The time spans' figures: on a synthetic world (``--world``) or on a dataset whose
+    description names a moments file; None when there is neither."""
+    from hanet.data.formats import DatasetSpec
+    from hanet.errors import HanetError
+
     spans = None
     if args.world:
         from hanet.data.synth import t2v_breakdown
@@ -176,8 +205,9 @@ def run(args: argparse.Namespace) -> int:
             gt = _gt_path(args.moment_predictions)
             n = write_benchmark_files(collected, args.moment_predictions, gt)
             print(f"{n} span queries written to {args.moment_predictions} (ground truth: {gt})", file=sys.stderr)
-    moments_file = None if args.world else DatasetSpec.load(dataset).moments
-    if args.moment_predictions and not (args.world or moments_file):
+        return spans
+    moments_file = DatasetSpec.load(dataset).moments
+    if args.moment_predictions and not moments_file:
         raise HanetError("--moment-predictions needs a dataset with time windows (its description names a "
                          "moments.jsonl, as `hanet import` writes) or --world")
     if moments_file is not None:
@@ -190,22 +220,18 @@ def run(args: argparse.Namespace) -> int:
             b = spans["metrics"]["brief"]
             print(f"time spans of {spans['queries']} queries ({moments_file}): mean tIoU {spans['mean_iou']:.3f}, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in b.items() if k.startswith("MR-full") or k.startswith("HL")))
-    if out is not None:
-        atomic_write_json(out, {"checkpoint": str(ckpt_path), "split": args.split, "variant": model.variant,
-                                "num_videos": len(res.video_names), "num_captions": len(res.captions),
-                                "seconds": res.seconds, "metrics": res.metrics,
-                                **({"moments": spans} if spans is not None else {})})
-        print(f"metrics written to {out}", file=sys.stderr)
-    if args.compare:
-        print(_compare(args, res, data, dataset, device))
-    if args.save_scores:
-        from hanet.io import atomic_save_npy
+    return spans
 
-        sp = Path(args.save_scores)
-        atomic_save_npy(sp, res.scores["fused"].astype(np.float16))
-        atomic_write_json(sp.with_suffix(".json"), {"rows_videos": res.video_names, "columns_captions": res.captions})
-        print(f"fused scores written to {sp}", file=sys.stderr)
-    return 0
+
+def _save_scores(path: str, res: Any) -> None:
+    import numpy as np
+
+    from hanet.io import atomic_save_npy, atomic_write_json
+
+    sp = Path(path)
+    atomic_save_npy(sp, res.scores["fused"].astype(np.float16))
+    atomic_write_json(sp.with_suffix(".json"), {"rows_videos": res.video_names, "columns_captions": res.captions})
+    print(f"fused scores written to {sp}", file=sys.stderr)
 
 
 
