@@ -243,9 +243,6 @@ class SearchIndex:
              threads: Optional[int] = None, engine_url: Optional[str] = None) -> "SearchIndex":
         """Open an index read-only (arrays memory-mapped, FAISS index memory-mapped where possible).
 
-        The first open in a process also has glibc's malloc keep freed memory for the next query
-        (:func:`hanet.index.memory.keep_freed_memory`; ``HANET_MALLOC=system`` opts out).
-
         Args:
             index_dir: the index.
             run, checkpoint: if given, must be the model the index was built with (checked by
@@ -264,10 +261,8 @@ class SearchIndex:
             EngineError: an engine-backed index's engine is unreachable or holds another index.
         """
         from hanet.index.engine import EngineSpec, EngineStage, connect
-        from hanet.index.memory import keep_freed_memory
         from hanet.run import model_from_checkpoint
 
-        keep_freed_memory()  # a query's buffers reused by the next one, not faulted in again
         path = Path(index_dir)
         for attempt in range(2):
             manifest = read_manifest(path)

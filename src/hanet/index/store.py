@@ -45,7 +45,7 @@ import numpy as np
 
 from hanet.errors import HanetError
 from hanet.io import atomic_write_text, commit_dir, ensure_dir, write_failure
-from hanet.index.memory import MAP_DROP_BYTES, MAP_FOLIO_BYTES, READ_BYTES, file_resident_bytes
+from hanet.index.memory import MAP_DROP_BYTES, MAP_FOLIO_BYTES, READ_BYTES
 
 INDEX_FORMAT = "hanet-index"
 INDEX_VERSION = 1
@@ -576,7 +576,6 @@ class Collection:
                          for s in info["segments"]]
         self._map_lock = threading.Lock()
         self._map_touched = 0
-        self._map_base: Optional[int] = None  # file-backed resident bytes after the last drop
         counts = np.array([s.count for s in self.segments], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.size = int(self.offsets[-1])
@@ -634,7 +633,7 @@ class Collection:
             at most :data:`~hanet.index.memory.READ_BYTES` of records at a time.
         """
         for segment, group, local in self._by_segment(rows):
-            # a few MiB per read keeps each array below the allocator's mmap threshold (memory.py)
+            # reads of a few MiB at a time: the memory a read holds stays bounded (memory.py)
             step = max(1, min(READ_BYTES, max_bytes or READ_BYTES) // max(segment.dtype.itemsize, 1))
             for s in range(0, len(group), step):
                 yield group[s:s + step], segment.read(local[s:s + step])
@@ -664,39 +663,25 @@ class Collection:
             within them (m,) int64 ascending).
         """
         groups = self._by_segment(rows)
-        if self._map_base is None:
-            self._map_base = file_resident_bytes()
         for segment, _, local in groups:  # every group's reads asked for before the first is touched
             segment.will_need(local)
         for segment, group, local in groups:
             yield group, segment.mapped(), local
 
     def release_mapped(self, rows: int) -> None:
-        """Count ``rows`` records of :meth:`mapped_groups` touched; past :data:`MAP_DROP_BYTES`
-        since the last drop, unmap the touched pages of every segment (one call each).
-
-        Past it means either count: the records touched, each with the folio around it
-        (:data:`~hanet.index.memory.MAP_FOLIO_BYTES`), or, where ``/proc`` tells, what the process's file-backed
-        resident set has grown by since the last drop, which is what the bound is about (faults
-        may map far more than the count assumes; see
-        :func:`~hanet.index.memory.file_resident_bytes`). Other file maps (FAISS's) growing
-        meanwhile can only make a drop come early.
-        """
+        """Count ``rows`` records of :meth:`mapped_groups` touched, each with the most a fault maps
+        around it (:data:`~hanet.index.memory.MAP_FOLIO_BYTES`); past :data:`MAP_DROP_BYTES` since
+        the last drop, unmap the touched pages of every segment (one call each)."""
         if not self.segments:
             return
         touched = int(rows) * (self.segments[0].dtype.itemsize + MAP_FOLIO_BYTES)
-        now = file_resident_bytes()
         with self._map_lock:
             self._map_touched += touched
-            grown = now - self._map_base if now is not None and self._map_base is not None else 0
-            if max(self._map_touched, grown) < MAP_DROP_BYTES:
+            if self._map_touched < MAP_DROP_BYTES:
                 return
             self._map_touched = 0
         for s in self.segments:
             s.drop_mapped_pages()
-        after = file_resident_bytes()
-        with self._map_lock:
-            self._map_base = after
 
     def gather_many(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows of several fields, read once per row (positional reads, see :class:`Segment`).
