@@ -14,6 +14,11 @@ import argparse
 from hanet.config import HANetConfig, get_preset, load_config_file
 
 
+#: the command line's options that set TrainConfig fields of the same name
+SCHEDULE_OPTIONS = ("epochs", "batch_size", "lr", "max_steps", "seed", "num_workers", "precision", "early_stop",
+                    "eval_batch_size")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset: a release-layout folder, path.json or dataset.json/yaml")
     p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
@@ -55,9 +60,7 @@ def build_config(args: argparse.Namespace) -> HANetConfig:
     from hanet.train import configure
 
     base = load_config_file(args.config) if args.config else get_preset(args.preset or "msrvtt")
-    schedule = {name: getattr(args, name, None) for name in ("epochs", "batch_size", "lr", "max_steps", "seed",
-                                                             "num_workers", "precision", "early_stop",
-                                                             "eval_batch_size")}
+    schedule = {name: getattr(args, name, None) for name in SCHEDULE_OPTIONS}
     return configure(base, args.data, train=schedule, dim_fts=args.dim_fts, dim_word=args.dim_word,
                      word_embeddings=args.word_embeddings, overrides=args.set or [])
 
@@ -86,8 +89,7 @@ def given_settings(args: argparse.Namespace) -> frozenset[str]:
 
     if args.config:  # a whole config: every setting in it was given
         return frozenset(f.name for f in fields(TrainConfig)) | {"model"} | ({"variant"} if args.variant else set())
-    given = {name for name in ("epochs", "batch_size", "lr", "max_steps", "seed", "num_workers", "precision",
-                               "early_stop", "eval_batch_size") if getattr(args, name, None) is not None}
+    given = {name for name in SCHEDULE_OPTIONS if getattr(args, name, None) is not None}
     for item in args.set or []:
         key = item.split("=", 1)[0].strip()
         given.add(key.split(".", 1)[1] if key.startswith("train.") else "model")

@@ -33,8 +33,8 @@ def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
     """Check every byte of every file an index's manifest binds to itself (SHA-256 recorded at commit).
 
     Returns:
-        ``{"index", "files", "recorded", "problems": [...], "damaged_segments": [{"part", "segment",
-        "rows", "ids"}]}``: the ids a damaged segment holds (when its ``ids.json`` is intact), for
+        ``{"index", "files", "recorded", "problems": ["path: why", ...], "damaged_files": [path, ...],
+        "damaged_segments": [{"part", "segment", "rows", "ids"}]}``: the ids a damaged segment holds (when its ``ids.json`` is intact), for
         ``hanet index delete`` and ``add`` to encode again. ``recorded`` is False for an index
         that records no checksums (built by an older hanet).
 
@@ -45,13 +45,13 @@ def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
 
     d = Path(index_dir)
     m = read_manifest(d)
-    problems = file_problems(d, m, full=True)
+    bad = file_problems(d, m, full=True)
     damaged = []
     for part in ("videos", "captions"):
         start = 0
         for seg in m[part]["segments"]:
             files = [str(d / f"segments/{seg['name']}/{f}") for f in SEGMENT_FILES]
-            if any(p.split(": ", 1)[0] in files for p in problems):
+            if any(f in bad for f in files):
                 try:
                     ids = json.loads((d / "segments" / seg["name"] / "ids.json").read_text())
                     ids = ids if isinstance(ids, list) and len(ids) == seg["count"] else None
@@ -61,7 +61,8 @@ def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
                                 "ids": ids})
             start += seg["count"]
     return {"index": str(d), "files": len(recorded_files(m)), "recorded": bool(m.get("files")),
-            "problems": problems, "damaged_segments": damaged}
+            "problems": [f"{p}: {why}" for p, why in bad.items()], "damaged_files": list(bad),
+            "damaged_segments": damaged}
 
 
 def index_info(index_dir: str | os.PathLike) -> dict[str, Any]:

@@ -1001,7 +1001,6 @@ def repair_index(index_dir: str | os.PathLike, progress: bool = False) -> dict[s
         IndexFormatError: not repairable (the message names the file).
     """
     from hanet.index.audit import verify_index
-    from hanet.index.store import SEGMENT_FILES
 
     d = Path(index_dir)
     r = verify_index(d)
@@ -1010,7 +1009,7 @@ def repair_index(index_dir: str | os.PathLike, progress: bool = False) -> dict[s
     if not r["problems"]:
         return {"index": str(d), "problems": [], "dropped": {}, "repaired": False}
     m = read_manifest(d)
-    bad = {p.split(": ", 1)[0] for p in r["problems"]}
+    bad = set(r["damaged_files"])
     core = [d / f for f in (MODEL_FILE, VOCAB_FILE, CONCEPTS_FILE)] + \
         [d / m[part]["tombstones"] for part in ("videos", "captions") if m[part].get("tombstones")]
     lost = [str(f) for f in core if str(f) in bad]
@@ -1018,8 +1017,7 @@ def repair_index(index_dir: str | os.PathLike, progress: bool = False) -> dict[s
         raise IndexFormatError(f"{d}: {', '.join(lost)} damaged: the model, its vocabulary, the concept names and "
                                f"the deletions cannot be recomputed from the rest; rebuild the index "
                                f"(`hanet index build`)")
-    damaged = {part: {seg["name"] for seg in m[part]["segments"]
-                      if any(str(d / "segments" / seg["name"] / f) in bad for f in SEGMENT_FILES)}
+    damaged = {part: {seg["segment"] for seg in r["damaged_segments"] if seg["part"] == part}
                for part in ("videos", "captions")}
     with IndexWriter(d, progress=progress) as w:
         dropped = w.repair(damaged)

@@ -213,14 +213,19 @@ def _build_or_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
-    from hanet.index.audit import verify_index
+def _write_ids(path: str | None, ids: list[str]) -> None:
+    """``--ids-out``: the ids, one per line (nothing written when there are none)."""
     from hanet.io import atomic_write_text
 
+    if path and ids:
+        atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from hanet.index.audit import verify_index
+
     r = verify_index(args.index)
-    videos = [i for seg in r["damaged_segments"] if seg["part"] == "videos" for i in seg["ids"] or []]
-    if args.ids_out and videos:
-        atomic_write_text(args.ids_out, "".join(f"{i}\n" for i in videos))
+    _write_ids(args.ids_out, [i for seg in r["damaged_segments"] if seg["part"] == "videos" for i in seg["ids"] or []])
     if args.json:
         print(json.dumps(r, indent=2))
     elif not r["recorded"]:
@@ -241,12 +246,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _repair(args: argparse.Namespace) -> int:
     from hanet.index.build import repair_index
-    from hanet.io import atomic_write_text
 
     r = repair_index(args.index)
     videos = r["dropped"].get("videos", [])
-    if args.ids_out and videos:
-        atomic_write_text(args.ids_out, "".join(f"{i}\n" for i in videos))
+    _write_ids(args.ids_out, videos)
     if args.json:
         print(json.dumps(r, indent=2))
     elif not r["repaired"]:

@@ -247,28 +247,28 @@ def record_files(index_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[st
     return {rel: old[rel] if rel in old else file_record(Path(index_dir) / rel) for rel in recorded_files(manifest)}
 
 
-def file_problems(index_dir: str | os.PathLike, manifest: dict[str, Any], full: bool = False) -> list[str]:
-    """Files of the index that are not those its manifest recorded at commit: missing, another
-    size, other ends (at open; ``full``: other bytes anywhere). [] for an index that records none."""
+def file_problems(index_dir: str | os.PathLike, manifest: dict[str, Any], full: bool = False) -> dict[str, str]:
+    """Files of the index that are not those its manifest recorded at commit, path -> why:
+    missing, another size, other ends (at open; ``full``: other bytes anywhere). Empty for an
+    index that records none."""
     d = Path(index_dir)
     recorded = manifest.get("files")
     if not recorded:
-        return []
-    out = []
+        return {}
+    out = {}
     for rel in recorded_files(manifest):
         rec, p = recorded.get(rel), d / rel
         if rec is None:
-            out.append(f"{p}: not recorded in the manifest")
+            out[str(p)] = "not recorded in the manifest"
             continue
         try:
             size = p.stat().st_size
             if size != rec["size"]:
-                out.append(f"{p}: {size:,} bytes, the manifest recorded {rec['size']:,} (truncated, or another "
-                           f"index's file)")
+                out[str(p)] = f"{size:,} bytes, the manifest recorded {rec['size']:,} (truncated, or another index's file)"
             elif _sample_digest(p, size) != rec["sample"] or (full and _full_digest(p) != rec["sha256"]):
-                out.append(f"{p}: its content is not what the manifest recorded (another index's file, or damaged)")
+                out[str(p)] = "its content is not what the manifest recorded (another index's file, or damaged)"
         except OSError as exc:
-            out.append(f"{p}: missing or unreadable ({exc.strerror or exc})")
+            out[str(p)] = f"missing or unreadable ({exc.strerror or exc})"
     return out
 
 
@@ -277,7 +277,7 @@ def check_files(index_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
     problems = file_problems(index_dir, manifest)
     if problems:
         raise IndexFormatError(f"{index_dir}: {len(problems)} file(s) do not belong to this index: "
-                               + "; ".join(problems) + " (`hanet index verify` checks every byte and says "
+                               + "; ".join(f"{p}: {why}" for p, why in problems.items()) + " (`hanet index verify` checks every byte and says "
                                "which videos the damaged files hold)")
 
 
