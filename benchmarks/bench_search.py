@@ -76,11 +76,11 @@ def vocabulary() -> dict[str, int]:
 
 
 def rss_mib(pid: Optional[int] = None) -> dict[str, float]:
-    """VmRSS and VmHWM of a process, MiB."""
+    """VmRSS, VmHWM, RssAnon (heap, buffers) and RssFile (mapped files: libraries, FAISS lists) of a process, MiB."""
     out = {}
     with open(f"/proc/{pid or 'self'}/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024
     return out
 
@@ -108,8 +108,8 @@ def build_synthetic(out: Path, n: int, dims: str, seed: int = 0, chunk: int = 20
     """An index of n random videos for a random model of the preset's dimensions."""
 
     from hanet.index.build import IndexWriter, create_index
-    from hanet.index.scorer import precompute
-    from hanet.index.store import field_shapes
+    from hanet.index.storage.values import precompute
+    from hanet.index.storage import field_shapes
 
     cfg, vocab, model = random_model(dims, seed)
     idx = out / "index"
@@ -169,7 +169,7 @@ def _topics(mc, n_topics: int, rng) -> dict:
 def structured_fields(mc, topics: dict, topic: np.ndarray, rng) -> dict[str, np.ndarray]:
     """Stored video fields near their topics (what real collections look like: clusters of related
     videos), float16 as stored, with the precomputed norms and Gram matrices."""
-    from hanet.index.scorer import precompute
+    from hanet.index.storage.values import precompute
 
     m, d, T = len(topic), mc.video.dim_embed, mc.max_frames_in_video
     Sv, Sn = mc.num_selected_verbs, mc.num_selected_nouns
@@ -300,7 +300,7 @@ def agreement_at_k(index, text, exact: np.ndarray, k: int = 10, chunk: int = 64,
 def cmd_scale(args: argparse.Namespace) -> int:
     from hanet.index import SearchIndex, native
     from hanet.index.audit import index_info
-    from hanet.index.store import read_manifest
+    from hanet.index.storage import read_manifest
 
     out = Path(args.out or f"/tmp/hanet-bench-scale-{args.dims}-{args.videos}"
                + ("" if args.backend == "embedded" else f"-{args.backend}") + ("" if args.frame_dtype == "float16" else f"-{args.frame_dtype}"))
@@ -398,7 +398,8 @@ def latency(index_dir: Path, n_queries: int, k: int, candidates: Optional[int], 
             "torch_threads": torch.get_num_threads(), "open_s": round(opened, 2),
             "p50_ms": pct(total, 50), "p90_ms": pct(total, 90), "p99_ms": pct(total, 99), "mean_ms": float(np.mean(total)),
             "stage_p50_ms": {s: pct(v, 50) for s, v in stages.items()},
-            "rss_mib_after_warmup": rss_open["VmRSS"], "rss_mib": mem["VmRSS"], "peak_rss_mib": mem["VmHWM"]}
+            "rss_mib_after_warmup": rss_open["VmRSS"], "rss_mib": mem["VmRSS"], "peak_rss_mib": mem["VmHWM"],
+            "rss_anon_mib": mem["RssAnon"], "rss_file_mib": mem["RssFile"]}
 
 
 # ---------------------------------------------------------------------- throughput (hanet serve)
@@ -488,7 +489,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     out = Path(args.out or f"/tmp/hanet-bench-search-{args.dims}-{args.videos}")
     out.mkdir(parents=True, exist_ok=True)
     idx = out / "index"
-    from hanet.index.store import read_manifest
+    from hanet.index.storage import read_manifest
 
     have = idx.is_dir() and (idx / "manifest.json").is_file() and read_manifest(idx)["videos"]["count"] == args.videos
     if not have or args.rebuild:

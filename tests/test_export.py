@@ -10,7 +10,7 @@ import torch
 
 from hanet.cli import main
 from hanet.export import export
-from hanet.index.scorer import frame_concepts, text_outputs, video_outputs
+from hanet.index.rerank import frame_concepts, text_outputs, video_outputs
 
 from .index.corpus import RATE, make_corpus, make_run, padded
 

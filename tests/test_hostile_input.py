@@ -134,10 +134,10 @@ def test_pickled_names_are_refused_everywhere(tmp_path, ds, capsys):
                  str(ds / "trn_names.npy"), "--out", str(tmp_path / "ann"), "--no-progress"]) == 2
     assert words in _err(capsys)
     from hanet.errors import DataError
-    from hanet.index.build import _read_names
+    from hanet.index.inputs import read_names
 
     with pytest.raises(DataError, match=words):
-        _read_names(ds / "trn_names.npy")  # index build/add --names
+        read_names(ds / "trn_names.npy")  # index build/add --names
 
 
 # ---------------------------------------------------------------------- metrics, checkpoints, interop

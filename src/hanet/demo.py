@@ -258,7 +258,7 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     plot_curves({variant: RunDir(run).read_log() for variant, run in runs.items()}, plots / "training_curves.png")
     if timeline is not None:
         _plot_timeline(timeline, plots / "concept_timeline.png")
-    from hanet.index.store import INDEX_VERSION, MOMENT_FIELDS
+    from hanet.index.storage import INDEX_VERSION, MOMENT_FIELDS
 
     examples = pick_examples(world, ranks, s.examples)
     res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, examples,

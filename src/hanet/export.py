@@ -187,7 +187,7 @@ def _metadata(fingerprint: str, source: str, dims: dict[str, int]) -> dict[str, 
 
 
 def _index_videos(index: Any, batch: int) -> Iterator[tuple[list[str], list[int], dict[str, np.ndarray], list[dict]]]:
-    from hanet.index.scorer import stores_frame_concepts, video_outputs
+    from hanet.index.rerank import stores_frame_concepts, video_outputs
 
     coll = index.videos
     if not stores_frame_concepts(coll):
@@ -248,13 +248,13 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, run: Optional[s
         model, fp, kind = index.model, index.fingerprint, "index"
     else:
         from hanet.data.features import FeatureStore
-        from hanet.index.build import _load_run_model
-        from hanet.index.store import model_fingerprint
+        from hanet.index.inputs import load_run_model
+        from hanet.index.storage import model_fingerprint
 
         if run is None and checkpoint is None:
             raise HanetError(f"{src}: a feature file needs the model that encodes it: give --run RUN_DIR "
                              f"(or --checkpoint FILE)")
-        model, _, _ = _load_run_model(run, checkpoint)
+        model, _, _ = load_run_model(run, checkpoint)
         fp, kind = model_fingerprint(model), "features"
         store = FeatureStore([src])
     mc = model.config
@@ -281,9 +281,9 @@ def export(source: str | os.PathLike, out: str | os.PathLike, *, run: Optional[s
         if query_lines is not None:
             word2int = None
             if index is None:
-                from hanet.index.build import _run_vocab
+                from hanet.index.inputs import run_vocab
 
-                word2int = _run_vocab(run, vocab)[0]
+                word2int = run_vocab(run, vocab)[0]
             rep.files["queries.parquet"], bad = _export_queries(pa, out_dir, model, index, word2int, query_lines,
                                                                 d, Cv, Cn, meta)
             rep.skipped += bad
@@ -324,7 +324,7 @@ def _text_columns(pa: Any, out: Any) -> dict[str, Any]:
 
 def _export_captions(pa: Any, out_dir: Path, index: Any, d: int, Cv: int, Cn: int, meta: dict[str, str],
                      batch: int) -> int:
-    from hanet.index.scorer import text_outputs
+    from hanet.index.rerank import text_outputs
 
     schema = text_schema(pa, d, Cv, Cn, "captions")
     w = _Writer(out_dir / "captions.parquet", schema, meta)

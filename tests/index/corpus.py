@@ -126,7 +126,7 @@ def padded(corpus, names, T):
 
 
 def arrays(index, names):
-    from hanet.index.store import VIDEO_FLOAT_FIELDS
+    from hanet.index.storage import VIDEO_FLOAT_FIELDS
 
     rows = np.array([index.row(n) for n in names])
     return {f: index.videos.gather(f, rows) for f in VIDEO_FLOAT_FIELDS + ("lengths", "top_verbs", "noun_peaks")}

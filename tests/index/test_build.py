@@ -16,8 +16,8 @@ import torch
 
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index import IndexFormatError, SearchIndex, add_videos, build_index, delete_videos
-from hanet.index.scorer import video_outputs
-from hanet.index.store import VIDEO_FLOAT_FIELDS, read_manifest
+from hanet.index.rerank import video_outputs
+from hanet.index.storage import VIDEO_FLOAT_FIELDS, read_manifest
 
 from .corpus import QUERY, RATE, arrays, frame_level, make_corpus, padded  # noqa: F401
 
@@ -114,7 +114,7 @@ def test_delete_uses_tombstones_and_readd_works(tmp_path, built, corpus, parser)
 _CRASH_ADD = """
 import os, sys
 from hanet.index.build import IndexWriter
-from hanet.index.store import field_shapes
+from hanet.index.storage import field_shapes
 w = IndexWriter(sys.argv[1])
 src = w.collection("videos")
 def batches():
@@ -277,7 +277,8 @@ def test_approximate_first_stage_finds_the_exhaustive_answers(tmp_path, run_dir,
 
 def test_probed_lists_hold_several_times_the_pool():
     """Short lists are probed in greater number: the pool must come from rows the query looked at."""
-    from hanet.index.faiss_stage import DEFAULT_NPROBE, probe_lists
+    from hanet.index.first_stage import probe_lists
+    from hanet.index.tuning import DEFAULT_NPROBE
 
     assert probe_lists(2530, 1_000_000, 1000) == DEFAULT_NPROBE  # 1M rows, a pool of 1,000: 32 lists hold 12,600 rows
     assert probe_lists(2530, 1_000_000, 2000) == 41               # a pool of 2,000: ceil(8 * 2000 / 395)
@@ -287,26 +288,25 @@ def test_probed_lists_hold_several_times_the_pool():
     assert probe_lists(16, 10, 4) == 16
 
 
-@pytest.mark.parametrize("kernel", ["native", "native-read", "torch"])
+@pytest.mark.parametrize("kernel", ["native", "torch"])
 @pytest.mark.parametrize("frame_dtype", ["float16", "int8"])
-def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, kernel,
-                                                    monkeypatch, request):
-    """Frames too large to convert whole (MSR-VTT's sizes) are multiplied as stored, block by
-    block (StoredFrames), or as they are read when the phrases are known (the search's path: by
-    the compiled kernel from the mapped records or from records read, or by torch): the same values and the same seven scores as the float32
-    copy, for rows from two segments in any order and blocks and read groups of any size."""
-    import hanet.index.scorer as scorer
+def test_products_taken_as_read_score_as_the_stored_values(tmp_path, run_dir, corpus, index, frame_dtype, kernel,
+                                                           monkeypatch, request):
+    """The second stage multiplies the stored frames by the queries' phrases as it reads them (the
+    compiled kernel, or torch): the products are those of the stored values, and the model's rule
+    on them gives the seven scores of its own scoring of the stored encodings, for rows from two
+    segments in any order and read groups of any size."""
+    import hanet.index.rerank as rerank
     from hanet.index import native
-    from hanet.index.scorer import StoredFrames, StoredVideos, gather_float, stored_values
-    from hanet.index.store import FRAME_FIELDS
+    from hanet.index.rerank import SCORE_FIELDS, read_fields, read_products
+    from hanet.index.storage import FRAME_FIELDS
+    from hanet.index.storage.values import stored_values
 
     if kernel == "torch":
         monkeypatch.setenv("HANET_NATIVE", "0")
-    if kernel == "native-read":  # the kernel on records read with pread, not mapped
-        monkeypatch.setattr(scorer, "MAPPED_READS", False)
     native.reset()
     request.addfinalizer(native.reset)  # later tests load the kernel afresh, with the environment restored
-    assert (native.library() is not None) == kernel.startswith("native"), native.status()
+    assert (native.library() is not None) == (kernel == "native"), native.status()
 
     names_file = tmp_path / "first.txt"
     names_file.write_text("\n".join(corpus.names[:6]))
@@ -316,72 +316,59 @@ def test_stored_frames_score_as_their_stored_values(tmp_path, run_dir, corpus, i
     q = SearchIndex.open(out, parser=index.queries.parser)
     assert len(q.videos.segments) == 2
     enc = q.queries.encode([QUERY, "two w5 are chasing a w6 and a w9 in the w11"])
-    small = StoredVideos.from_collection(q.videos, np.arange(q.videos.size))
-    assert all(isinstance(getattr(small, f), torch.Tensor) for f in FRAME_FIELDS)  # this corpus: converted whole
-    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
+    queries = q.model.phrase_queries(enc.text)
     rng = np.random.default_rng(0)
     for rows in (np.arange(q.videos.size), rng.permutation(q.videos.size)[:9], np.array([8, 2, 2, 11])):
         raw = q.videos.gather_many(FRAME_FIELDS + tuple(f + "_scale" for f in FRAME_FIELDS if frame_dtype == "int8"),
                                    rows)
-        for block in (1 << 22, 1):  # one block; one video per block
-            monkeypatch.setattr(StoredFrames, "BLOCK_BYTES", block)
-            stored = StoredVideos.from_collection(q.videos, rows)
-            for f in FRAME_FIELDS:
-                frames = getattr(stored, f)
-                assert isinstance(frames, StoredFrames) and frames.shape == raw[f].shape
-                np.testing.assert_array_equal(frames.float().numpy(), stored_values(raw, f))
-            whole = StoredVideos(**{k: (v.float() if isinstance(v, StoredFrames) else v)
-                                    for k, v in vars(stored).items()})
+        with torch.no_grad():
+            reference = q.model.score(video_outputs(q.videos, rows), enc.text)
+        for group in (1, 1 << 22):  # groups of one record and of all
+            monkeypatch.setattr(rerank, "PRODUCT_READ_BYTES", group)
+            video = read_products(q.videos, rows, queries)
+            for name, p in queries.items():
+                field = SCORE_FIELDS[name][0]
+                want = torch.from_numpy(stored_values(raw, field)) @ p.phrases.t()
+                torch.testing.assert_close(video.products[name].dots, want, rtol=1e-5, atol=1e-5, msg=field)
             with torch.no_grad():
-                a, b = q.model.score(stored, enc.text), q.model.score(whole, enc.text)
-            for (name, x), (_, y) in zip(a.items(), b.items()):
+                got = q.model.score_products(video, enc.text, queries)
+            for (name, x), (_, y) in zip(got.items(), reference.items()):
                 np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
-        # multiplied as read (the search's path): groups of one record and of several
-        for group in (1, 1 << 22):
-            monkeypatch.setattr(scorer, "DOTS_READ_BYTES", group)
-            as_read = StoredVideos.from_collection(q.videos, rows, text=enc.text)
-            for f in FRAME_FIELDS:
-                frames = getattr(as_read, f)
-                assert isinstance(frames, StoredFrames) and frames.prepared is not None and not frames.parts
-                with pytest.raises(RuntimeError, match="dot products"):
-                    frames.float()
-            with torch.no_grad():
-                c = q.model.score(as_read, enc.text)
-            for (name, x), (_, y) in zip(c.items(), b.items()):
-                np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
-            other = enc.text.select(slice(1, 2))  # other phrases than those read with: refused, not wrong
-            with pytest.raises(RuntimeError, match="dot products"):
-                q.model.score(as_read, other)
-    assert set(gather_float(q.videos, ("global_embeds",), rows)) == {"global_embeds", "lengths"}
+    assert set(read_fields(q.videos, ("global_embeds",), rows)) == {"global_embeds", "lengths"}
 
 
 def test_record_reads_in_pieces_give_the_same_records(index, monkeypatch):
-    """Reads are split to stay below the allocator's mmap threshold (hanet.index.memory): the
-    pieces cover every row once and give the same fields and the same stored encodings."""
-    import hanet.index.store as store
-    from hanet.index.scorer import StoredVideos
-    from hanet.index.store import FRAME_FIELDS
+    """Reads in groups of any size cover every row once and give the same fields and the same
+    products."""
+    import hanet.index.storage.collection as collection
+    from hanet.index.rerank import read_products
+    from hanet.index.storage import FRAME_FIELDS
 
     coll = index.videos
     rows = np.random.default_rng(3).permutation(coll.size)
     names = FRAME_FIELDS + ("global_embeds", "lengths")
     whole = coll.gather_many(names, rows)
-    stored = vars(StoredVideos.from_collection(coll, rows))
-    monkeypatch.setattr(store, "READ_BYTES", 2 * coll.segments[0].dtype.itemsize + 1)
-    pieces = list(coll.read_groups(rows))
-    assert len(pieces) >= coll.size // 2 and all(len(idx) <= 2 for idx, _ in pieces)
-    assert sorted(np.concatenate([idx for idx, _ in pieces]).tolist()) == list(range(coll.size))
+    queries = index.model.phrase_queries(index.queries.encode([QUERY]).text)
+    stored = read_products(coll, rows, queries)
+    monkeypatch.setattr(collection, "READ_BYTES", 2 * coll.segments[0].dtype.itemsize + 1)
+    pieces = [idx.copy() for idx, _ in coll.read_groups(rows)]
+    assert len(pieces) >= coll.size // 2 and all(len(idx) <= 2 for idx in pieces)
+    assert sorted(np.concatenate(pieces).tolist()) == list(range(coll.size))
     got = coll.gather_many(names, rows)
     for n in names:
         np.testing.assert_array_equal(got[n], whole[n], err_msg=n)
-    for n, v in vars(StoredVideos.from_collection(coll, rows)).items():
-        torch.testing.assert_close(v, stored[n], rtol=0, atol=0, msg=n)
+    again = read_products(coll, rows, queries)
+    for name in queries:
+        for part in ("dots", "norms", "grams"):
+            torch.testing.assert_close(getattr(again.products[name], part), getattr(stored.products[name], part),
+                                       rtol=0, atol=0, msg=f"{name} {part}")
+    torch.testing.assert_close(again.global_embeds, stored.global_embeds, rtol=0, atol=0)
 
 
 def test_one_field_of_a_few_rows_reads_only_that_field(tmp_path, run_dir, corpus, index, monkeypatch):
     """A few rows' per-frame concepts (a search's hits) come from reads of that field alone, in any
     row order, across segments: the same values as whole records; a truncated file is a clear error."""
-    import hanet.index.store as store
+    import hanet.index.storage.collection as collection
 
     out = tmp_path / "two"
     names_file = tmp_path / "first.txt"
@@ -395,7 +382,7 @@ def test_one_field_of_a_few_rows_reads_only_that_field(tmp_path, run_dir, corpus
     whole = coll.gather_many(("verb_frame_probs",), rows)["verb_frame_probs"]
     assert field.dtype == whole.dtype and field.shape == (len(rows),) + coll.segments[0].dtype["verb_frame_probs"].shape
     np.testing.assert_array_equal(field, whole)
-    monkeypatch.setattr(store, "FIELD_READ_ROWS", 0)  # many rows: whole records, the same answer
+    monkeypatch.setattr(collection, "FIELD_READ_ROWS", 0)  # many rows: whole records, the same answer
     np.testing.assert_array_equal(coll.gather("verb_frame_probs", rows), whole)
     monkeypatch.undo()
     last = coll.segments[-1]
@@ -407,20 +394,22 @@ def test_one_field_of_a_few_rows_reads_only_that_field(tmp_path, run_dir, corpus
         coll.gather("verb_frame_probs", np.array([coll.size - 1]))
 
 
-def test_a_truncated_segment_is_a_clear_error_before_it_is_mapped(tmp_path, run_dir, corpus, index, monkeypatch):
-    """The kernel reads frames from the records memory-mapped: a records file shorter than its rows
-    is refused when mapped, naming the file (a map would raise a bus error at the first missing page)."""
-    import hanet.index.scorer as scorer
+@pytest.mark.parametrize("kernel", ["native", "torch"])
+def test_a_segment_truncated_under_a_reader_is_a_clear_error(tmp_path, run_dir, corpus, index, monkeypatch,
+                                                             request, kernel):
+    """A records file cut short after the index was opened is an error naming it and the row, with
+    the kernel or without (records are read, never mapped: no bus error)."""
     from hanet.index import native
 
-    if native.library() is None:
-        pytest.skip(f"no kernel: {native.status()}")
+    if kernel == "torch":
+        monkeypatch.setenv("HANET_NATIVE", "0")
+    native.reset()
+    request.addfinalizer(native.reset)
     out = tmp_path / "idx"
     build_index(run_dir, corpus.features, out, thumbnails=False)
     path = next((out / "segments").glob("v-*/records.npy"))
-    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)
     q = SearchIndex.open(out, parser=index.queries.parser)  # opening checks sizes: truncated after it
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 100)
-    with pytest.raises(IndexFormatError, match=r"records.npy: \d+ bytes, but \d+ rows .* the file is truncated"):
-        q.search(QUERY, k=3, candidates=5)
+    with pytest.raises(IndexFormatError, match=r"records.npy: truncated \(row \d+\)"):
+        q.search(QUERY, k=3, mode="exhaustive")  # every record read

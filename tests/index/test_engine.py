@@ -19,8 +19,8 @@ from hanet.errors import HanetError
 from hanet.index import SearchIndex, add_videos, build_index, delete_videos
 from hanet.index.audit import index_info
 from hanet.index.build import IndexWriter, sync_engine
-from hanet.index.engine import EngineError
-from hanet.index.store import read_manifest
+from hanet.index.first_stage.qdrant import EngineError
+from hanet.index.storage import read_manifest
 
 from .corpus import QUERY
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hanet.cli import main
-from hanet.index.store import IndexFormatError
+from hanet.index.storage import IndexFormatError
 
 from .corpus import QUERY, make_corpus
 

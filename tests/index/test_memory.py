@@ -1,5 +1,5 @@
-"""Memory the second stage holds for mapped records stays bounded by count (hanet.index.memory),
-with nothing changed or read process-wide."""
+"""What the second stage holds in memory: one reused record buffer per thread, nothing mapped,
+nothing changed process-wide."""
 
 from __future__ import annotations
 
@@ -8,71 +8,41 @@ import platform
 import numpy as np
 import pytest
 
-def _mapped_records_rss_kib(folder) -> int:
-    """Resident KiB of this process's mappings of the records of the index in folder (/proc/self/smaps)."""
-    total, in_records = 0, False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()
-            if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
-                in_records = head[-1].startswith(str(folder)) and head[-1].endswith("records.npy")
-            elif in_records and head and head[0] == "Rss:":
-                total += int(head[1])
-    return total
+
+def _records_mappings(folder) -> int:
+    """Mappings of this process onto the index's records files (/proc/self/maps)."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if str(folder) in line and "records.npy" in line)
 
 
-@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/smaps")
-def test_mapped_records_leave_the_resident_set_past_the_bound(tmp_path, run_dir, corpus, index, monkeypatch):
-    """With the kernel, the second stage reads frames from the records memory-mapped: the pages a
-    search touches are counted and unmapped past MAP_DROP_BYTES, so resident memory stays bounded
-    however large the collection; the answers are those of positional reads."""
-    import hanet.index.scorer as scorer
-    import hanet.index.store as store
-    from hanet.index import SearchIndex, build_index, native
-
-    if native.library() is None:
-        pytest.skip(f"no kernel: {native.status()}")
-    out = tmp_path / "idx"
-    build_index(run_dir, corpus.features, out, thumbnails=False)
-    monkeypatch.setattr(scorer, "LAZY_BYTES", 0)  # this corpus's frames as MSR-VTT's would be read
-    q = SearchIndex.open(out, parser=index.queries.parser)
-    query = "a w3 is chasing a w5 in the w11"
-    monkeypatch.setattr(store, "MAP_DROP_BYTES", 1 << 40)  # never dropped
-    mapped = q.search(query, k=5, candidates=20)
-    assert _mapped_records_rss_kib(out) > 0
-    monkeypatch.setattr(store, "MAP_DROP_BYTES", 1)  # dropped after every search
-    again = q.search(query, k=5, candidates=20)
-    assert _mapped_records_rss_kib(out) == 0
-    monkeypatch.setattr(scorer, "MAPPED_READS", False)
-    read = q.search(query, k=5, candidates=20)
-    assert [h.video_id for h in mapped] == [h.video_id for h in again] == [h.video_id for h in read]
-    np.testing.assert_allclose([h.score for h in mapped], [h.score for h in read], rtol=1e-5, atol=1e-6)
-    q.close()
-
-
-@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/smaps")
-def test_the_bound_holds_for_pages_a_fault_maps_beyond_the_records_counted(tmp_path, run_dir, corpus, monkeypatch):
-    """How much one fault maps is the kernel's choice (large page-cache folios map up to 2 MiB
-    around a record: 1.2 MiB per 170 KiB record was seen on ext4, Linux 6.18), so each record
-    counts with a 2 MiB folio on each side: a search that has a whole segment of that size mapped
-    and counts one record reaches the bound and has it dropped."""
-    import hanet.index.store as store
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/maps")
+def test_search_reads_records_into_one_bounded_buffer_and_maps_nothing(tmp_path, run_dir, corpus, index, monkeypatch):
+    """Every group of records a search reads is a view of one buffer the thread reuses, never
+    more than READ_BYTES: the anonymous memory reading takes is that buffer, whatever the rows or
+    the index's size; the records files are never memory-mapped (the page cache is the kernel's)."""
+    import hanet.index.storage.collection as collection
     from hanet.index import SearchIndex, build_index
-    from hanet.index.memory import MAP_FOLIO_BYTES
+    from hanet.index.tuning import READ_BYTES
 
     out = tmp_path / "idx"
     build_index(run_dir, corpus.features, out, thumbnails=False)
-    q = SearchIndex.open(out, parser=None)
+    q = SearchIndex.open(out, parser=index.queries.parser)
     coll = q.videos
-    segment = coll.segments[0]
-    one_record = segment.dtype.itemsize + MAP_FOLIO_BYTES  # what release_mapped counts for a record
-    monkeypatch.setattr(store, "MAP_DROP_BYTES", one_record)
-    for _, recs, local in coll.mapped_groups(np.array([0])):
-        pages = recs.view(np.uint8)
-        assert pages.size <= MAP_FOLIO_BYTES, "one record's count covers the whole segment"
-        int(pages[::4096].sum()) + int(pages[-1])  # every page, as a fault mapping whole folios would
-    assert _mapped_records_rss_kib(out) > 0
-    coll.release_mapped(1)  # one record counted: the bound is reached
-    assert _mapped_records_rss_kib(out) == 0
+    hits = q.search("a w3 is chasing a w5 in the w11", k=5, candidates=20)
+    assert hits and _records_mappings(out) == 0
+    buf = coll._buffers.records
+    assert buf.nbytes <= READ_BYTES
+    rows = np.random.default_rng(0).permutation(coll.size)
+    for _, recs in coll.read_groups(rows):
+        assert np.shares_memory(recs, buf)
+    monkeypatch.setattr(collection, "READ_BYTES", 3 * coll.segments[0].dtype.itemsize)
+    groups = [(idx.copy(), recs.copy()) for idx, recs in coll.read_groups(rows)]
+    assert max(len(i) for i, _ in groups) == 3 and coll._buffers.records.nbytes <= READ_BYTES
+    whole = coll.segments[0].read(np.arange(coll.size))
+    for idx, recs in groups:
+        np.testing.assert_array_equal(recs, whole[rows[idx]])
+    again = q.search("a w3 is chasing a w5 in the w11", k=5, candidates=20)
+    assert [h.video_id for h in again] == [h.video_id for h in hits]
+    assert [h.score for h in again] == [h.score for h in hits]
+    assert _records_mappings(out) == 0
     q.close()
-

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from hanet.index import native
-from hanet.index.scorer import _dots_into, stored_values
+from hanet.index.rerank import _dots_into
+from hanet.index.storage.values import stored_values
 
 HAS_KERNEL_HERE = platform.machine().lower() in ("x86_64", "amd64") and bool(shutil.which("cc") or shutil.which("gcc")) \
     and all(f in open("/proc/cpuinfo").read().split() for f in ("avx2", "fma", "f16c"))

@@ -10,7 +10,7 @@ import torch
 
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index import QueryError, SearchIndex, build_index
-from hanet.index.scorer import video_outputs
+from hanet.index.rerank import video_outputs
 
 from .corpus import QUERY, RATE, arrays, frame_level, make_corpus, padded  # noqa: F401
 
@@ -65,7 +65,7 @@ def test_index_scorer_equals_model_scoring_on_stored_encodings(index, tmp_path, 
 
 @pytest.mark.parametrize("query", [QUERY, "a man w12 is riding w40 on a w7", "w90 w91"])
 def test_two_stage_is_exhaustive_restricted_to_first_stage_candidates(index, corpus, query):
-    from hanet.index.faiss_stage import first_stage_vectors
+    from hanet.index.first_stage import first_stage_vectors
 
     n = len(corpus.names)
     full = index.search_result(query, k=n, mode="exhaustive")
@@ -218,7 +218,8 @@ def test_every_hit_says_when_it_matches(tmp_path, index, corpus, run_dir, parser
 def test_default_candidates_follow_the_record_size(index):
     """By default a query's candidates read at most 36 MiB of records (500 at most)."""
     from hanet.index.audit import index_info
-    from hanet.index.search import DEFAULT_CANDIDATES, default_candidates
+    from hanet.index.search import default_candidates
+    from hanet.index.tuning import DEFAULT_CANDIDATES
 
     assert default_candidates(174_844) == 200  # an MSR-VTT-size float16 record
     assert default_candidates(103_304) == 350  # int8 frames

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from hanet.model.losses import contrastive_hinge
-from hanet.model.scoring import (SCORE_NAMES, ScoreOutput, cosine_sim, fuse, fusion_weights, jaccard_sim,
-                                 phrase_attention, slot_mask)
+from hanet.model.scoring import (SCORE_NAMES, FrameProducts, PhraseQueries, ScoreOutput, attend, cosine_sim, fuse,
+                                 fusion_weights, jaccard_sim, phrase_attention, slot_mask)
 
 
-def phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None, **precomputed):
-    return phrase_attention(frames, phrases, phrase_valid, sigma, frame_valid, **precomputed).score
+def phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None):
+    return phrase_attention(frames, phrases, phrase_valid, sigma, frame_valid).score
 
 
 def naive_phrase_scores(frames, phrases, phrase_valid, sigma, frame_valid=None):
@@ -136,10 +136,13 @@ def test_phrase_attention_keeps_what_the_score_averages():
     assert set(mine) == {0, 1}
     single = naive_phrase_scores(frames[1:2], phrases[:1, :1], torch.ones(1, 1, dtype=torch.bool), 4.0, valid[1:2])
     assert mine[0][1] == pytest.approx(float(single[0, 0]), abs=2e-6)
-    # given norms and Gram matrices (as an index stores them) give the same result
-    norms = (frames.pow(2).sum(-1) + 1e-18).sqrt()
-    grams = torch.bmm(frames, frames.transpose(1, 2))
-    torch.testing.assert_close(phrase_scores(frames, phrases, pv, 4.0, valid, frame_norm=norms, gram=grams), pa.score)
+    # the rule reads the frames only through their products (what an index hands it, computed its own way)
+    queries = PhraseQueries.of(phrases, pv)
+    assert queries.phrases.shape == (3, 8) and queries.slots.tolist() == [0, 1, 3]
+    f64 = frames.double()
+    products = FrameProducts((f64 @ queries.phrases.double().t()).float(), (f64.pow(2).sum(-1) + 1e-18).sqrt().float(),
+                             (f64 @ f64.transpose(1, 2)).float())
+    torch.testing.assert_close(attend(products, queries, 4.0, valid).score, pa.score, atol=1e-6, rtol=0)
 
 
 def test_fusion_is_the_weighted_sum_of_the_seven():

@@ -65,7 +65,7 @@ def _rewrite_sources(idx: Path, folder: Path) -> dict[str, Path]:
             out[r["id"]] = folder / f"{r['id']}.mp4"
         meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # as if built with these sources: the manifest records the new metadata files
-    from hanet.index.store import file_record
+    from hanet.index.storage import file_record
 
     m = json.loads((idx / "manifest.json").read_text())
     for rel in m["files"]:

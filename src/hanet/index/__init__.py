@@ -14,9 +14,17 @@ Python API::
     add_videos("idx", "more_feats.hdf5")                         # incremental
     delete_videos("idx", ["video7"])                             # tombstones, no rebuild
 
-See docs/search.md. Modules: ``store`` (files and commits), ``faiss_stage`` (first stage),
-``query`` (text side), ``build`` (writing), ``search``, ``explain``, ``thumbs``, and the CLI
-modules ``cli`` (``hanet index``), ``search_cli``, ``explain_cli``.
+See docs/search.md. Layout by role:
+
+* ``storage/``: the files (layout, manifest and integrity, segments, a part's rows with the one
+  reader of records, values stored beside the encodings);
+* ``first_stage/``: which rows to rerank (FAISS in the index's files, or a Qdrant collection);
+* ``rerank``: candidates' records to the model's scoring inputs (the products with the query's
+  phrases, taken as read, by the compiled kernel of ``native/`` where it runs);
+* ``search`` (one ranking routine for both directions), ``explain``, ``query`` (the text side);
+* writing: ``build`` (public functions), ``writer``, ``inputs``, ``encode``, ``repair``,
+  ``audit`` (what an index holds, ``verify``), ``thumbs``; ``tuning`` (every tuning constant);
+* commands: ``cli`` (``hanet index``), ``search_cli``, ``explain_cli``.
 
 Names are imported lazily so that ``hanet --help`` does not import torch.
 """
@@ -30,20 +38,20 @@ _EXPORTS = {
     "build_index": "hanet.index.build",
     "add_videos": "hanet.index.build",
     "delete_videos": "hanet.index.build",
-    "index_info": "hanet.index.build",
+    "index_info": "hanet.index.audit",
     "create_index": "hanet.index.build",
     "BuildReport": "hanet.index.build",
-    "IndexWriter": "hanet.index.build",
+    "IndexWriter": "hanet.index.writer",
     "SearchIndex": "hanet.index.search",
     "Hit": "hanet.index.search",
     "CaptionHit": "hanet.index.search",
     "SearchResult": "hanet.index.search",
     "CaptionResult": "hanet.index.search",
     "MODES": "hanet.index.search",
-    "DEFAULT_CANDIDATES": "hanet.index.search",
+    "DEFAULT_CANDIDATES": "hanet.index.tuning",
     "Explanation": "hanet.index.explain",
     "QueryError": "hanet.index.query",
-    "IndexFormatError": "hanet.index.store",
+    "IndexFormatError": "hanet.index.storage",
 }
 
 __all__ = sorted(_EXPORTS)

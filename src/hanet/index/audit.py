@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hanet.index import native
-from hanet.index.store import Collection, field_shapes, read_manifest
+from hanet.index.storage import Collection, field_shapes, read_manifest
 
 
 def _bytes_per_field(videos: Collection, mc: dict[str, Any], frame_dtype: str) -> dict[str, int]:
@@ -41,7 +41,7 @@ def verify_index(index_dir: str | os.PathLike) -> dict[str, Any]:
     Raises:
         IndexFormatError: not an index.
     """
-    from hanet.index.store import SEGMENT_FILES, file_problems, recorded_files
+    from hanet.index.storage import SEGMENT_FILES, file_problems, recorded_files
 
     d = Path(index_dir)
     m = read_manifest(d)

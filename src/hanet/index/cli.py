@@ -129,7 +129,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from hanet.index.audit import index_info
-    from hanet.index.search import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
+    from hanet.index.tuning import CANDIDATE_READ_BYTES, DEFAULT_CANDIDATES
 
     info = index_info(args.index)
     if args.json:

@@ -16,10 +16,8 @@ import numpy as np
 import torch
 
 from hanet.errors import DataError
-from hanet.index.store import MOMENT_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS
-
-#: videos per encoder call
-DEFAULT_BATCH = 64
+from hanet.index.storage import MOMENT_FIELDS, TEXT_FLOAT_FIELDS, TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS
+from hanet.index.tuning import DEFAULT_BATCH
 
 
 def video_fields(out: Any) -> dict[str, np.ndarray]:
@@ -30,9 +28,9 @@ def video_fields(out: Any) -> dict[str, np.ndarray]:
 
     Returns:
         field -> (B, ...) numpy array, with the norms and Gram matrices of
-        :func:`hanet.index.scorer.precompute`.
+        :func:`hanet.index.storage.values.precompute`.
     """
-    from hanet.index.scorer import precompute
+    from hanet.index.storage.values import precompute
 
     f = {name: getattr(out, name).detach().cpu().numpy()
          for name in VIDEO_FLOAT_FIELDS + VIDEO_INT_FIELDS + MOMENT_FIELDS}

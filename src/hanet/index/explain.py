@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from hanet.index.scorer import video_outputs
+from hanet.index.rerank import video_outputs
 from hanet.model.moments import Span
 from hanet.model.scoring import SCORE_NAMES, fusion_weights
 from hanet.model.video import verb_clip_windows

@@ -1,6 +1,6 @@
 """Searching an index: two-stage (FAISS candidates, then the full HANet score) or exhaustive.
 
-Two-stage: the first stage (:mod:`hanet.index.faiss_stage`) computes, with FAISS, the three
+Two-stage: the first stage (:mod:`hanet.index.first_stage`) computes, with FAISS, the three
 scores that need one vector per side (``sent`` and the two concept scores, 60% of the fused
 score) for every live video, exactly, and keeps the ``candidates`` best; those are scored with
 all seven HANet scores and ranked by the fused score. Exhaustive: every live video is scored
@@ -18,32 +18,22 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from hanet.errors import HanetError, UnknownVideoError
-from hanet.index.faiss_stage import FirstStage, first_stage_vectors, remaining_bound
+from hanet.index.first_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError, QueryInfo
-from hanet.index.scorer import StoredVideos, frame_concepts, stores_frame_concepts, text_outputs, video_outputs
-from hanet.index.store import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
-                               model_fingerprint,
-                               read_manifest)
+from hanet.index.rerank import frame_concepts, read_products, stores_frame_concepts, text_outputs, video_outputs
+from hanet.index.storage import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
+                                 model_fingerprint, read_manifest)
+from hanet.index.tuning import CANDIDATE_READ_BYTES, CANDIDATE_STEP, DEFAULT_CANDIDATES, MAX_CHUNK, PAIR_BUDGET
 from hanet.model.moments import Moments, Span, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
 
 MODES = ("two-stage", "exhaustive")
-DEFAULT_CANDIDATES = 500
-"""The most videos the first stage hands to full scoring by default (:func:`default_candidates`:
-fewer where records are large). An index of at most the candidates' number of live videos is
-scored exhaustively whatever the mode."""
-CANDIDATE_READ_BYTES = 36 << 20
-"""By default a query's candidates read at most this many bytes of records: what full scoring
-costs is their records, read and multiplied (about 0.12 ms per 171 KiB record on the project's
-machine), so at MSR-VTT's sizes 500 candidates took 88 ms at p50 against 43-60 ms for 200, with
-0.9935 of the exhaustive top 10 kept at 100,000 videos (docs/search.md, Figures)."""
-CANDIDATE_STEP = 50
 
 
 def default_candidates(record_bytes: int) -> int:
@@ -52,11 +42,6 @@ def default_candidates(record_bytes: int) -> int:
     :data:`DEFAULT_CANDIDATES` (500 at the synth sizes, 21 KiB a video; 200 at MSR-VTT's, 171 KiB)."""
     fit = CANDIDATE_READ_BYTES // max(int(record_bytes), 1)
     return int(max(CANDIDATE_STEP, min(DEFAULT_CANDIDATES, fit // CANDIDATE_STEP * CANDIDATE_STEP)))
-
-PAIR_BUDGET = 2_000_000
-"""(video, query) pairs scored at once in exhaustive mode (bounds the temporaries)."""
-MAX_CHUNK = 4096
-"""Videos (or captions) read from the memory maps at once in exhaustive mode."""
 
 
 @dataclass
@@ -260,7 +245,7 @@ class SearchIndex:
             IndexFormatError: not an index, damaged, another format version, or another model.
             EngineError: an engine-backed index's engine is unreachable or holds another index.
         """
-        from hanet.index.engine import EngineSpec, EngineStage, connect
+        from hanet.index.first_stage.qdrant import EngineSpec, EngineStage, connect
         from hanet.run import model_from_checkpoint
 
         path = Path(index_dir)
@@ -385,13 +370,6 @@ class SearchIndex:
         return self.model.score(video, text)
 
     @torch.no_grad()
-    def _fused(self, video: Any, text: Any) -> np.ndarray:
-        return self.model.fused_score(self._score(video, text)).numpy()
-
-    def _stored(self, rows: np.ndarray, text: Any = None) -> StoredVideos:
-        return StoredVideos.from_collection(self.videos, rows, only_global=self.variant == "global", text=text)
-
-    @torch.no_grad()
     def score_rows(self, rows: np.ndarray, text: Any) -> ScoreOutput:
         """The seven scores of indexed videos for encoded queries.
 
@@ -400,13 +378,13 @@ class SearchIndex:
             text: :class:`~hanet.model.text.TextEncoderOutput` of Q queries.
 
         Returns:
-            :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices: ``model.score`` on the
-            stored encodings, with their precomputed norms (see :mod:`hanet.index.scorer`).
+            :class:`~hanet.model.scoring.ScoreOutput` of (n, Q) matrices: the model's scoring
+            rule on the stored videos' products with the queries' phrases
+            (:func:`hanet.index.rerank.read_products`).
         """
-        return self._score(self._stored(rows, text), text)
-
-    def _fused_rows(self, rows: np.ndarray, text: Any) -> np.ndarray:
-        return fuse(self.score_rows(rows, text), self.variant).numpy()
+        queries = self.model.phrase_queries(text)
+        video = read_products(self.videos, rows, queries, with_concepts=self.variant != "global")
+        return self.model.score_products(video, text, queries)
 
     def default_candidates(self, part: str = "videos") -> int:
         """First-stage candidates when none are asked for (:func:`default_candidates` of the
@@ -438,44 +416,59 @@ class SearchIndex:
             :class:`Ranking` with k' = min(k, live videos) rows per query.
         """
         c = self._check(k, mode, candidates)
-        coll = self.videos
+        proxies = lambda: first_stage_vectors(text.global_embeds.numpy(), text.verb_probs.numpy(),  # noqa: E731
+                                              text.noun_probs.numpy(), round_to_stored=False)
+        return self._rank("videos", len(text), k, c, mode, lambda rows, q: self.score_rows(rows, text.select(q)),
+                          proxies)
+
+    def _rank(self, part: str, Q: int, k: int, c: int, mode: str,
+              score: Callable[[np.ndarray, slice], ScoreOutput], proxies: Callable[[], dict[str, np.ndarray]]) -> Ranking:
+        """The one ranking routine of both directions: a part's rows for Q queries.
+
+        Args:
+            part: ``videos`` (text to video) or ``captions`` (video to text).
+            Q: queries.
+            k: rows per query.
+            c: first-stage candidates per query.
+            mode: ``two-stage`` or ``exhaustive``.
+            score: (rows (n,), queries slice) -> :class:`~hanet.model.scoring.ScoreOutput` of (n, q)
+                (videos x queries, or captions' transposed: always part rows first).
+            proxies: the queries' first-stage vectors (:func:`~hanet.index.first_stage.first_stage_vectors`).
+
+        Returns:
+            :class:`Ranking` with k' = min(k, live rows) rows per query.
+        """
+        coll = self.videos if part == "videos" else self.captions
         n_alive = coll.num_alive
-        Q = len(text)
         k = min(int(k), n_alive)
         if k == 0:
             return Ranking(np.zeros((Q, 0), np.int64), np.zeros((Q, 0), np.float32), 0, np.ones(Q, bool))
-        if mode == "exhaustive" or n_alive <= c or self.stages.get("videos") is None:
+        if mode == "exhaustive" or n_alive <= c or self.stages.get(part) is None:
             best_rows = np.zeros((Q, 0), np.int64)
             best_scores = np.zeros((Q, 0), np.float32)
             chunk = max(64, min(MAX_CHUNK, PAIR_BUDGET // max(Q, 1)))
             for rows in coll.chunks(chunk):
-                fused = self._fused_rows(rows, text).T  # (Q, n)
+                fused = fuse(score(rows, slice(0, Q)), self.variant).numpy().T  # (Q, n)
                 best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
             return Ranking(best_rows, best_scores, n_alive, np.ones(Q, bool))
-        queries = first_stage_vectors(text.global_embeds.numpy(), text.verb_probs.numpy(), text.noun_probs.numpy(),
-                                      round_to_stored=False)
-        stage, alive = self.stages["videos"], None if coll.alive.all() else coll.alive
-        if stage.kind != "exact":  # sub-linear: no bound on the rows it never looked at
-            cand = stage.approximate_candidates(queries, c, alive, self.nprobe)
-            exact = np.zeros(Q, bool)
-        else:
-            rows_, best_left = stage.candidates(queries, c, alive)
-            cand = list(rows_)
+        alive = None if coll.alive.all() else coll.alive
+        found = self.stages[part].find(proxies(), c, alive, self.nprobe)
         out_rows = np.zeros((Q, k), np.int64)
         out_scores = np.full((Q, k), -np.inf, np.float32)
         out_parts = np.zeros((Q, len(SCORE_NAMES), k), np.float32)
         for q in range(Q):  # one query's candidates at a time (each query has its own)
-            rows = cand[q]
-            so = self.score_rows(rows, text.select(slice(q, q + 1)))
+            rows = found.rows[q]
+            so = score(rows, slice(q, q + 1))
             fused = fuse(so, self.variant).numpy()[:, 0]
             order = np.argsort(-fused, kind="stable")[:k]
             out_rows[q, :len(order)] = rows[order]
             out_scores[q, :len(order)] = fused[order]
             out_parts[q, :, :len(order)] = so.stack()[:, order, 0].numpy()  # the hits' scores, kept
-        if stage.kind == "exact":
-            # A video left out scores at most its first-stage part plus the largest phrase-level part.
-            exact = best_left + remaining_bound(self.variant) < out_scores[:, -1]
-        return Ranking(out_rows, out_scores, max(len(x) for x in cand), exact, out_parts)
+        # A row left out scores at most its first-stage part plus the largest phrase-level part;
+        # a stage that did not look at every row bounds nothing.
+        exact = (found.best_left + remaining_bound(self.variant) < out_scores[:, -1] if found.best_left is not None
+                 else np.zeros(Q, bool))
+        return Ranking(out_rows, out_scores, max(len(x) for x in found.rows), exact, out_parts)
 
     @property
     def moments_note(self) -> Optional[str]:
@@ -591,24 +584,15 @@ class SearchIndex:
         t0 = time.perf_counter()
         vrow = np.array([self.row(video_id)])
         video = video_outputs(self.videos, vrow)
-        k = min(int(k), caps.num_alive)
-        if mode == "exhaustive" or caps.num_alive <= c or self.stages.get("captions") is None:
-            best_rows = np.zeros((1, 0), np.int64)
-            best_scores = np.zeros((1, 0), np.float32)
-            for rows in caps.chunks(MAX_CHUNK):
-                fused = self._fused(video, text_outputs(caps, rows))  # (1, n)
-                best_rows, best_scores = _merge_topk(best_rows, best_scores, rows, fused, k)
-            rows, fused, scored = best_rows[0], best_scores[0], caps.num_alive
+        proxies = lambda: first_stage_vectors(video.global_embeds.numpy(), video.verb_probs.numpy(),  # noqa: E731
+                                              video.noun_probs.numpy())
+        ranked = self._rank("captions", 1, k, c, mode, lambda rows, q: self._score(video, text_outputs(caps, rows)).transposed(),
+                            proxies)
+        rows, fused, scored = ranked.rows[0], ranked.scores[0], ranked.scored
+        if ranked.parts is not None:
+            sc = ranked.parts[0]
         else:
-            query = first_stage_vectors(video.global_embeds.numpy(), video.verb_probs.numpy(),
-                                        video.noun_probs.numpy())
-            stage, alive = self.stages["captions"], None if caps.alive.all() else caps.alive
-            cr = (stage.approximate_candidates(query, c, alive, self.nprobe)[0] if stage.kind != "exact"
-                  else stage.candidates(query, c, alive)[0][0])
-            f = self._fused(video, text_outputs(caps, cr))[0]
-            order = np.argsort(-f, kind="stable")[:k]
-            rows, fused, scored = cr[order], f[order], len(cr)
-        sc = self._score(video, text_outputs(caps, rows)).stack()[:, 0, :].numpy() if len(rows) else None
+            sc = self._score(video, text_outputs(caps, rows)).stack()[:, 0, :].numpy() if len(rows) else None
         names = self.score_names()
         hits = []
         for i, r in enumerate(rows.tolist()):

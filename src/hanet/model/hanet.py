@@ -23,7 +23,8 @@ from hanet.config import ModelConfig
 from hanet.data.batch import ConceptTargets, TextBatch, TrainBatch
 from hanet.errors import HanetError
 from hanet.model.losses import contrastive_hinge, masked_concept_bce
-from hanet.model.scoring import ScoreOutput, compute_scores, cosine_sim, fuse, score_and_attend, variant_scores
+from hanet.model.scoring import (PhraseQueries, ScoreOutput, VideoProducts, compute_scores, cosine_sim, fuse,
+                                phrase_queries, score_and_attend, score_products, variant_scores)
 from hanet.model.text import TextEncoder, TextEncoderOutput
 from hanet.model.video import VideoEncoder, VideoEncoderOutput
 
@@ -103,10 +104,21 @@ class HANet(nn.Module):
         """The seven (videos x captions) scores; the ``global`` variant fills only ``sent``.
 
         Args:
-            video: Nv videos' encodings (or an index's stored ones, :class:`hanet.index.scorer.StoredVideos`).
+            video: Nv videos' encodings.
             text: Nc captions' encodings.
         """
         return compute_scores(video, text, self.config.simattn_sigma, only=variant_scores(self.variant))
+
+    def score_products(self, video: VideoProducts, text: TextEncoderOutput,
+                       queries: dict[str, PhraseQueries]) -> ScoreOutput:
+        """:meth:`score` of videos given by their products with ``queries`` (an index's stored
+        videos, :func:`hanet.model.scoring.score_products`)."""
+        return score_products(video, text, queries, self.config.simattn_sigma, only=variant_scores(self.variant))[0]
+
+    def phrase_queries(self, text: TextEncoderOutput) -> dict[str, PhraseQueries]:
+        """The captions' valid phrases of the phrase scores this variant has (what
+        :meth:`score_products` needs the videos' products with)."""
+        return phrase_queries(text, variant_scores(self.variant))
 
     def score_and_attend(self, video: VideoEncoderOutput, text: TextEncoderOutput):
         """:meth:`score` plus the phrase attentions behind it (explanations and time spans)."""

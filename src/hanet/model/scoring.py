@@ -23,7 +23,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 
 from hanet.model.text import TextEncoderOutput
-from hanet.model.video import video_padding_mask
+from hanet.model.video import VideoEncoderOutput, video_padding_mask
 
 SCORE_NAMES: tuple[str, ...] = ("sent", "verb", "noun", "concept_verb", "concept_noun", "ind_verb", "ind_noun")
 """The seven scores, in the official order (``test/scores`` of the reference stacks them so)."""
@@ -77,6 +77,10 @@ class ScoreOutput:
     def stack(self) -> torch.Tensor:
         """(7, Nv, Nc) in :data:`SCORE_NAMES` order."""
         return torch.stack([getattr(self, f.name) for f in fields(self)])
+
+    def transposed(self) -> "ScoreOutput":
+        """The same scores as (Nc, Nv) matrices (captions first: video-to-text ranking)."""
+        return ScoreOutput(*(getattr(self, f.name).t() for f in fields(self)))
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         for f in fields(self):
@@ -178,9 +182,52 @@ def valid_phrases(phrases: torch.Tensor, phrase_valid: torch.Tensor) -> tuple[to
     return phrases.reshape(Nc * P, d).index_select(0, index), index
 
 
-def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: torch.Tensor, sigma: float,
-                     frame_valid: Optional[torch.Tensor] = None, frame_norm: Optional[torch.Tensor] = None,
-                     gram: Optional[torch.Tensor] = None) -> PhraseAttention:
+@dataclass
+class PhraseQueries:
+    """The valid phrases of Nc captions for one phrase score: what every video's frames (or
+    clips) are multiplied by (n = valid phrases of the block, in caption then slot order).
+
+    Attributes:
+        phrases: (n, d) the valid phrase embeddings.
+        slots: (n,) int64 their flat slots c * P + p.
+        valid: (Nc, P) bool, the phrases that count.
+    """
+
+    phrases: torch.Tensor
+    slots: torch.Tensor
+    valid: torch.Tensor
+
+    @classmethod
+    def of(cls, phrases: torch.Tensor, phrase_valid: torch.Tensor) -> "PhraseQueries":
+        """From (Nc, P, d) phrase embeddings and their (Nc, P) validity."""
+        flat, slots = valid_phrases(phrases, phrase_valid)
+        return cls(flat, slots, phrase_valid)
+
+
+@dataclass
+class FrameProducts:
+    """What a phrase score needs of Nv videos' frames (or clips) against n phrases: the
+    attention rule reads the frames only through these.
+
+    Attributes:
+        dots: (Nv, F, n) frame . phrase.
+        norms: (Nv, F) sqrt(|frame|^2 + 1e-18).
+        grams: (Nv, F, F) frames @ frames^T.
+    """
+
+    dots: torch.Tensor
+    norms: torch.Tensor
+    grams: torch.Tensor
+
+    @classmethod
+    def of(cls, frames: torch.Tensor, phrases: torch.Tensor) -> "FrameProducts":
+        """From (Nv, F, d) frames and (n, d) phrases (differentiable: training goes through here)."""
+        return cls(torch.matmul(frames, phrases.t()), (frames.pow(2).sum(-1) + 1e-18).sqrt(),
+                   torch.bmm(frames, frames.transpose(1, 2)))
+
+
+def attend(products: FrameProducts, queries: PhraseQueries, sigma: float,
+           frame_valid: Optional[torch.Tensor] = None) -> PhraseAttention:
     """Attention of every valid phrase over the frames of every video, and the phrase score.
 
     The official rule: frame-phrase cosine, negatives set to 0, L2-normalised over frames,
@@ -191,32 +238,19 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     phrases and no (Nv, n, d) tensor is built.
 
     Args:
-        frames: (Nv, F, d) frame or clip embeddings (a tensor, or an index's
-            :class:`~hanet.index.scorer.StoredFrames`).
-        phrases: (Nc, P, d) phrase embeddings.
-        phrase_valid: (Nc, P) bool, the phrases that count (others are ignored).
+        products: the videos' frames against ``queries.phrases``.
+        queries: the captions' valid phrases.
         sigma: softmax temperature over frames.
         frame_valid: (Nv, F) bool real frames, or None when every frame is real (local clips).
-        frame_norm: (Nv, F) sqrt(|frame|^2 + 1e-18), when the caller has it (an index stores it).
-        gram: (Nv, F, F) frames @ frames^T, likewise.
 
     Returns:
         :class:`PhraseAttention`.
     """
-    Nv, F, d = frames.shape
-    Nc, P, _ = phrases.shape
-    flat_p, index = valid_phrases(phrases, phrase_valid)
+    dots, frame_norm, gram = products.dots, products.norms, products.grams
+    flat_p, index, phrase_valid = queries.phrases, queries.slots, queries.valid
+    Nv = dots.shape[0]
+    Nc, P = phrase_valid.shape
     owner = torch.div(index, P, rounding_mode="floor")  # caption of each valid phrase
-    if not isinstance(frames, torch.Tensor):
-        # an index's stored frames (hanet.index.scorer.StoredFrames): the dot products come
-        # block by block from the stored values; anything else needs them whole
-        dots = frames.dots(flat_p)
-        if frame_norm is None or gram is None:
-            frames = frames.float()
-    else:
-        dots = torch.matmul(frames, flat_p.t())  # (Nv, F, n) raw frame-phrase dot products
-    if frame_norm is None:
-        frame_norm = (frames.pow(2).sum(-1) + 1e-18).sqrt()  # (Nv, F)
     phrase_norm = (flat_p.pow(2).sum(-1) + 1e-18).sqrt()  # (n,)
     cos = dots / (frame_norm.unsqueeze(2) * phrase_norm)
     pad = None
@@ -230,8 +264,6 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     weights = torch.softmax(sigma * attn, dim=1)  # (Nv, F, n)
 
     numer = (weights * dots).sum(1)  # (Nv, n): <attended, p>
-    if gram is None:
-        gram = torch.bmm(frames, frames.transpose(1, 2))  # (Nv, F, F)
     sq_norm = (weights * torch.bmm(gram, weights)).sum(1)  # (Nv, n): |attended|^2
     # |x| clamped at 1e-10 as the official l2norm does (clamping the square keeps sqrt's
     # gradient finite at 0).
@@ -243,6 +275,21 @@ def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: 
     return PhraseAttention(total / count, weights, sims, owner, index - owner * P)
 
 
+def phrase_attention(frames: torch.Tensor, phrases: torch.Tensor, phrase_valid: torch.Tensor, sigma: float,
+                     frame_valid: Optional[torch.Tensor] = None) -> PhraseAttention:
+    """:func:`attend` on frames given whole.
+
+    Args:
+        frames: (Nv, F, d) frame or clip embeddings.
+        phrases: (Nc, P, d) phrase embeddings.
+        phrase_valid: (Nc, P) bool, the phrases that count (others are ignored).
+        sigma: softmax temperature over frames.
+        frame_valid: (Nv, F) bool real frames, or None when every frame is real (local clips).
+    """
+    queries = PhraseQueries.of(phrases, phrase_valid)
+    return attend(FrameProducts.of(frames, queries.phrases), queries, sigma, frame_valid)
+
+
 #: The four phrase-attention scores: (video frames or clips, caption phrases, phrase lengths, per frame?)
 PHRASE_SCORES: dict[str, tuple[str, str, str, bool]] = {
     "verb": ("verb_clips", "verb_embeds", "verb_lens", False),
@@ -250,12 +297,6 @@ PHRASE_SCORES: dict[str, tuple[str, str, str, bool]] = {
     "ind_verb": ("verb_frames", "verb_phrases", "verb_lens", True),
     "ind_noun": ("noun_frames", "noun_phrases", "noun_lens", True),
 }
-# the per-video precomputed norms and Gram matrices an index stores for each frame/clip field
-_PRECOMPUTED = {"verb_clips": ("verb_clip_norms", "verb_clip_grams"), "noun_clips": ("noun_clip_norms", "noun_clip_grams"),
-                "verb_frames": ("verb_frame_norms", "verb_frame_grams"),
-                "noun_frames": ("noun_frame_norms", "noun_frame_grams")}
-
-
 def variant_scores(variant: str) -> tuple[str, ...]:
     """The scores a model variant has: all seven, or ``sent`` alone for ``global``."""
     return ("sent",) if variant == "global" else SCORE_NAMES
@@ -267,23 +308,46 @@ def fuse(scores: ScoreOutput, variant: str = "hanet") -> torch.Tensor:
     return scores.sent if variant == "global" else scores.fused
 
 
-def phrase_queries(text: TextEncoderOutput) -> dict[str, torch.Tensor]:
-    """Frame or clip field -> (n, d) the valid phrases :func:`score_and_attend` multiplies it
-    by, for each of the four phrase scores. An index reading stored frames can take these dot
-    products while the records are still in the cache (:func:`hanet.index.scorer.gather_float`)."""
-    return {vfield: valid_phrases(getattr(text, tfield), slot_mask(getattr(text, lens)))[0]
-            for vfield, tfield, lens, _ in PHRASE_SCORES.values()}
+def phrase_queries(text: TextEncoderOutput, only: Optional[Sequence[str]] = None) -> dict[str, PhraseQueries]:
+    """Phrase score name -> the captions' valid phrases it multiplies the frames (or clips) of
+    :data:`PHRASE_SCORES` by; ``only``: those of these scores (None: all four)."""
+    return {name: PhraseQueries.of(getattr(text, tfield), slot_mask(getattr(text, lens)))
+            for name, (_, tfield, lens, _) in PHRASE_SCORES.items() if only is None or name in only}
 
 
-def score_and_attend(video, text: TextEncoderOutput, sigma: float, only: Optional[Sequence[str]] = None
-                     ) -> tuple[ScoreOutput, dict[str, PhraseAttention]]:
+@dataclass
+class VideoProducts:
+    """Nv videos as the seven scores read them: the frames (or clips) of each phrase score only
+    through their :class:`FrameProducts` with a block of captions' phrases. The model builds
+    them from its encoder outputs (:func:`score_and_attend`); an index builds them from stored
+    records without materialising the frames (:mod:`hanet.index.rerank`).
+
+    Attributes:
+        global_embeds: (Nv, d).
+        verb_probs: (Nv, Cv), or (Nv, 0) when no concept score is asked.
+        noun_probs: (Nv, Cn), likewise.
+        lengths: (Nv,) int64 real frames.
+        products: phrase score name -> :class:`FrameProducts` against :func:`phrase_queries`
+            of the same captions; the scores asked for must be present.
+    """
+
+    global_embeds: torch.Tensor
+    verb_probs: torch.Tensor
+    noun_probs: torch.Tensor
+    lengths: torch.Tensor
+    products: dict[str, FrameProducts]
+
+
+def score_products(video: VideoProducts, text: TextEncoderOutput, queries: dict[str, PhraseQueries], sigma: float,
+                   only: Optional[Sequence[str]] = None) -> tuple[ScoreOutput, dict[str, PhraseAttention]]:
     """The seven scores of every (video, caption) pair of a block, and the phrase attentions
-    behind the four phrase scores.
+    behind the four phrase scores: the one scoring rule of training, evaluation, search and
+    explanations.
 
     Args:
-        video: encoder outputs of Nv videos (:class:`VideoEncoderOutput`, or an index's stored
-            videos: anything with the same fields; ``*_norms`` / ``*_grams`` are used if present).
+        video: Nv videos, their products taken with ``queries``.
         text: encoder outputs of Nc captions.
+        queries: :func:`phrase_queries` of ``text``.
         sigma: attention temperature (config ``simattn_sigma``).
         only: names of the scores to compute (others are returned as zeros); None for all.
 
@@ -302,22 +366,36 @@ def score_and_attend(video, text: TextEncoderOutput, sigma: float, only: Optiona
         out["concept_verb"] = jaccard_sim(video.verb_probs, text.verb_probs)
     if "concept_noun" in want:
         out["concept_noun"] = jaccard_sim(video.noun_probs, text.noun_probs)
-    if want & PHRASE_SCORES.keys():
-        frame_valid = video_padding_mask(video.lengths, video.verb_frames.shape[1])
-        valid = {lens: slot_mask(getattr(text, lens)) for lens in ("verb_lens", "noun_lens")}
-        for name, (vfield, tfield, lens, per_frame) in PHRASE_SCORES.items():
-            if name not in want:
-                continue
-            norm_name, gram_name = _PRECOMPUTED[vfield]
-            pa = phrase_attention(getattr(video, vfield), getattr(text, tfield), valid[lens], sigma,
-                                  frame_valid if per_frame else None, getattr(video, norm_name, None),
-                                  getattr(video, gram_name, None))
-            out[name] = pa.score
-            attention[name] = pa
+    for name, (_, _, _, per_frame) in PHRASE_SCORES.items():
+        if name not in want:
+            continue
+        products = video.products[name]
+        frame_valid = video_padding_mask(video.lengths, products.dots.shape[1]) if per_frame else None
+        pa = attend(products, queries[name], sigma, frame_valid)
+        out[name] = pa.score
+        attention[name] = pa
     return ScoreOutput(**out), attention
 
 
-def compute_scores(video, text: TextEncoderOutput, sigma: float,
+def score_and_attend(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: float,
+                     only: Optional[Sequence[str]] = None) -> tuple[ScoreOutput, dict[str, PhraseAttention]]:
+    """:func:`score_products` on encoder outputs: the products are taken here.
+
+    Args:
+        video: encoder outputs of Nv videos.
+        text: encoder outputs of Nc captions.
+        sigma: attention temperature (config ``simattn_sigma``).
+        only: names of the scores to compute (others are returned as zeros); None for all.
+    """
+    want = SCORE_NAMES if only is None else tuple(only)
+    queries = phrase_queries(text, want)
+    products = {name: FrameProducts.of(getattr(video, PHRASE_SCORES[name][0]), q.phrases)
+                for name, q in queries.items()}
+    prepared = VideoProducts(video.global_embeds, video.verb_probs, video.noun_probs, video.lengths, products)
+    return score_products(prepared, text, queries, sigma, want)
+
+
+def compute_scores(video: VideoEncoderOutput, text: TextEncoderOutput, sigma: float,
                    only: Optional[Sequence[str]] = None) -> ScoreOutput:
     """The seven scores of every (video, caption) pair of a block (see :func:`score_and_attend`).
 
@@ -328,5 +406,6 @@ def compute_scores(video, text: TextEncoderOutput, sigma: float,
 
 
 __all__ = ["SCORE_NAMES", "EMBEDDING_SCORES", "CONCEPT_SCORES", "PHRASE_SCORES", "fusion_weights", "variant_scores",
-           "fuse", "ScoreOutput", "PhraseAttention", "cosine_sim", "jaccard_sim", "slot_mask", "valid_phrases",
-           "phrase_attention", "phrase_queries", "score_and_attend", "compute_scores"]
+           "fuse", "ScoreOutput", "PhraseAttention", "PhraseQueries", "FrameProducts", "VideoProducts", "cosine_sim",
+           "jaccard_sim", "slot_mask", "valid_phrases", "attend", "phrase_attention", "phrase_queries",
+           "score_products", "score_and_attend", "compute_scores"]

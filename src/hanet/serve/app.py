@@ -49,7 +49,7 @@ from hanet import __version__
 from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.query import QueryError
 from hanet.index.search import SearchIndex
-from hanet.index.store import IndexFormatError
+from hanet.index.storage import IndexFormatError
 
 log = logging.getLogger("hanet.serve")
 STATIC_DIR = Path(__file__).parent / "static"

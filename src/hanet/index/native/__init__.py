@@ -1,7 +1,7 @@
 """The second stage's one compiled kernel: stored frame vectors times a query's phrases.
 
 A search multiplies each candidate's frame and clip vectors, as the records hold them (float16,
-or int8 with a scale per vector), by its query's few phrases (:func:`hanet.index.scorer.gather_float`).
+or int8 with a scale per vector), by its query's few phrases (:func:`hanet.index.rerank.read_fields`).
 Through torch that is, per group of records read and per field, a float16 -> float32 copy, a
 small matrix product and a scatter; with 1-10 phrases the calls' overheads and the float32 copy
 cost more than the arithmetic (measured: about 20 of a query's 30 ms reading and multiplying 200
@@ -11,7 +11,7 @@ The kernel is optional. It is compiled when hanet is installed (``setup.py``: th
 compiler builds ``_dots*.so`` beside this file) and loaded with ctypes; nothing is compiled or
 written when hanet runs. Where it was not built (no compiler at install time, not x86-64), on a
 CPU without AVX2, FMA and F16C, or with ``HANET_NATIVE=0``, the same products come from torch,
-and :func:`status` says why. Both give the values of :func:`hanet.index.scorer.stored_values`
+and :func:`status` says why. Both give the values of :func:`hanet.index.storage.values.stored_values`
 multiplied in float32; only the order of the additions differs (last bits).
 """
 

@@ -5,7 +5,7 @@
  * vectors of one query. Through torch that is a float16 -> float32 copy, a small matrix product
  * and a scatter per group of records, and at MSR-VTT sizes the per-call overheads and the float32
  * copy cost more than the arithmetic. Here each vector is converted in registers and multiplied
- * by every phrase in one pass; the values are those of hanet.index.scorer.stored_values (float16
+ * by every phrase in one pass; the values are those of hanet.index.storage.values.stored_values (float16
  * exactly widened; int8 widened then times its widened scale, in float32), accumulated in float32
  * (in another order than a BLAS would: results differ from torch's in the last bits).
  *

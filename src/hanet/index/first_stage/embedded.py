@@ -45,22 +45,11 @@ from hanet.errors import HanetError
 from hanet.io import atomic_write
 from hanet.model.scoring import EMBEDDING_SCORES, fusion_weights
 
+from hanet.index.first_stage.base import Candidates
+from hanet.index.tuning import ANN_MIN_ROWS, DEFAULT_NPROBE, POOL_FACTOR, PROBE_ROWS_FACTOR
+
 PARTS: tuple[str, ...] = ("global", "verbs", "nouns")
 ANN_PART = "ann"
-#: The approximate first stage is built once a collection holds this many rows ("auto").
-ANN_MIN_ROWS = 50_000
-#: Lists probed per query (of about 4 * sqrt(rows)). Measured against exhaustive search, 32
-#: kept the top-10 agreement of 48 (1M synth-size videos 1.0000 at 500 candidates, 100k
-#: MSR-VTT-size 0.9935 at 200; both down to 24) and took ~1 ms less per query at 100k.
-DEFAULT_NPROBE = 32
-#: The proxy pool is this many times the candidates asked for. Measured against exhaustive
-#: search: 2 kept the top-10 agreement of 4 (1M synth-size videos 1.0000 at 500 candidates,
-#: 100k MSR-VTT-size 0.9935 at 200) and halves the pool's exact rescoring and the lists probed.
-POOL_FACTOR = 2
-#: A query probes lists holding (on average) at least this many times its pool, more than
-#: DEFAULT_NPROBE where lists are short: with 800 rows in 113 lists, 48 lists held 340 rows for
-#: a pool of 2,000, and 9% of the demo model's top 10s changed whatever the candidates.
-PROBE_ROWS_FACTOR = 8
 FIRST_STAGES = ("auto", "exact", "ivf")
 
 
@@ -356,6 +345,22 @@ class FirstStage:
     def stored(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """part -> (n, dim) the stored vectors of rows (only these rows are read)."""
         return {part: self.vectors(part)[rows] for part in PARTS}
+
+    def find(self, queries: dict[str, np.ndarray], c: int, alive: Optional[np.ndarray] = None,
+             nprobe: Optional[int] = None) -> Candidates:
+        """The first stage's answer (:class:`~hanet.index.first_stage.Candidates`): the exact scan
+        with its bound while the stage is ``exact``, the inverted file's pool once it is built.
+
+        Args:
+            queries: :func:`first_stage_vectors` of Q queries.
+            c: rows per query.
+            alive: (ntotal,) bool, or None when nothing is deleted.
+            nprobe: lists probed at least (the inverted file; see :func:`probe_lists`).
+        """
+        if self.kind != "exact":
+            return Candidates(self.approximate_candidates(queries, c, alive, nprobe), None)
+        rows, best_left = self.candidates(queries, c, alive)
+        return Candidates(list(rows), best_left)
 
     def approximate_candidates(self, queries: dict[str, np.ndarray], c: int, alive: Optional[np.ndarray] = None,
                                nprobe: Optional[int] = None) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ with one point per live row:
 
 * id: the row number (rows never move, so ids are stable and upserts idempotent);
 * vector ``proxy`` (dot product): the row's proxy vector
-  (:func:`~hanet.index.faiss_stage.proxy_vectors`, the same one the embedded approximate stage
+  (:func:`~hanet.index.first_stage.proxy_vectors`, the same one the embedded approximate stage
   indexes), whose inner product with a query's proxy follows HANet's first-stage partial score;
 * payload: ``row``, ``id`` (the video's or caption's id), ``model``, ``format`` and ``index``, the index's uid, so
   that a collection filled by another index (another model, another version) is recognised.
@@ -19,7 +19,7 @@ A query asks the engine (HNSW, or a brute-force scan with ``exact=True``) for a 
 partial score of the pool, from the index's flat first-stage vectors (the FAISS flat files every
 index keeps, memory-mapped from the shared folder), picks the candidates, and the seven
 scores rerank them, exactly as with the embedded approximate stage
-(:func:`~hanet.index.faiss_stage.best_of_pools` is shared). The query servers hold no state of
+(:func:`~hanet.index.first_stage.best_of_pools` is shared). The query servers hold no state of
 their own: the engine and the shared folder are the collection, so ``hanet serve`` scales by
 adding replicas.
 
@@ -52,17 +52,13 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from hanet.errors import HanetError
-from hanet.index.faiss_stage import best_of_pools, first_stage_vectors, pool_size, proxy_vectors
+from hanet.index.first_stage import Candidates, best_of_pools, first_stage_vectors, pool_size, proxy_vectors
+
+from hanet.index.tuning import ENGINE_POOL_FACTOR, UPSERT_BATCH
 
 BACKENDS = ("embedded", "qdrant")
 VECTOR = "proxy"
-#: points per upsert request
-UPSERT_BATCH = 1000
 STAGE_FIELDS = ("global_embeds", "verb_probs", "noun_probs")
-#: The engine's proxy pool, in candidates. The embedded inverted file went down to 2 after
-#: measuring it; the engine's HNSW pool was measured at 1M videos with 4 (agreement 0.9985) and
-#: not since, so it keeps 4.
-ENGINE_POOL_FACTOR = 4
 
 
 class EngineError(HanetError):
@@ -340,9 +336,9 @@ class EngineStage:
         engine: an adapter from :func:`connect`.
         spec: the index's engine entry.
         part: ``videos`` or ``captions``.
-        coll: the part's :class:`~hanet.index.store.Collection` (rows, tombstones, stored vectors).
+        coll: the part's :class:`~hanet.index.storage.Collection` (rows, tombstones, stored vectors).
         variant: the model variant (the partial score's weights).
-        flat: the index's exact first-stage vectors (a :class:`~hanet.index.faiss_stage.FirstStage`
+        flat: the index's exact first-stage vectors (a :class:`~hanet.index.first_stage.FirstStage`
             of flat FAISS files, memory-mapped): a pool is rescored from these (1.8 KiB a row at the
             synthetic model's sizes) rather than from the records (20 KiB a row); None reads the records.
     """
@@ -398,7 +394,7 @@ class EngineStage:
 
         Args:
             first_row: the first row's number.
-            vectors: :func:`~hanet.index.faiss_stage.first_stage_vectors` of the rows.
+            vectors: :func:`~hanet.index.first_stage.first_stage_vectors` of the rows.
             labels: each row's video id.
             fingerprint: the model's fingerprint (recorded in the payload).
             fmt: the index format version (recorded in the payload).
@@ -422,12 +418,18 @@ class EngineStage:
         f = self.coll.gather_many(STAGE_FIELDS, np.asarray(rows, np.int64))
         return first_stage_vectors(f["global_embeds"], f["verb_probs"], f["noun_probs"])
 
+    def find(self, queries: dict[str, np.ndarray], c: int, alive: Optional[np.ndarray] = None,
+             nprobe: Optional[int] = None) -> Candidates:
+        """The engine's pool, rescored exactly (:class:`~hanet.index.first_stage.Candidates`,
+        no bound: the engine does not look at every row)."""
+        return Candidates(self.approximate_candidates(queries, c, alive, nprobe), None)
+
     def approximate_candidates(self, queries: dict[str, np.ndarray], c: int, alive: Optional[np.ndarray] = None,
                                nprobe: Optional[int] = None) -> list[np.ndarray]:
         """The ``c`` rows with the highest exact partial score among the engine's pool, per query.
 
         Args:
-            queries: :func:`~hanet.index.faiss_stage.first_stage_vectors` of Q queries.
+            queries: :func:`~hanet.index.first_stage.first_stage_vectors` of Q queries.
             c: rows per query.
             alive: (ntotal,) bool, or None when nothing is deleted.
             nprobe: unused (the engine's search effort follows the pool size).
