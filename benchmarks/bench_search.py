@@ -356,12 +356,54 @@ def cmd_scale(args: argparse.Namespace) -> int:
               f"{np.mean([len(set(a) & set(b)) / 10 for a, b in zip(own.tolist(), exact.tolist())]):.4f}",
               file=sys.stderr)
     index.close()
+    if args.results:
+        key = f"{args.dims}-{args.videos}-{args.backend}-{info['frame_dtype']}"
+        write_result(Path(args.results), key, {
+            "command": "python benchmarks/bench_search.py " + " ".join(sys.argv[1:]),
+            "videos": args.videos, "dims": args.dims, "backend": args.backend, "frame_dtype": info["frame_dtype"],
+            "first_stage": info["first_stage"]["kind"], "disk_gib": round(info["disk_bytes"] / 2 ** 30, 2),
+            "build_s": None if build_s != build_s else round(build_s), "candidates": lat["candidates"],
+            "p50_ms": round(lat["p50_ms"], 1), "p99_ms": round(lat["p99_ms"], 1),
+            "stage_p50_ms": {k: round(v, 1) for k, v in lat["stage_p50_ms"].items()},
+            "agreement_at_10": round(agr["agreement_at_10"], 4), "identical_top10": round(agr["identical_top10"], 4),
+            "rss_mib": round(lat["rss_mib"]), "rss_anon_mib": round(lat["rss_anon_mib"]),
+            "rss_file_mib": round(lat["rss_file_mib"]), "rehearsed": bool(args.rehearse),
+            "kernel": "native" if native.library() is not None else "torch"})
     print(f"RESULT backend={args.backend} videos={args.videos} dims={args.dims} frames={info['frame_dtype']} p50_ms={lat['p50_ms']:.1f} "
           f"p99_ms={lat['p99_ms']:.1f} agreement_at_10={agr['agreement_at_10']:.4f} rss_mib={lat['rss_mib']:.0f} "
           f"build_s={build_s:.0f} bytes_per_video={per_video}" + (" against=reference" if args.reference else "")
           + (f" threads={args.threads}" if args.threads != 1 else "") + (" rehearsed=1" if args.rehearse else "")
           + f" kernel={'native' if native.library() is not None else 'torch'}")
     return 0
+
+
+RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": platform.release(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def write_result(path: Path, key: str, figures: dict) -> None:
+    """Merge one measurement into a results file (``{"results": {key: {...}}}``), with the machine and date."""
+    data = json.loads(path.read_text()) if path.is_file() else {"results": {}}
+    data.setdefault("results", {})[key] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), **figures}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"figures written to {path} ({key})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- latency (fresh process)
@@ -474,7 +516,8 @@ def throughput(index_dir: Path, clients: int, per_client: int, k: int, replicas:
         return {"clients": clients, "replicas": replicas, "requests": n, "seconds": wall, "requests_per_s": n / wall,
                 "latency_p50_ms": pct(lat, 50), "latency_p99_ms": pct(lat, 99), "status_codes": codes,
                 "errors": n - codes.get(200, 0), "failures": failures[:3],
-                "server_rss_mib": sum(m["VmRSS"] for m in mems), "server_peak_rss_mib": sum(m["VmHWM"] for m in mems)}
+                "server_rss_mib": sum(m["VmRSS"] for m in mems), "server_peak_rss_mib": sum(m["VmHWM"] for m in mems),
+                "server_rss_anon_mib": sum(m["RssAnon"] for m in mems), "server_rss_file_mib": sum(m["RssFile"] for m in mems)}
     finally:
         for proc in procs:
             proc.terminate()
@@ -525,7 +568,8 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
               f"searches = {tp['requests']} in "
               f"{tp['seconds']:.1f} s: {tp['requests_per_s']:.1f} req/s, latency under load p50 "
               f"{tp['latency_p50_ms']:.0f} ms p99 {tp['latency_p99_ms']:.0f} ms, status {tp['status_codes']}, "
-              f"errors {tp['errors']}; server RSS {tp['server_rss_mib']:.0f} MiB (peak {tp['server_peak_rss_mib']:.0f})")
+              f"errors {tp['errors']}; server RSS {tp['server_rss_mib']:.0f} MiB (peak {tp['server_peak_rss_mib']:.0f}; "
+              f"anonymous {tp['server_rss_anon_mib']:.0f}, file-backed {tp['server_rss_file_mib']:.0f})")
         if tp["failures"]:
             print(f"  e.g. {tp['failures']}")
     if args.clean:
@@ -667,6 +711,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "`hanet serve` gives each of its 2 concurrent searches on 2 cores)")
     c.add_argument("--rehearse", action="store_true", help="run the timed queries once, untimed, before timing "
                    "them (their candidates' records read once since the page cache was filled)")
+    c.add_argument("--results", default=str(RESULTS), help="results JSON the figures are merged into ('' for none)")
     c.add_argument("--reference", metavar="OUT", help="measure agreement against the exhaustive answers cached in "
                    "another scale folder of the same N and dims (e.g. the float16 one, for --frame-dtype int8)")
     a = sub.add_parser("agreement", help="two-stage vs exhaustive top-k on an index built from a trained run")

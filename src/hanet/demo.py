@@ -167,11 +167,9 @@ class DemoResult:
 def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings] = None, progress: bool = True,
              say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> DemoResult:
     """Run (or resume) the demo; returns what it measured."""
-    from hanet.config import get_preset
-
-    s = settings or DemoSettings()
     from hanet.io import ensure_dir
 
+    s = settings or DemoSettings()
     work = ensure_dir(workdir, "demo folder")
     book = StageBook(work)
     t_all = time.time()
@@ -180,22 +178,50 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
     def stage(name: str, fingerprint: str, fn: Callable[[], dict[str, Any] | None], outputs: list[Path]) -> None:
         times[name] = book.run(name, fingerprint, fn, outputs, say)
 
-    # 1. the world ---------------------------------------------------------------------------
+    world, fp_world = _stage_world(stage, work, s, progress)
+    feats, fp_extract = _stage_features(stage, book, work, world, fp_world, s, progress)
+    ann, fp_prepare = _stage_prepare(stage, work, world, fp_world, progress)
+    dataset = _write_dataset_description(work, world, feats, ann)
+    runs = _train_variants(stage, work, dataset, ann, s, (fp_extract, fp_prepare), progress=progress)
+
+    t = time.time()
+    res = DemoResult(workdir=str(work), seconds=0.0)
+    res.metrics, res.paired, res.breakdown, models, datasets, ranks = _evaluate(runs, dataset, world, s.device)
+    if "hanet" in models and "tst" in datasets:
+        from hanet.world_moments import moment_report
+
+        res.moments = moment_report(models["hanet"].cpu(), datasets["tst"], world)
+    times["evaluate"] = time.time() - t
+
+    t = time.time()
+    _report_parts(res, book, work, world, feats, ann, runs, models, datasets, ranks, s, (fp_extract, fp_prepare))
+    times["report"] = time.time() - t
+    res.stage_seconds = {k: round(v, 1) for k, v in times.items()}
+    res.stage_seconds_when_run = {k: rec["seconds"] for k, rec in book.state["stages"].items()}
+    res.seconds = time.time() - t_all
+    _write_report(work, res, s)
+    return res
+
+
+def _stage_world(stage: Callable, work: Path, s: DemoSettings, progress: bool) -> tuple[Path, str]:
+    """1. The built-in world; returns its folder and fingerprint."""
     from hanet.data.synth import SynthConfig, generate
 
     world = work / "world"
     wcfg = SynthConfig.preset(s.world_preset)
-    fp_world = _hash(wcfg.fingerprint(s.seed), "world")
 
     def do_synth() -> dict[str, Any]:
         rep = generate(world, wcfg, seed=s.seed, progress=progress)
         return {"clips": sum(rep.split_sizes.values())}
 
-    stage("synth", fp_world, do_synth, [world / "manifest.json"])
+    stage("synth", _hash(wcfg.fingerprint(s.seed), "world"), do_synth, [world / "manifest.json"])
     manifest = json.loads((world / "manifest.json").read_text())
-    fp_world = _hash(manifest.get("fingerprint"), manifest.get("code"))
+    return world, _hash(manifest.get("fingerprint"), manifest.get("code"))
 
-    # 2. features ----------------------------------------------------------------------------
+
+def _stage_features(stage: Callable, book: "StageBook", work: Path, world: Path, fp_world: str, s: DemoSettings,
+                    progress: bool) -> tuple[Path, str]:
+    """2. Features of the world's clips; returns the feature file and its fingerprint."""
     from hanet.video.extract import extract_features
 
     feats = work / "features.hdf5"
@@ -215,14 +241,17 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
         return {"videos": len(videos)}
 
     stage("extract", fp_extract, do_extract, [feats])
+    return feats, fp_extract
 
-    # 3. captions -> vocabulary, concepts, role graphs ----------------------------------------
+
+def _stage_prepare(stage: Callable, work: Path, world: Path, fp_world: str, progress: bool) -> tuple[Path, str]:
+    """3. Captions -> vocabulary, concepts, role graphs; returns the folder and its fingerprint."""
+    from hanet.config import get_preset
     from hanet.text.prepare import PrepareConfig, prepare_dataset
+    from hanet.text.rolegraph import RULES_VERSION
 
     ann = work / "annotations"
     mcfg = get_preset("synth")
-    from hanet.text.rolegraph import RULES_VERSION
-
     # the rules' version: a workdir prepared by older role-graph rules is prepared (and trained) again
     fp_prepare = _hash(fp_world, mcfg.model.num_verb_concepts, mcfg.model.num_noun_concepts, RULES_VERSION)
 
@@ -233,45 +262,29 @@ def run_demo(workdir: str | Path = "hanet-demo", settings: Optional[DemoSettings
         return {"vocab": rep.vocab_size}
 
     stage("prepare", fp_prepare, do_prepare, [ann / "sent2rolegraph.augment.json", ann / "word2int.json"])
-    dataset = _write_dataset_description(work, world, feats, ann)
+    return ann, fp_prepare
 
-    # 4. train both variants --------------------------------------------------------------------
-    runs = _train_variants(stage, work, dataset, ann, s, (fp_extract, fp_prepare), progress=progress)
 
-    # 5. evaluate --------------------------------------------------------------------------
-    t = time.time()
-    res = DemoResult(workdir=str(work), seconds=0.0)
-    res.metrics, res.paired, res.breakdown, models, datasets, ranks = _evaluate(runs, dataset, world, s.device)
-    if "hanet" in models and "tst" in datasets:
-        from hanet.world_moments import moment_report
-
-        res.moments = moment_report(models["hanet"].cpu(), datasets["tst"], world)
-    times["evaluate"] = time.time() - t
-
-    # 6. report ---------------------------------------------------------------------------------
-    t = time.time()
-    res.concept_map, res.verb_peaks, timeline = _concept_quality(models["hanet"], datasets["tst"], ann, world, feats)
-    plots = ensure_dir(work / "plots", "plot folder")
+def _report_parts(res: "DemoResult", book: "StageBook", work: Path, world: Path, feats: Path, ann: Path,
+                  runs: dict[str, Path], models: dict, datasets: dict, ranks: Any, s: DemoSettings,
+                  fps: tuple[str, str]) -> None:
+    """6. Concept quality, plots, the example queries answered from the demo's index."""
+    from hanet.index.storage import INDEX_VERSION, MOMENT_FIELDS
+    from hanet.io import ensure_dir
     from hanet.run import RunDir
     from hanet.train import plot_curves
 
+    res.concept_map, res.verb_peaks, timeline = _concept_quality(models["hanet"], datasets["tst"], ann, world, feats)
+    plots = ensure_dir(work / "plots", "plot folder")
     plot_curves({variant: RunDir(run).read_log() for variant, run in runs.items()}, plots / "training_curves.png")
     if timeline is not None:
         _plot_timeline(timeline, plots / "concept_timeline.png")
-    from hanet.index.storage import INDEX_VERSION, MOMENT_FIELDS
-
     examples = pick_examples(world, ranks, s.examples)
+    best = str((runs["hanet"] / "checkpoints" / "best.pt").stat().st_mtime)
     res.queries = _queries(runs["hanet"], feats, world, ann, work / "index", datasets["tst"].names, examples,
                            s.caption_queries,
-                           fp=_hash(fp_extract, fp_prepare, str((runs["hanet"] / "checkpoints" / "best.pt").stat().st_mtime),
-                                    INDEX_VERSION, MOMENT_FIELDS, examples),  # an index of an older layout is rebuilt
+                           fp=_hash(*fps, best, INDEX_VERSION, MOMENT_FIELDS, examples),  # an index of an older layout is rebuilt
                            book=book)
-    times["report"] = time.time() - t
-    res.stage_seconds = {k: round(v, 1) for k, v in times.items()}
-    res.stage_seconds_when_run = {k: rec["seconds"] for k, rec in book.state["stages"].items()}
-    res.seconds = time.time() - t_all
-    _write_report(work, res, s)
-    return res
 
 
 def _train_variants(stage: Callable, work: Path, dataset: Path, ann: Path, s: DemoSettings,

@@ -7,7 +7,6 @@ exact two-stage search, hit for hit and score for score.
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 
@@ -134,16 +133,66 @@ def test_an_unreachable_engine_is_named_and_nothing_is_written(tmp_path, run_dir
         build_index(run_dir, corpus.features, tmp_path / "i2", backend="qdrant", engine_url="ftp://x")
 
 
-def test_an_edge_shard_open_elsewhere_is_refused_clearly(edge_index, index):
-    with SearchIndex.open(edge_index, parser=index.queries.parser):
-        import subprocess
-        import sys
+def _files(folder):
+    """relative path -> (size, mtime, bytes) of every file under folder."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
+
+def test_readers_of_an_edge_engine_write_nothing_and_share_it(tmp_path, edge_index, index):
+    """The engine rewrites shard files whenever it loads one: readers load private copies, so a
+    search leaves every file of the index as it was (a read-only mount can be searched), several
+    processes can read one engine, and a reader waits for no writer but refuses one mid-change."""
+    import subprocess
+    import sys
+
+    idx = tmp_path / "edge"
+    shutil.copytree(edge_index, idx)
+    before = _files(idx)
+    with SearchIndex.open(idx, parser=index.queries.parser) as eng:
+        assert _hits(eng) == _hits(index)
         code = ("from hanet.index import SearchIndex\n"
-                f"SearchIndex.open({str(edge_index)!r})\n")
+                f"with SearchIndex.open({str(idx)!r}) as ix: print(ix.num_videos)\n")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert r.returncode != 0 and "open in another process" in r.stderr
-    assert json.loads((edge_index / "manifest.json").read_text())["engine"]["url"] == "edge:engine"
+        assert r.returncode == 0 and r.stdout.strip() == "16", r.stderr
+        copies = [s for s in eng.stages.values() if s is not None][0].engine._copies
+        assert copies.is_dir() and idx not in copies.parents
+    assert not copies.exists()  # the private copies go with the reader
+    assert _files(idx) == before
+    with IndexWriter(idx):
+        with pytest.raises(EngineError, match="is writing this index"):
+            SearchIndex.open(idx, parser=index.queries.parser)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled"])
+def test_full_sync_rebuilds_an_edge_engine_from_the_segments(tmp_path, edge_index, index, capsys, damage):
+    """`hanet index sync --full` rebuilds the engine's collections from the segment store whatever
+    state their files are in."""
+    idx = tmp_path / "edge"
+    shutil.copytree(edge_index, idx)
+    shard = idx / "engine" / "clips_videos"
+    files = [p for p in shard.rglob("*") if p.is_file()]
+    for p in files[::2] if damage == "deleted" else files:
+        if damage == "deleted":
+            p.unlink()
+        else:
+            p.write_bytes(b"\x00garbled" * 7)
+    with pytest.raises(EngineError):
+        with SearchIndex.open(idx, parser=index.queries.parser) as eng:
+            eng.search(QUERY, k=3)
+    assert main(["index", "sync", str(idx), "--full", "--quiet"]) == 0
+    assert "clips_videos (16 points)" in capsys.readouterr().out
+    with SearchIndex.open(idx, parser=index.queries.parser) as eng:
+        assert _hits(eng) == _hits(index)
+
+
+def test_an_edge_url_without_its_folder_is_refused(tmp_path, run_dir, corpus, capsys):
+    out = tmp_path / "idx"
+    code = main(["index", "build", "--run", str(run_dir), "--features", str(corpus.features), "--out", str(out),
+                 "--backend", "qdrant", "--url", "edge:", "--no-thumbnails", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "edge: needs the folder of the engine's shards" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists()
 
 
 def test_serve_answers_from_the_engine(edge_index, index):

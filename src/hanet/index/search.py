@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -30,8 +29,10 @@ from hanet.index.rerank import frame_concepts, read_products, stores_frame_conce
 from hanet.index.storage import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
                                  model_fingerprint, read_manifest)
 from hanet.index.tuning import CANDIDATE_READ_BYTES, CANDIDATE_STEP, DEFAULT_CANDIDATES, MAX_CHUNK, PAIR_BUDGET
-from hanet.model.moments import Moments, Span, moments
+from hanet.model.moments import Moments, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
+
+from hanet.index.results import CaptionHit, CaptionResult, Hit, PhraseMoment, Ranking, SearchResult
 
 MODES = ("two-stage", "exhaustive")
 
@@ -42,142 +43,6 @@ def default_candidates(record_bytes: int) -> int:
     :data:`DEFAULT_CANDIDATES` (500 at the synth sizes, 21 KiB a video; 200 at MSR-VTT's, 171 KiB)."""
     fit = CANDIDATE_READ_BYTES // max(int(record_bytes), 1)
     return int(max(CANDIDATE_STEP, min(DEFAULT_CANDIDATES, fit // CANDIDATE_STEP * CANDIDATE_STEP)))
-
-
-@dataclass
-class PhraseMoment:
-    """Where one phrase of the query matches in a hit (see :mod:`hanet.model.moments`).
-
-    Attributes:
-        kind: ``verb`` or ``noun``.
-        role: its semantic role (``V``, ``ARG0``...).
-        text: its words.
-        span: where the curve of its three most probable verb concepts stands highest (the one rule).
-    """
-
-    kind: str
-    role: str
-    text: str
-    span: Span
-
-
-@dataclass
-class Hit:
-    """One retrieved video.
-
-    Attributes:
-        rank: 1-based.
-        video_id: the video.
-        score: the fused HANet score (what ranks).
-        scores: the seven scores.
-        moment: the span that best matches the query (:mod:`hanet.model.moments`); the whole
-            clip with a ``note`` when the query names no action or the curve is flat; None for an
-            index that stores no per-frame concepts.
-        phrases: each verb phrase's own span.
-    """
-
-    rank: int
-    video_id: str
-    score: float
-    scores: dict[str, float]
-    moment: Optional[Span] = None
-    phrases: list[PhraseMoment] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; each phrase's span fields sit beside its text."""
-        d = asdict(self)
-        d["phrases"] = [{"kind": p.kind, "role": p.role, "text": p.text, **p.span.to_dict()} for p in self.phrases]
-        return d
-
-
-@dataclass
-class CaptionHit:
-    """One retrieved caption (video-to-text).
-
-    Attributes:
-        rank: 1-based.
-        caption: the caption (canonical form).
-        video_id: the video it was written for.
-        score: fused score.
-        scores: the seven scores.
-    """
-
-    rank: int
-    caption: str
-    video_id: str
-    score: float
-    scores: dict[str, float]
-
-
-@dataclass
-class SearchResult:
-    """A text-to-video search and what it did.
-
-    Attributes:
-        query: as typed.
-        normalized: what was encoded.
-        mode: ``two-stage`` or ``exhaustive``.
-        k: hits asked for.
-        candidates: videos scored with the full model.
-        total: live videos in the index.
-        hits: best first.
-        exact: True when these are provably the exhaustive top k (exhaustive mode, every video
-            scored, or no video left out by the first stage can reach the k-th score).
-        warnings: about the query (unknown words, no verb phrase, cut words).
-        timings_ms: ``encode``, ``first_stage``, ``rescore``, ``total``.
-    """
-
-    query: str
-    normalized: str
-    mode: str
-    k: int
-    candidates: int
-    total: int
-    hits: list[Hit]
-    exact: bool = False
-    warnings: list[str] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hits"] = [h.to_dict() for h in self.hits]
-        return d
-
-
-@dataclass
-class Ranking:
-    """Ranked rows of Q queries.
-
-    Attributes:
-        rows: (Q, k) int64.
-        scores: (Q, k) float32 fused scores.
-        scored: videos scored with all seven scores, per query.
-        exact: (Q,) bool, see :attr:`SearchResult.exact`.
-        parts: (Q, 7, k) float32 the seven scores of the hits (in :data:`SCORE_NAMES` order),
-            kept from the pass that ranked them (two-stage), or None.
-    """
-
-    rows: np.ndarray
-    scores: np.ndarray
-    scored: int
-    exact: np.ndarray
-    parts: Optional[np.ndarray] = None
-
-
-@dataclass
-class CaptionResult:
-    """A video-to-text search."""
-
-    video_id: str
-    mode: str
-    k: int
-    candidates: int
-    total: int
-    hits: list[CaptionHit]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _merge_topk(best_rows: np.ndarray, best_scores: np.ndarray, rows: np.ndarray, scores: np.ndarray,
@@ -259,7 +124,7 @@ class SearchIndex:
                 spec = EngineSpec.from_manifest(manifest)
                 if spec is not None and engine_url:
                     spec = EngineSpec(url=engine_url, collection=spec.collection, uid=spec.uid)
-                engine = connect(spec.url, path) if spec is not None else None
+                engine = connect(spec.url, path, private=True) if spec is not None else None  # a reader writes nothing
                 for part, coll in (("videos", videos), ("captions", captions)):
                     files = manifest[part].get("faiss")
                     st = None
@@ -302,7 +167,7 @@ class SearchIndex:
         return cls(path, manifest, model, word2int, concepts, videos, captions, stages, queries)
 
     def close(self) -> None:
-        """Let go of the engine (an ``edge:`` shard serves one process at a time)."""
+        """Let go of the engine (and an ``edge:`` engine's private copies)."""
         for st in self.stages.values():
             if st is not None and hasattr(st, "engine"):
                 st.engine.close()

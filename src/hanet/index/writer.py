@@ -121,6 +121,8 @@ class IndexWriter:
                          flat=self._stage(part))
         if part not in self._synced or full_sync:
             mc = self.config.model
+            if full_sync:
+                st.reset()  # whatever state the engine's files are in, the segment store rebuilds them
             st.check(mc.video.dim_embed + mc.num_verb_concepts + mc.num_noun_concepts, create=True)
             rep = sync(st, self.fingerprint, INDEX_VERSION, full=full_sync, say=self._say)
             self.uploaded += rep["uploaded"]

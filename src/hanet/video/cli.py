@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.workers, batch_size=args.batch_size, device=device,
             progress=not args.no_progress, weights=args.weights, shard=shard,
             failures_path=args.failures, checkpoint_seconds=args.checkpoint_seconds,
-            precision=args.precision, threads=args.threads, root=args.root,
+            precision=args.precision, root=args.root,
+            threads=args.threads if args.threads is not None else (ex.default_threads(args.workers) if device == "cpu" else None),
             motion_gain=args.motion_gain if args.motion else None, hf_output=args.hf_output,
             flow_size=args.flow_size if args.flow else None,
         )

@@ -32,7 +32,7 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -515,12 +515,10 @@ def extract_features(
         precision: ``"fp32"``; ``"bf16"`` (CPU autocast, ~2x faster on CPUs with AVX512-BF16
             or AMX, features within ~1% of fp32) or ``"fp16"`` (CUDA autocast).
         decode_threads: FFmpeg threads per video decode.
-        threads: torch CPU threads for the network during the run (restored afterwards).
-            Default on CPU: the cores left after the decoding workers (at least 1): torch's
-            threads wait on each other at every layer, so a core shared with a decoder stalls
-            all of them (on 2 cores, 2 threads + 1 decoder ran at half the speed of 1 + 1).
-            ``hanet extract`` also sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads, for the
-            same reason; callers of this function can set it in their environment.
+        threads: torch CPU threads for the network during the run (restored afterwards); None
+            leaves torch's setting alone. ``hanet extract`` passes :func:`default_threads` (the
+            cores the decoding workers leave) and sets ``OMP_WAIT_POLICY=PASSIVE`` before torch
+            loads, for the same reason; callers of this function can do the same.
         root: folder for relative paths in list files.
         motion_gain: also extract a motion stream: each sampled frame's motion image (the
             difference of its neighbouring frames, ``hanet.video.decode.motion_images``) goes
@@ -548,30 +546,41 @@ def extract_features(
 
     report = ExtractReport(out_path=out_path, failures_path=failures_path)
     todo = collections.deque(_shard_entries(videos, names, root, shard, report))
-
     net = _resolve_backbone(backbone, weights, device, image_size, hf_output)
-    dev = net.device
     if batch_size is None:
-        batch_size = 64 if dev.type == "cuda" else 8
+        batch_size = 64 if net.device.type == "cuda" else 8
     if num_workers is None:
         num_workers = _default_workers()
-    if threads is None and dev.type == "cpu":
-        threads = max(1, _cpu_count() - num_workers)
     sampling = _sampling_label(num_frames, fps)
     if flow_size is not None and net.image_size % flow_size:
         raise DataError(f"--flow-size {flow_size} must divide the network's input side {net.image_size}")
-    meta = _file_meta(net, weights, sampling, dtype, motion_gain, flow_size)
-    store = FeatureWriter(out_path, meta)
+    store = FeatureWriter(out_path, _file_meta(net, weights, sampling, dtype, motion_gain, flow_size))
+    report.skipped = [e.name for e in todo if e.name in store.keys]
+    todo = collections.deque(e for e in todo if e.name not in store.keys)
+    run = dict(num_frames=num_frames, fps=fps, batch_size=batch_size, num_workers=num_workers, progress=progress,
+               checkpoint_seconds=checkpoint_seconds, precision=precision, decode_threads=decode_threads,
+               sampling=sampling, motion_gain=motion_gain, flow_size=flow_size)
+    _run_and_commit(todo, store, net, report, threads, t0, run)
+    return report
+
+
+def default_threads(num_workers: int | None) -> int:
+    """Torch CPU threads for an extraction with ``num_workers`` decoding processes: the cores
+    they leave (at least 1). Torch's threads wait on each other at every layer, so a core shared
+    with a decoder stalls all of them (on 2 cores, 2 threads + 1 decoder ran at half the speed of
+    1 + 1). ``hanet extract`` uses it; a library caller passes ``threads`` itself."""
+    return max(1, _cpu_count() - (_default_workers() if num_workers is None else num_workers))
+
+
+def _run_and_commit(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone,
+                    report: ExtractReport, threads: int | None, t0: float, run: dict[str, Any]) -> None:
+    """:func:`_run`, then the journal committed and the failure report written, also when the
+    run is interrupted (the journal keeps what a failed commit could not)."""
     saved_threads = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # asked for by the caller, for the run only
     try:
-        report.skipped = [e.name for e in todo if e.name in store.keys]
-        todo = collections.deque(e for e in todo if e.name not in store.keys)
-        _run(todo, store, net, report, num_frames=num_frames, fps=fps, batch_size=batch_size,
-             num_workers=num_workers, progress=progress, checkpoint_seconds=checkpoint_seconds,
-             precision=precision, decode_threads=decode_threads, sampling=sampling, motion_gain=motion_gain,
-             flow_size=flow_size)
+        _run(todo, store, net, report, **run)
     except BaseException:
         # Commit what was finished (also on Ctrl-C), but never let a second failure (the same
         # full disk, say) hide the first: the journal keeps the videos for the next run either way.
@@ -587,7 +596,6 @@ def extract_features(
     store.close()
     report.seconds = time.perf_counter() - t0
     _write_failures(report)
-    return report
 
 
 def _write_failures(report: ExtractReport, quiet: bool = False) -> None:
@@ -600,113 +608,140 @@ def _write_failures(report: ExtractReport, quiet: bool = False) -> None:
             raise
 
 
-def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,
-         num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
-         checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str,
-         motion_gain: float | None = None, flow_size: int | None = None) -> None:
-    """The decode -> batch -> network -> journal loop."""
-    total = len(todo)
-    if total == 0:
-        return
-    decoder = _Decoder(num_workers, dict(num_frames=num_frames, fps=fps, size=net.image_size,
-                                         threads=decode_threads, motion_gain=motion_gain, flow_size=flow_size))
-    queue: collections.deque[_Pending] = collections.deque()  # videos with frames not yet run
-    queued_frames = 0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True, desc="extract")
-    last_commit = time.monotonic()
-    dev = net.device
+def _autocast(device: torch.device, precision: str) -> Any:
+    """The autocast context of a precision (``fp32``: none)."""
     if precision == "bf16":
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
-    elif precision == "fp16":
-        autocast = torch.autocast(dev.type, dtype=torch.float16)
-    else:
-        autocast = torch.autocast(dev.type, enabled=False)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, enabled=False)
 
-    def finish(p: _Pending) -> None:
+
+class _Loop:
+    """The decode -> batch -> network -> journal loop of one run.
+
+    Decoded frames wait in ``queue`` until the network takes them, ``batch_size`` at a time
+    across videos; a video whose frames have all been through the network is written (journal).
+    """
+
+    def __init__(self, store: FeatureWriter, net: Backbone, report: ExtractReport, *, batch_size: int,
+                 progress: bool, total: int, precision: str, sampling: str, motion_gain: float | None,
+                 flow_size: int | None) -> None:
+        self.store, self.net, self.report = store, net, report
+        self.batch_size, self.sampling = batch_size, sampling
+        self.motion_gain, self.flow_size = motion_gain, flow_size
+        self.queue: collections.deque[_Pending] = collections.deque()  # videos with frames not yet run
+        self.queued_frames = 0
+        self.autocast = _autocast(net.device, precision)
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True, desc="extract")
+
+    def finish(self, p: _Pending) -> None:
+        """Write a video whose frames have all been through the network."""
+        net = self.net
         feats = np.concatenate(p.feats, axis=0)
-        if motion_gain is not None:  # rows: the frames, then their motion images
+        if self.motion_gain is not None:  # rows: the frames, then their motion images
             n = len(p.timestamps)
             feats = np.concatenate([feats[:n], feats[n:]], axis=1)
         if p.flow is not None:  # the flow images, smaller: a call of their own
-            with torch.inference_mode(), autocast:
-                flow = net(net.preprocess(p.flow, size=flow_size)).float().cpu().numpy()
-            report.frames += len(p.flow)
+            with torch.inference_mode(), self.autocast:
+                flow = net(net.preprocess(p.flow, size=self.flow_size)).float().cpu().numpy()
+            self.report.frames += len(p.flow)
             feats = np.concatenate([feats, flow], axis=1)
         attrs = {
             "timestamps": p.timestamps.astype(np.float64), "source": os.path.abspath(p.entry.path),
-            "backbone": net.name, "sampling": sampling, "duration": float(p.info.duration),
+            "backbone": net.name, "sampling": self.sampling, "duration": float(p.info.duration),
             "source_fps": float(p.info.fps), "source_frames": int(p.info.num_frames),
             "width": int(p.info.width), "height": int(p.info.height), "rotation": int(p.info.rotation),
         }
-        store.add(p.entry.name, feats, attrs)
-        report.done.append(p.entry.name)
-        if bar is not None:
-            bar.update(1)
+        self.store.add(p.entry.name, feats, attrs)
+        self.report.done.append(p.entry.name)
+        if self.bar is not None:
+            self.bar.update(1)
 
-    def fail(entry: VideoEntry, exc: BaseException) -> None:
+    def fail(self, entry: VideoEntry, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, DataError) else f"{entry.path}: {type(exc).__name__}: {exc}"
-        report.failed.append(Failure(entry.path, entry.name, reason))
-        if bar is not None:
-            bar.update(1)
-            bar.write(f"failed: {reason}", file=sys.stderr)
+        self.report.failed.append(Failure(entry.path, entry.name, reason))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.write(f"failed: {reason}", file=sys.stderr)
 
-    def run_batch() -> None:
-        nonlocal queued_frames
+    def add(self, entry: VideoEntry, result: Any) -> None:
+        """A decoded video (or its failure)."""
+        if isinstance(result, BaseException):
+            self.fail(entry, result)
+            return
+        images = result.frames if result.motion is None else np.concatenate([result.frames, result.motion])
+        self.queue.append(_Pending(entry, images, result.timestamps, result.info, flow=result.flow))
+        self.queued_frames += len(images)
+
+    def run_batch(self) -> None:
+        """Up to ``batch_size`` queued frames through the network, across videos."""
         chunks, owners = [], []
-        need = batch_size
-        while need and queue:
-            p = queue[0]
+        need = self.batch_size
+        while need and self.queue:
+            p = self.queue[0]
             take = min(need, len(p.frames) - p.next_frame)
             chunks.append(p.frames[p.next_frame : p.next_frame + take])
             owners.append((p, take))
             p.next_frame += take
             need -= take
             if p.next_frame == len(p.frames):
-                queue.popleft()
+                self.queue.popleft()
         batch = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-        with torch.inference_mode(), autocast:
-            out = net(net.preprocess(batch)).float().cpu().numpy()
-        queued_frames -= len(batch)
-        report.frames += len(batch)
+        with torch.inference_mode(), self.autocast:
+            out = self.net(self.net.preprocess(batch)).float().cpu().numpy()
+        self.queued_frames -= len(batch)
+        self.report.frames += len(batch)
         start = 0
         for p, take in owners:
             p.feats.append(out[start : start + take])
             start += take
             p.computed += take
             if p.computed == len(p.frames):
-                finish(p)
+                self.finish(p)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(todo: collections.deque[VideoEntry], store: FeatureWriter, net: Backbone, report: ExtractReport, *,
+         num_frames: int | None, fps: float | None, batch_size: int, num_workers: int, progress: bool,
+         checkpoint_seconds: float, precision: str, decode_threads: int, sampling: str,
+         motion_gain: float | None = None, flow_size: int | None = None) -> None:
+    """Decode ``todo`` in worker processes while the network runs (:class:`_Loop`), committing
+    the journal at least every ``checkpoint_seconds``."""
+    if not todo:
+        return
+    decoder = _Decoder(num_workers, dict(num_frames=num_frames, fps=fps, size=net.image_size,
+                                         threads=decode_threads, motion_gain=motion_gain, flow_size=flow_size))
+    loop = _Loop(store, net, report, batch_size=batch_size, progress=progress, total=len(todo), precision=precision,
+                 sampling=sampling, motion_gain=motion_gain, flow_size=flow_size)
+    last_commit = time.monotonic()
     # back-pressure: decoded frames wait in memory (uint8, S*S*3 bytes each) until the network
     # takes them; past this many no new decode is started
     max_queued = max(8 * batch_size, 64)
     finished = False
     try:
-        while todo or decoder.inflight or decoder.suspects or queue:
-            if queued_frames < max_queued:
+        while todo or decoder.inflight or decoder.suspects or loop.queue:
+            if loop.queued_frames < max_queued:
                 decoder.submit(todo)
             more_coming = bool(todo or decoder.inflight or decoder.suspects)
             # wait for a decode only when there is not a full batch to run meanwhile
-            block = queued_frames < batch_size and more_coming
-            for entry, result in decoder.results(todo, block=block):
-                if isinstance(result, BaseException):
-                    fail(entry, result)
-                else:
-                    images = result.frames if result.motion is None else np.concatenate([result.frames, result.motion])
-                    queue.append(_Pending(entry, images, result.timestamps, result.info, flow=result.flow))
-                    queued_frames += len(images)
-            if queued_frames < max_queued:
+            for entry, result in decoder.results(todo, block=loop.queued_frames < batch_size and more_coming):
+                loop.add(entry, result)
+            if loop.queued_frames < max_queued:
                 decoder.submit(todo)  # refill before the network takes the CPU
-            if queued_frames >= batch_size or (queue and not (todo or decoder.inflight or decoder.suspects)):
-                run_batch()
+            if loop.queued_frames >= batch_size or (loop.queue and not (todo or decoder.inflight or decoder.suspects)):
+                loop.run_batch()
             if time.monotonic() - last_commit > checkpoint_seconds:
                 store.commit()
                 last_commit = time.monotonic()
         finished = True
     finally:
         decoder.close(wait=finished)
-        if bar is not None:
-            bar.close()
+        loop.close()

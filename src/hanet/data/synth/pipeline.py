@@ -98,7 +98,7 @@ class SynthReport:
 # Manifest
 # ---------------------------------------------------------------------------------------------
 # The modules whose code decides the bytes of a world (not the CLI, not the analysis).
-_CODE_MODULES = ("config", "vocab", "world", "render", "captions", "writer", "pipeline")
+_CODE_MODULES = ("config", "vocab", "scenes", "motion", "world", "render", "captions", "writer", "pipeline")
 
 
 def code_digest() -> str:
@@ -227,7 +227,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
         DataError: ``out_dir`` is not a directory.
     """
     from hanet.data.synth.captions import make_captions
-    from hanet.data.synth.world import ANNOTATIONS_FILE, plan_world, video_seed
+    from hanet.data.synth.world import plan_world, video_seed
 
     start = time.perf_counter()
     config = config or SynthConfig()
@@ -257,9 +257,17 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
     t0 = time.perf_counter()
     items = [(v.annotation, str(out / VIDEO_DIR / f"{v.name}.mp4"), i)
              for i, v in enumerate(plan.videos)]
-    n_workers = max(1, int(workers)) if workers else _default_workers(len(items))
-    n_workers = min(n_workers, len(items))
-    args = (seed, float(config.noise_std), bool(config.antialias), int(config.crf))
+    n_workers = min(max(1, int(workers)) if workers else _default_workers(len(items)), len(items))
+    _render_all(items, n_workers, (seed, float(config.noise_std), bool(config.antialias), int(config.crf)), progress)
+    render_seconds = time.perf_counter() - t0
+    manifest = _write_world(out, plan, captions, config, seed)
+    return SynthReport(out, seed, config, False, sizes, manifest["held_out"], config.num_frames,
+                       time.perf_counter() - start, plan_seconds, render_seconds, n_workers,
+                       sum(manifest["files"].values()))
+
+
+def _render_all(items: list[tuple[dict, str, int]], n_workers: int, args: tuple, progress: bool) -> None:
+    """Draw and encode every clip (``(annotation, mp4 path, index)``), in ``n_workers`` processes."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -285,7 +293,12 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
     finally:
         if bar:
             bar.close()
-    render_seconds = time.perf_counter() - t0
+
+
+def _write_world(out: Path, plan: Any, captions: dict[str, list[str]], config: SynthConfig, seed: int) -> dict:
+    """Captions, annotations, split names and, last (the commit), the manifest; returns it."""
+    from hanet import __version__
+    from hanet.data.synth.world import ANNOTATIONS_FILE
 
     by_split = {s: plan.names(s) for s in SPLITS}
     _write_atomic(out / CAPTIONS_FILE, json.dumps(captions, indent=1).encode())
@@ -297,20 +310,15 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, seed: int =
     _write_atomic(out / ANNOTATIONS_FILE, json.dumps(world, separators=(",", ":")).encode())
     for split, names in by_split.items():
         _save_names(out / f"{split}_names.npy", names)
-
     files = {f"{VIDEO_DIR}/{v.name}.mp4": (out / VIDEO_DIR / f"{v.name}.mp4").stat().st_size
              for v in plan.videos}
     for name in [CAPTIONS_FILE, ANNOTATIONS_FILE] + [f"{s}_names.npy" for s in SPLITS]:
         files[name] = (out / name).stat().st_size
-    from hanet import __version__
-
     manifest = {
         "format": FORMAT, "version": WORLD_VERSION, "fingerprint": config.fingerprint(seed),
-        "code": code_digest(), "seed": seed, "config": config.to_dict(), "split_sizes": sizes,
+        "code": code_digest(), "seed": seed, "config": config.to_dict(), "split_sizes": config.split_sizes(),
         "held_out": [list(p) for p in plan.held_out], "num_frames": config.num_frames,
         "hanet_version": __version__, "files": files,
     }
     _write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
-    return SynthReport(out, seed, config, False, sizes, manifest["held_out"], config.num_frames,
-                       time.perf_counter() - start, plan_seconds, render_seconds, n_workers,
-                       sum(files.values()))
+    return manifest

@@ -44,25 +44,18 @@ URLs:
 from __future__ import annotations
 
 import uuid
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from hanet.errors import HanetError
 from hanet.index.first_stage import Candidates, best_of_pools, first_stage_vectors, pool_size, proxy_vectors
 
+from hanet.index.first_stage.engines import VECTOR, EngineError, connect
 from hanet.index.tuning import ENGINE_POOL_FACTOR, UPSERT_BATCH
 
 BACKENDS = ("embedded", "qdrant")
-VECTOR = "proxy"
 STAGE_FIELDS = ("global_embeds", "verb_probs", "noun_probs")
-
-
-class EngineError(HanetError):
-    """The vector engine is unreachable, refuses a request, or holds another index's collection."""
 
 
 @dataclass
@@ -94,238 +87,6 @@ class EngineSpec:
 
     def name(self, part: str) -> str:
         return f"{self.collection}_{part}"
-
-
-def _fail(url: str, what: str, exc: BaseException) -> EngineError:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return EngineError(f"qdrant at {url}: {what} failed ({msg}); check that the engine is running and --url / "
-                       f"the index's engine URL is right (`hanet index info` shows it); nothing was changed")
-
-
-def _guarded(url: str, what: str, fn: Callable[[], Any]) -> Any:
-    """``fn()``, with any error of the client or the engine (they raise their own and their
-    transport's) turned into an :class:`EngineError` naming the URL and what was being done."""
-    try:
-        return fn()
-    except EngineError:
-        raise
-    except Exception as exc:
-        raise _fail(url, what, exc) from None
-
-
-# ---------------------------------------------------------------------- adapters
-class _Client:
-    """A Qdrant server (or qdrant-client's local mode) through ``qdrant-client``."""
-
-    def __init__(self, url: str, index_dir: Path) -> None:
-        try:
-            from qdrant_client import QdrantClient
-        except ImportError:
-            raise EngineError("the qdrant backend needs qdrant-client: pip install 'hanet[engine]'") from None
-        self.url = url
-        self.layout: dict[str, int] = {}
-        try:
-            if url.startswith(("http://", "https://")):
-                from urllib.parse import parse_qs, urlsplit, urlunsplit
-
-                parts = urlsplit(url)
-                query = parse_qs(parts.query)
-                # ?shards=N&replicas=R: how a new collection is spread over a cluster
-                for key, name in (("shards", "shard_number"), ("replicas", "replication_factor")):
-                    if key in query:
-                        value = query[key][0]
-                        if not value.isdigit() or int(value) < 1:
-                            raise EngineError(f"{url}: {key}={value!r} is not a positive whole number")
-                        self.layout[name] = int(value)
-                with warnings.catch_warnings():
-                    # an unreachable server is reported by the first request, with the URL
-                    warnings.filterwarnings("ignore", message="Failed to obtain server version")
-                    self.client = QdrantClient(url=urlunsplit(parts._replace(query="")), timeout=30)
-            elif url == ":memory:":
-                self.client = QdrantClient(location=":memory:")
-            else:
-                path = Path(url[len("local:"):])
-                self.client = QdrantClient(path=str(path if path.is_absolute() else index_dir / path))
-        except EngineError:
-            raise
-        except Exception as exc:  # the client raises its own and the transport's errors
-            raise _fail(url, "connecting", exc) from None
-
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # local mode warns that it ignores search params
-            return _guarded(self.url, what, fn)
-
-    def exists(self, name: str) -> bool:
-        return bool(self._call(f"looking up collection {name}", lambda: self.client.collection_exists(name)))
-
-    def create(self, name: str, dim: int) -> None:
-        from qdrant_client import models as M
-
-        remote = self.url.startswith(("http://", "https://"))
-        params = M.VectorParams(size=int(dim), distance=M.Distance.DOT, on_disk=True if remote else None)
-        # Server side: full vectors on disk, int8 copies in RAM for the HNSW walk, rescored from disk.
-        quant = (M.ScalarQuantization(scalar=M.ScalarQuantizationConfig(type=M.ScalarType.INT8, always_ram=True))
-                 if remote else None)
-        self._call(f"creating collection {name}", lambda: self.client.create_collection(
-            name, vectors_config={VECTOR: params}, quantization_config=quant, **self.layout))
-        self._call(f"indexing the payload of {name}", lambda: self.client.create_payload_index(
-            name, "row", M.PayloadSchemaType.INTEGER))
-
-    def dim(self, name: str) -> Optional[int]:
-        info = self._call(f"reading collection {name}", lambda: self.client.get_collection(name))
-        vecs = info.config.params.vectors
-        return int(vecs[VECTOR].size) if isinstance(vecs, dict) and VECTOR in vecs else None
-
-    def first_payload(self, name: str) -> Optional[dict[str, Any]]:
-        pts, _ = self._call(f"reading collection {name}", lambda: self.client.scroll(name, limit=1, with_payload=True))
-        return dict(pts[0].payload or {}) if pts else None
-
-    def count(self, name: str) -> int:
-        return int(self._call(f"counting {name}", lambda: self.client.count(name, exact=True)).count)
-
-    def upsert(self, name: str, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        from qdrant_client import models as M
-
-        batch = M.Batch(ids=[int(i) for i in ids], vectors={VECTOR: vectors.tolist()}, payloads=payloads)
-        self._call(f"writing {len(ids)} points to {name}", lambda: self.client.upsert(name, points=batch, wait=True))
-
-    def delete(self, name: str, ids: np.ndarray) -> None:
-        from qdrant_client import models as M
-
-        sel = M.PointIdsList(points=[int(i) for i in ids])
-        self._call(f"deleting {len(ids)} points of {name}", lambda: self.client.delete(name, points_selector=sel, wait=True))
-
-    def delete_from(self, name: str, row: int) -> None:
-        from qdrant_client import models as M
-
-        sel = M.FilterSelector(filter=M.Filter(must=[M.FieldCondition(key="row", range=M.Range(gte=int(row)))]))
-        self._call(f"deleting uncommitted points of {name}",
-                   lambda: self.client.delete(name, points_selector=sel, wait=True))
-
-    def query(self, name: str, vectors: np.ndarray, limit: int, exact: bool) -> list[np.ndarray]:
-        from qdrant_client import models as M
-
-        params = M.SearchParams(hnsw_ef=max(int(limit), 64), exact=bool(exact))
-        reqs = [M.QueryRequest(query=v.tolist(), using=VECTOR, limit=int(limit), params=params) for v in vectors]
-        res = self._call(f"searching {name}", lambda: self.client.query_batch_points(name, requests=reqs))
-        return [np.array([p.id for p in r.points], np.int64) for r in res]
-
-    def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:
-            pass
-
-
-class _Edge:
-    """The Qdrant engine in-process (``qdrant-edge-py``): one shard folder per collection."""
-
-    def __init__(self, url: str, index_dir: Path) -> None:
-        try:
-            import qdrant_edge
-        except ImportError:
-            raise EngineError("edge: URLs need qdrant-edge-py: pip install 'hanet[engine]'") from None
-        self.q = qdrant_edge
-        self.url = url
-        rel = Path(url[len("edge:"):] or "engine")
-        self.root = rel if rel.is_absolute() else index_dir / rel
-        self.shards: dict[str, Any] = {}
-
-    def _path(self, name: str) -> Path:
-        return self.root / name
-
-    def _shard(self, name: str) -> Any:
-        s = self.shards.get(name)
-        if s is None:
-            p = self._path(name)
-            try:
-                s = self.q.EdgeShard.load(str(p))
-            except Exception as exc:
-                msg = str(exc)
-                if "WouldBlock" in msg:
-                    raise EngineError(f"{p}: the in-process Qdrant shard is open in another process (an edge: engine "
-                                      f"serves one process; run a Qdrant server for several)") from None
-                raise _fail(self.url, f"opening shard {p}", exc) from None
-            self.shards[name] = s
-        return s
-
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        return _guarded(self.url, what, fn)
-
-    def exists(self, name: str) -> bool:
-        return name in self.shards or (self._path(name) / "wal").exists()
-
-    def create(self, name: str, dim: int) -> None:
-        q = self.q
-        p = self._path(name)
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EngineError(f"{p}: cannot create the engine's folder ({exc.strerror})") from None
-        cfg = q.EdgeConfig(vectors={VECTOR: q.EdgeVectorParams(size=int(dim), distance=q.Distance.Dot)})
-        self.shards[name] = self._call(f"creating shard {p}", lambda: q.EdgeShard.create(str(p), cfg))
-
-    def dim(self, name: str) -> Optional[int]:
-        return None  # the shard checks sizes on upsert; the uid check names the mismatch first
-
-    def first_payload(self, name: str) -> Optional[dict[str, Any]]:
-        s = self._shard(name)
-        pts, _ = self._call(f"reading {name}", lambda: s.scroll(self.q.ScrollRequest(limit=1, with_payload=True)))
-        return dict(pts[0].payload or {}) if pts else None
-
-    def count(self, name: str) -> int:
-        s = self._shard(name)
-        return int(self._call(f"counting {name}", lambda: s.count(self.q.CountRequest(exact=True))))
-
-    def upsert(self, name: str, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        q, s = self.q, self._shard(name)
-        pts = [q.Point(id=int(i), vector={VECTOR: v.tolist()}, payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self._call(f"writing {len(ids)} points to {name}", lambda: s.update(q.UpdateOperation.upsert_points(pts)))
-
-    def delete(self, name: str, ids: np.ndarray) -> None:
-        q, s = self.q, self._shard(name)
-        self._call(f"deleting points of {name}", lambda: s.update(q.UpdateOperation.delete_points([int(i) for i in ids])))
-
-    def delete_from(self, name: str, row: int) -> None:
-        q, s = self.q, self._shard(name)
-        flt = q.Filter(must=[q.FieldCondition(key="row", range=q.RangeFloat(gte=float(row)))])
-        self._call(f"deleting uncommitted points of {name}",
-                   lambda: s.update(q.UpdateOperation.delete_points_by_filter(flt)))
-
-    def optimize(self) -> None:
-        """Build the HNSW graphs of what was written (the engine indexes in the background otherwise)."""
-        for name, s in self.shards.items():
-            self._call(f"indexing {name}", s.optimize)
-
-    def query(self, name: str, vectors: np.ndarray, limit: int, exact: bool) -> list[np.ndarray]:
-        q, s = self.q, self._shard(name)
-        params = q.SearchParams(hnsw_ef=max(int(limit), 64), exact=bool(exact))
-        out = []
-        for v in vectors:
-            req = q.QueryRequest(query=q.Query.Nearest(v.tolist(), using=VECTOR), limit=int(limit), params=params,
-                                 with_payload=False, with_vector=False)
-            res = self._call(f"searching {name}", lambda req=req: s.query(req))
-            out.append(np.array([p.id for p in res], np.int64))
-        return out
-
-    def close(self) -> None:
-        for s in self.shards.values():
-            try:
-                s.close()
-            except Exception:
-                pass
-        self.shards.clear()
-
-
-def connect(url: str, index_dir: Path) -> Any:
-    """An adapter for an engine URL (see the module docstring)."""
-    if url.startswith("edge:"):
-        return _Edge(url, Path(index_dir))
-    if url.startswith(("http://", "https://", "local:")) or url == ":memory:":
-        return _Client(url, Path(index_dir))
-    raise EngineError(f"engine URL {url!r}: use http://host:6333 (a Qdrant server), edge:PATH (the engine "
-                      f"in-process) or local:PATH (qdrant-client's local mode)")
 
 
 # ---------------------------------------------------------------------- the first stage
@@ -383,6 +144,19 @@ class EngineStage:
             raise EngineError(f"qdrant at {self.spec.url}: collection {name} holds the points of another index "
                               f"(uid {p.get('index')}, model {p.get('model')}, hanet index format "
                               f"{p.get('format')}); give another --collection or drop that one")
+
+    def reset(self) -> None:
+        """Drop the collection so that a full sync builds it afresh from the segment store: it is
+        this index's, or unreadable (files deleted or garbled); another index's is refused."""
+        e, name = self.engine, self.name
+        try:
+            p = e.first_payload(name) if e.exists(name) else None
+        except EngineError:
+            p = None  # unreadable: nothing in it to keep
+        if p is not None and p.get("index") != self.spec.uid:
+            raise EngineError(f"qdrant at {self.spec.url}: collection {name} holds the points of another index "
+                              f"(uid {p.get('index')}); give another --collection or drop that one")
+        e.drop(name)
 
     def _payloads(self, rows: np.ndarray, labels: Sequence[str], fingerprint: str, fmt: int) -> list[dict[str, Any]]:
         return [{"row": int(r), "id": str(v), "index": self.spec.uid, "model": fingerprint[:12], "format": fmt}
@@ -476,4 +250,4 @@ def sync(stage: EngineStage, fingerprint: str, fmt: int, full: bool = False, say
     return {"uploaded": uploaded, "points": e.count(stage.name)}
 
 
-__all__ = ["BACKENDS", "EngineError", "EngineSpec", "EngineStage", "connect", "sync"]
+__all__ = ["BACKENDS", "VECTOR", "EngineError", "EngineSpec", "EngineStage", "connect", "sync"]
