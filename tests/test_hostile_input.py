@@ -392,6 +392,8 @@ def _spoil_graph(ds: Path, how: str) -> str:
         del nodes["ROOT"]
     elif how == "no role":
         nodes[key]["role"] = None
+    elif how == "edge without its role":
+        edges.append([key, "ROOT"])
     (ds / "sent2rolegraph.augment.json").write_text(json.dumps(graphs))
     return cap
 
@@ -399,7 +401,7 @@ def _spoil_graph(ds: Path, how: str) -> str:
 @pytest.mark.parametrize("how,words", [
     ("edge to no node", "names no node 'nowhere'"), ("span past the words", "outside the caption's"),
     ("negative span", "spans [-1] outside"), ("spans as strings", "are not word positions"),
-    ("no root", "no ROOT node"), ("no role", "has no role"),
+    ("no root", "no ROOT node"), ("no role", "has no role"), ("edge without its role", "is not [from, to, role]"),
 ])
 def test_malformed_role_graphs_are_named_by_check_data_and_refused_by_train(tmp_path, ds, capsys, how, words):
     cap = _spoil_graph(ds, how)
@@ -457,8 +459,9 @@ def test_a_video_in_two_splits_is_named(tmp_path, ds, capsys):
         b[trn[0]] = a[trn[0]][...]
     assert main(["check-data", str(ds), "--quick"]) == 1
     assert f"{trn[0]!r} in trn and tst" in _err(capsys)
-    assert _train(ds, tmp_path / "run", "--val-split", "tst") == 2
-    assert "in both trn and tst" in _err(capsys)
+    for extra in (["--val-split", "tst"], []):  # validating on tst, or evaluating on it later
+        assert _train(ds, tmp_path / "run", *extra) == 2
+        assert f"1 video(s) in more than one split: {trn[0]!r} in trn and tst" in _err(capsys)
 
 
 def test_json_nested_too_deep_is_a_clear_error(tmp_path, ds, capsys):

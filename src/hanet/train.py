@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 from hanet.config import HANetConfig
 from hanet.data.formats import vocab_fingerprint
 from hanet.data.schema import split_overlap
-from hanet.errors import HanetError
+from hanet.errors import DataError, HanetError
 from hanet.io import WriteError, atomic_write, ensure_dir
 
 # ---------------------------------------------------------------------- sampling
@@ -366,6 +366,25 @@ class _Process:
             dist.destroy_process_group()
 
 
+
+def _refuse_split_overlap(spec: Any, trn: list[str], val_split: Optional[str], val: list[str]) -> None:
+    """A video in two of the dataset's splits is refused, as ``check-data`` reports it: in trn and
+    the validation split, validation would pick the epoch that best remembers it; in trn and a
+    test split, the evaluation that follows would score videos the model was trained on."""
+    from hanet.data.formats import load_names
+
+    names = {"trn": trn, **({val_split: val} if val_split else {})}
+    for split in spec.splits:
+        if split not in names:
+            try:
+                names[split] = load_names(spec.split(split).names)
+            except DataError:
+                continue  # a split this run does not read; check-data reports it
+    overlap = split_overlap(names)
+    if overlap:
+        raise HanetError(f"dataset {spec.source}: {len(overlap)} video(s) in more than one split: "
+                         + "; ".join(overlap[:8]))
+
 class Trainer:
     """One training run, phase by phase: :meth:`prepare` checks the run folder and the data (every
     problem before any long work), :meth:`build` makes the model, optimiser and data loader in
@@ -423,12 +442,7 @@ class Trainer:
         # Data first: every data problem is reported before any long work starts.
         self.trn = RetrievalData(spec, "trn", config.model, with_concepts=with_concepts)
         self.val = RetrievalData(spec, val_split, config.model) if val_split is not None else None
-        if self.val is not None:
-            overlap = split_overlap({"trn": self.trn.names, val_split: self.val.names})
-            if overlap:
-                raise HanetError(f"dataset {spec.source}: {len(overlap)} video(s) in both trn and {val_split} "
-                                 f"(validation would pick the epoch that best remembers them): "
-                                 + ", ".join(overlap[:8]))
+        _refuse_split_overlap(spec, self.trn.names, val_split, self.val.names if self.val is not None else [])
         if val_split is None and not explicit_none:
             say("note: the dataset has no 'val' split (give one with --val-split); keeping the last epoch as best")
         _maybe_preload(self.trn, opts.preload, say)
@@ -707,7 +721,6 @@ def _maybe_preload(data, mode: str, say) -> None:
     size = n * data.config.max_frames_in_video * dim * 4
     if mode == "auto" and size > (2 << 30):
         return
-    from hanet.errors import DataError
 
     feats = np.zeros((n, data.config.max_frames_in_video, dim), np.float32)
     lens = np.zeros(n, np.int64)

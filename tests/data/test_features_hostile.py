@@ -115,3 +115,18 @@ def test_index_build_leaves_out_unusable_videos_and_reports_them(tmp_path):
         np.isfinite(t) for t in index.video("bad_times")["frame_times"])
     hits = index.search(corpus.QUERY, k=3)
     assert {h.video_id for h in hits} <= {"bad_times", "good", "times_2d"}
+
+
+def test_an_odd_first_video_is_the_one_named_not_the_rest(tmp_path):
+    """A file's width is the one most of its videos share: a narrow first video is named, the
+    others are fine."""
+    path = tmp_path / "feats.hdf5"
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a_narrow", data=rng.normal(size=(4, 7)).astype(np.float32))
+        for i in range(5):
+            f.create_dataset(f"v{i}", data=rng.normal(size=(3 + i, DIM)).astype(np.float32))
+    store = FeatureStore([path])
+    assert store.dims() == [DIM]
+    assert f"expected (frames, {DIM})" in store.video_problem("a_narrow")
+    assert all(store.video_problem(f"v{i}") is None for i in range(5))

@@ -188,3 +188,17 @@ def test_a_damaged_model_or_deletion_list_cannot_be_repaired(built, tmp_path, co
     np.save(tomb, np.array([1, 2, 3], np.int64))
     assert main(["index", "repair", str(idx2)]) == 2
     assert tomb.name in capsys.readouterr().err
+
+
+def test_a_file_the_manifest_does_not_record_is_never_read(built, tmp_path):
+    """An index built without concept names ignores a concepts.json dropped into it (garbled
+    here): it is not the index's, and search answers as before."""
+    from hanet.index import SearchIndex
+
+    idx = _copy(built, tmp_path)
+    assert not json.loads((idx / "manifest.json").read_text())["concepts"]
+    with SearchIndex.open(built) as a:
+        want = [(h.video_id, h.score) for h in a.search(QUERY, k=3)]
+    (idx / "concepts.json").write_bytes(b"\x00garbled\xff" * 20)
+    with SearchIndex.open(idx) as b:
+        assert [(h.video_id, h.score) for h in b.search(QUERY, k=3)] == want

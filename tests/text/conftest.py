@@ -1,4 +1,4 @@
-"""Shared fixtures: one spaCy pipeline and one prepared dataset per test session."""
+"""Shared fixtures: one spaCy pipeline and one prepared dataset per test run."""
 
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ MAX_FEATURE_MAGNITUDE = 1e6
 #: Most frames a video's features may declare: an hour at 25 frames/s. A declared shape is a claim
 #: (a chunked dataset declares any size in a few KB), so it is checked before anything is read.
 MAX_FRAMES = 90_000
+#: videos whose widths decide a feature file's width (the most common among them)
+WIDTH_SAMPLE = 64
 
 
 def feature_key(name: str) -> str:
@@ -91,20 +93,25 @@ class FeatureStore:
         return self._handles
 
     def dims(self) -> list[int]:
-        """Feature size of each file (from its first dataset; :meth:`shape_problems` checks the rest)."""
+        """Feature size of each file: the width most of its first videos share (up to
+        :data:`WIDTH_SAMPLE` usable ones), so one odd video is the one named, not the rest;
+        :meth:`video_problem` checks every video against it."""
         if self._dims is not None:
             return list(self._dims)
         out = []
         for f, h in zip(self.files, self._open()):
-            first_problem = None
+            first_problem, widths = None, []
             for key in h.keys():
                 entry, problem = _entry(h, key, None)
                 if entry is not None:
-                    out.append(int(entry.shape[1]))
-                    break
-                first_problem = first_problem or f"{f}: video {key!r}: {problem}"
-            else:
+                    widths.append(int(entry.shape[1]))
+                    if len(widths) == WIDTH_SAMPLE:
+                        break
+                else:
+                    first_problem = first_problem or f"{f}: video {key!r}: {problem}"
+            if not widths:
                 raise DataError(first_problem or f"{f}: the feature file holds no videos")
+            out.append(max(dict.fromkeys(widths), key=widths.count))  # the most common; the first on a tie
         self._dims = out
         return list(out)
 
@@ -275,7 +282,7 @@ def _entry(h: Any, key: str, dim: Optional[int]) -> tuple[Any, Optional[str]]:
     if shape[0] > MAX_FRAMES:
         return None, f"declares {shape[0]:,} frames (at most {MAX_FRAMES:,} are read)"
     if dim is not None and shape[1] != dim:
-        return None, f"has features of shape {shape}; expected (frames, {dim}) as the file's first video"
+        return None, f"has features of shape {shape}; expected (frames, {dim}) as the file's other videos"
     return obj, None
 
 

@@ -49,7 +49,7 @@ def graph_problem(caption: str, graph: Any) -> Optional[str]:
         if out:
             return f"node {key!r}: spans {out[:5]} outside the caption's {n_words} words"
     for e in edges:
-        if not isinstance(e, (list, tuple)) or len(e) < 2:
+        if not isinstance(e, (list, tuple)) or len(e) != 3 or not isinstance(e[2], str):
             return f"edge {str(e)[:60]} is not [from, to, role]"
         missing = [x for x in e[:2] if not isinstance(x, str) or x not in nodes]
         if missing:

@@ -13,7 +13,6 @@ Both paths rank by (fused score descending, row ascending), so ties are broken t
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from hanet.index.first_stage import FirstStage, first_stage_vectors, remaining_b
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError, QueryInfo
 from hanet.index.rerank import frame_concepts, read_products, stores_frame_concepts, text_outputs, video_outputs
 from hanet.index.storage import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
-                                 model_fingerprint, read_manifest)
+                                 model_fingerprint, read_index_json, read_manifest)
 from hanet.index.tuning import CANDIDATE_READ_BYTES, CANDIDATE_STEP, DEFAULT_CANDIDATES, MAX_CHUNK, PAIR_BUDGET
 from hanet.model.moments import Moments, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
@@ -91,7 +90,7 @@ class SearchIndex:
     def open(cls, index_dir: str | os.PathLike, *, run: Optional[str | os.PathLike] = None,
              checkpoint: Optional[str | os.PathLike] = None, parser: Any = None, max_query_chars: int = 1000,
              threads: Optional[int] = None, engine_url: Optional[str] = None) -> "SearchIndex":
-        """Open an index read-only (arrays memory-mapped, FAISS index memory-mapped where possible).
+        """Open an index read-only (records read by positional reads; FAISS files memory-mapped where possible).
 
         Args:
             index_dir: the index.
@@ -161,8 +160,9 @@ class SearchIndex:
                     f"{path}: was built by another model (fingerprint {fp[:12]}, from "
                     f"{manifest['model'].get('source')}) than {ck} (fingerprint {ofp[:12]}); rebuild the index "
                     f"with this model (`hanet index build`) or search without --run")
-        word2int = json.loads((path / VOCAB_FILE).read_text())
-        concepts = json.loads((path / CONCEPTS_FILE).read_text()) if (path / CONCEPTS_FILE).is_file() else None
+        word2int = read_index_json(path / VOCAB_FILE)
+        # only what the manifest records: a concepts.json an index was built without is not its own
+        concepts = read_index_json(path / CONCEPTS_FILE) if manifest.get("concepts") else None
         queries = QueryEncoder(model, word2int, parser=parser, max_chars=max_query_chars)
         return cls(path, manifest, model, word2int, concepts, videos, captions, stages, queries)
 

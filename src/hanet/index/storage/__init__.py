@@ -10,7 +10,7 @@ from hanet.index.storage.layout import (CONCEPTS_FILE, FRAME_DTYPES, FRAME_FIELD
                                         TEXT_INT_FIELDS, VIDEO_FLOAT_FIELDS, VIDEO_INT_FIELDS, VOCAB_FILE,
                                         IndexFormatError, field_shapes, model_fingerprint, record_dtype)
 from hanet.index.storage.manifest import (SEGMENT_FILES, IndexLock, check_files, collect_garbage, file_problems,
-                                          file_record, read_manifest, record_files, recorded_files,
+                                          file_record, read_index_json, read_manifest, record_files, recorded_files,
                                           referenced_paths, write_manifest)
 from hanet.index.storage.segment import Segment, SegmentWriter
 
@@ -18,5 +18,5 @@ __all__ = ["Collection", "CONCEPTS_FILE", "FRAME_DTYPES", "FRAME_FIELDS", "INDEX
            "MODEL_FILE", "MOMENT_FIELDS", "PARTS", "TEXT_FLOAT_FIELDS", "TEXT_INT_FIELDS", "VIDEO_FLOAT_FIELDS",
            "VIDEO_INT_FIELDS", "VOCAB_FILE", "IndexFormatError", "field_shapes", "model_fingerprint", "record_dtype",
            "SEGMENT_FILES", "IndexLock", "check_files", "collect_garbage", "file_problems", "file_record",
-           "read_manifest", "record_files", "recorded_files", "referenced_paths", "write_manifest", "Segment",
+           "read_index_json", "read_manifest", "record_files", "recorded_files", "referenced_paths", "write_manifest", "Segment",
            "SegmentWriter"]

@@ -52,6 +52,18 @@ def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
     return m
 
 
+def read_index_json(path: Path) -> Any:
+    """One of an index's JSON files (``vocab.json``, ``concepts.json``), or an
+    :class:`IndexFormatError` naming it."""
+    from hanet.data.formats import load_json
+    from hanet.errors import DataError
+
+    try:
+        return load_json(path, "index")
+    except DataError as exc:
+        raise IndexFormatError(str(exc)) from None
+
+
 def write_manifest(index_dir: Path, manifest: dict[str, Any]) -> None:
     """Commit a manifest (the atomic step of every index change)."""
     atomic_write_text(Path(index_dir) / MANIFEST, json.dumps(manifest, indent=1) + "\n")
@@ -216,5 +228,5 @@ def collect_garbage(index_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return removed
 
 
-__all__ = ["read_manifest", "write_manifest", "SEGMENT_FILES", "file_record", "recorded_files", "record_files",
+__all__ = ["read_manifest", "read_index_json", "write_manifest", "SEGMENT_FILES", "file_record", "recorded_files", "record_files",
            "file_problems", "check_files", "IndexLock", "referenced_paths", "collect_garbage"]
