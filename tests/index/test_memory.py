@@ -41,6 +41,11 @@ def test_search_reads_records_into_one_bounded_buffer_and_maps_nothing(tmp_path,
     whole = coll.segments[0].read(np.arange(coll.size))
     for idx, recs in groups:
         np.testing.assert_array_equal(recs, whole[rows[idx]])
+    for idx, recs in coll.read_groups(rows):  # a read inside a read leaves the outer group intact
+        first = recs.copy()
+        inner = coll.gather_many(("global_embeds",), rows[::-1])["global_embeds"]
+        np.testing.assert_array_equal(recs, first)
+        np.testing.assert_array_equal(inner, whole["global_embeds"][rows[::-1]])
     again = q.search("a w3 is chasing a w5 in the w11", k=5, candidates=20)
     assert [h.video_id for h in again] == [h.video_id for h in hits]
     assert [h.score for h in again] == [h.score for h in hits]

@@ -109,7 +109,7 @@ class SearchIndex:
             IndexFormatError: not an index, damaged, another format version, or another model.
             EngineError: an engine-backed index's engine is unreachable or holds another index.
         """
-        from hanet.index.first_stage.qdrant import EngineSpec, EngineStage, connect
+        from hanet.index.first_stage import open_stages
         from hanet.run import model_from_checkpoint
 
         path = Path(index_dir)
@@ -119,24 +119,7 @@ class SearchIndex:
                 check_files(path, manifest)  # a file of another index, or truncated: named, never answered from
                 videos = Collection(path, "videos", manifest)
                 captions = Collection(path, "captions", manifest)
-                stages: dict[str, Any] = {}
-                spec = EngineSpec.from_manifest(manifest)
-                if spec is not None and engine_url:
-                    spec = EngineSpec(url=engine_url, collection=spec.collection, uid=spec.uid)
-                engine = connect(spec.url, path, private=True) if spec is not None else None  # a reader writes nothing
-                for part, coll in (("videos", videos), ("captions", captions)):
-                    files = manifest[part].get("faiss")
-                    st = None
-                    if files:
-                        st = FirstStage.load({k: path / v for k, v in files.items()}, manifest["model"]["variant"])
-                        if st.ntotal != coll.size:
-                            raise IndexFormatError(f"{path / files['global']}: holds {st.ntotal} vectors for "
-                                                   f"{coll.size} {part}")
-                    if engine is not None and coll.size:
-                        st = EngineStage(engine, spec, part, coll, manifest["model"]["variant"], flat=st)
-                        mc = manifest["model"]["config"]
-                        st.check(mc["video"]["dim_embed"] + mc["num_verb_concepts"] + mc["num_noun_concepts"])
-                    stages[part] = st
+                stages = open_stages(path, manifest, {"videos": videos, "captions": captions}, engine_url)
                 break
             except (FileNotFoundError, HanetError):
                 # A writer may have committed (and removed the old files) between our reads.

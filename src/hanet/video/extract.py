@@ -495,9 +495,8 @@ def extract_features(
         num_frames: uniform sampling of N frames per video. With neither this nor ``fps``,
             ``DEFAULT_NUM_FRAMES`` (20).
         fps: sampling at F frames per second instead.
-        image_size: network input side (frames: short side resized, centre crop); None for the
-            backbone's own (224 for EfficientNet-Lite0 and ResNet, or the size a ``Backbone``
-            instance was built with). Smaller is faster on CPUs.
+        image_size: network input side (short side resized, centre crop); None: the
+            backbone's own (224 for EfficientNet-Lite0 and ResNet). Smaller is faster on CPUs.
         dtype: ``"float16"`` (default, half the disk) or ``"float32"``.
         names: dataset names for the videos, in order (default: file names without extension);
             '/' becomes '_'.
@@ -520,17 +519,13 @@ def extract_features(
             cores the decoding workers leave) and sets ``OMP_WAIT_POLICY=PASSIVE`` before torch
             loads, for the same reason; callers of this function can do the same.
         root: folder for relative paths in list files.
-        motion_gain: also extract a motion stream: each sampled frame's motion image (the
-            difference of its neighbouring frames, ``hanet.video.decode.motion_images``) goes
-            through the same backbone, and its features follow the frame's on the last axis
-            (``feature_dim`` doubles; ``streams`` = ``"rgb+motion"`` in the file's attributes).
-            None (default): appearance only.
+        motion_gain: also a motion stream (each frame's neighbours' difference,
+            ``hanet.video.decode.motion_images``, through the same backbone, appended on the last
+            axis; ``streams`` = ``"rgb+motion"``). None (default): appearance only.
         hf_output: an ``hf:PATH`` backbone's feature: ``projected`` (CLIP's image embedding) or
             ``pooled`` (:mod:`hanet.video.backbones.hf`); None: the tower's default.
-        flow_size: also extract an optical-flow stream: each sampled frame's flow image
-            (:mod:`hanet.video.flow`), ``flow_size`` pixels a side (a divisor of the network's
-            input side), through the same backbone, its features last on the axis
-            (``streams`` ends in ``flow``). None (default): no flow stream.
+        flow_size: also an optical-flow stream (:mod:`hanet.video.flow`) of images this many
+            pixels a side (a divisor of the network's input side), appended last. None: none.
 
     Returns:
         ``ExtractReport`` (done / skipped / failed, frame count, time).

@@ -93,14 +93,22 @@ class Collection:
             (positions in ``rows`` (m,) int64, their records (m,) structured array).
         """
         limit = min(READ_BYTES, max_bytes or READ_BYTES)
-        for segment, group, local in self._by_segment(rows):
-            size = max(segment.dtype.itemsize, 1)
-            step = max(1, limit // size)
-            buf = self._buffer(segment.dtype, min(step, len(group)))
-            for s in range(0, len(group), step):
-                view = buf[:len(group[s:s + step])]
-                segment.read_into(local[s:s + step], view)
-                yield group[s:s + step], view
+        nested = getattr(self._buffers, "busy", False)  # a read inside a read gets its own buffer
+        self._buffers.busy = True
+        try:
+            for segment, group, local in self._by_segment(rows):
+                size = max(segment.dtype.itemsize, 1)
+                step = max(1, limit // size)
+                rows_per_read = min(step, len(group))
+                buf = (np.empty(rows_per_read, segment.dtype) if nested
+                       else self._buffer(segment.dtype, rows_per_read))
+                for s in range(0, len(group), step):
+                    view = buf[:len(group[s:s + step])]
+                    segment.read_into(local[s:s + step], view)
+                    yield group[s:s + step], view
+        finally:
+            if not nested:
+                self._buffers.busy = False
 
     def _buffer(self, dtype: np.dtype, rows: int) -> np.ndarray:
         """This thread's read buffer, of at least ``rows`` records of ``dtype`` (grown, never shrunk
