@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from hanet.cli import main  # noqa: E402
 from hanet.parity import DEFAULT_REFERENCE  # noqa: E402
+from tests.spoil import GRAPH_SPOILS, spoil_graph  # noqa: E402  (the tests' spoilers)
 
 LIMIT_S = 120
 
@@ -157,31 +158,8 @@ ATTRIBUTE_KINDS = {"NaN times", "2-D times", "string duration", "decreasing time
 def spoil_annotation(ds: Path, kind: str) -> list[str]:
     """Spoil one annotation file of the reference dataset; returns what a message should name."""
     names = [str(n) for n in np.load(ds / "trn_names.npy")]
-    graphs_p = ds / "sent2rolegraph.augment.json"
     if kind.startswith("graph:"):
-        caps = json.loads((ds / "ref_captions.json").read_text())
-        cap = caps[names[0]][0]
-        graphs = json.loads(graphs_p.read_text())
-        nodes, edges = graphs[cap]
-        key = next(k for k in nodes if k != "ROOT")
-        how = kind[6:]
-        if how == "edge to no node":
-            edges.append([key, "nowhere", "ARG0"])
-        elif how == "span past the words":
-            nodes[key]["spans"] = [len(cap.split()) + 3]
-        elif how == "negative span":
-            nodes[key]["spans"] = [-1]
-        elif how == "spans as strings":
-            nodes[key]["spans"] = ["0"]
-        elif how == "no root":
-            del nodes["ROOT"]
-        elif how == "no role":
-            nodes[key]["role"] = None
-        elif how == "nodes not an object":
-            graphs[cap] = [[1, 2], edges]
-        elif how == "edge of two items":
-            edges.append([key, "ROOT"])
-        graphs_p.write_text(json.dumps(graphs))
+        cap = spoil_graph(ds, kind[6:])
         return [cap[:40], "sent2rolegraph"]
     vocab_p = ds / "word2int.json"
     w = json.loads(vocab_p.read_text())
@@ -234,9 +212,7 @@ def spoil_annotation(ds: Path, kind: str) -> list[str]:
     raise ValueError(kind)
 
 
-ANNOTATION_KINDS = (["graph:" + k for k in ("edge to no node", "span past the words", "negative span",
-                                             "spans as strings", "no root", "no role", "nodes not an object",
-                                             "edge of two items")]
+ANNOTATION_KINDS = (["graph:" + k for k in GRAPH_SPOILS]
                     + ["vocab:" + k for k in ("empty", "negative id", "gap", "10^11 id", "string id", "a list")]
                     + ["concepts:" + k for k in ("NaN weight", "negative weight", "string weight",
                                                  "concept id past the classes")]

@@ -15,6 +15,8 @@ import torch
 
 from hanet.cli import main
 
+from .spoil import spoil_graph
+
 
 @pytest.fixture()
 def ds(dataset) -> Path:
@@ -369,42 +371,13 @@ def test_a_pipe_given_as_a_file_is_refused_not_waited_on(tmp_path, ds, capsys):
 
 
 # ---------------------------------------------------------------------- annotation schemas
-def _graphs(ds: Path) -> dict:
-    return json.loads((ds / "sent2rolegraph.augment.json").read_text())
-
-
-def _spoil_graph(ds: Path, how: str) -> str:
-    """Spoil the role graph of one training caption; returns the caption."""
-    names = [str(n) for n in np.load(ds / "trn_names.npy")]
-    cap = json.loads((ds / "ref_captions.json").read_text())[names[0]][0]
-    graphs = _graphs(ds)
-    nodes, edges = graphs[cap][0], graphs[cap][1]
-    key = next(k for k, v in nodes.items() if k != "ROOT")
-    if how == "edge to no node":
-        edges.append([key, "nowhere", "ARG0"])
-    elif how == "span past the words":
-        nodes[key]["spans"] = [len(cap.split()) + 3]
-    elif how == "negative span":
-        nodes[key]["spans"] = [-1]
-    elif how == "spans as strings":
-        nodes[key]["spans"] = ["0"]
-    elif how == "no root":
-        del nodes["ROOT"]
-    elif how == "no role":
-        nodes[key]["role"] = None
-    elif how == "edge without its role":
-        edges.append([key, "ROOT"])
-    (ds / "sent2rolegraph.augment.json").write_text(json.dumps(graphs))
-    return cap
-
-
 @pytest.mark.parametrize("how,words", [
     ("edge to no node", "names no node 'nowhere'"), ("span past the words", "outside the caption's"),
     ("negative span", "spans [-1] outside"), ("spans as strings", "are not word positions"),
     ("no root", "no ROOT node"), ("no role", "has no role"), ("edge without its role", "is not [from, to, role]"),
 ])
 def test_malformed_role_graphs_are_named_by_check_data_and_refused_by_train(tmp_path, ds, capsys, how, words):
-    cap = _spoil_graph(ds, how)
+    cap = spoil_graph(ds, how)
     assert main(["check-data", str(ds), "--quick"]) == 1
     err = _err(capsys)
     assert words in err and cap in err and "sent2rolegraph.augment.json" in err

@@ -371,19 +371,12 @@ def _refuse_split_overlap(spec: Any, trn: list[str], val_split: Optional[str], v
     """A video in two of the dataset's splits is refused, as ``check-data`` reports it: in trn and
     the validation split, validation would pick the epoch that best remembers it; in trn and a
     test split, the evaluation that follows would score videos the model was trained on."""
-    from hanet.data.formats import load_names
-
-    names = {"trn": trn, **({val_split: val} if val_split else {})}
-    for split in spec.splits:
-        if split not in names:
-            try:
-                names[split] = load_names(spec.split(split).names)
-            except DataError:
-                continue  # a split this run does not read; check-data reports it
+    names = spec.split_names({"trn": trn, **({val_split: val} if val_split else {})})
     overlap = split_overlap(names)
     if overlap:
         raise HanetError(f"dataset {spec.source}: {len(overlap)} video(s) in more than one split: "
                          + "; ".join(overlap[:8]))
+
 
 class Trainer:
     """One training run, phase by phase: :meth:`prepare` checks the run folder and the data (every

@@ -32,7 +32,7 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
 
     from hanet.config import get_preset
     from hanet.data.dataset import RetrievalData, words_in_vocab
-    from hanet.data.formats import DatasetSpec, load_names, load_vocab
+    from hanet.data.formats import DatasetSpec, load_vocab
     from hanet.data.schema import split_overlap
     from hanet.errors import DataError
 
@@ -50,13 +50,7 @@ def check_dataset(path: str, preset: str = "msrvtt", scan_features: bool = True,
         report["problems"].append(str(exc))
         return report
     vocab = load_vocab(spec.word2int)
-    names = {}
-    for split in spec.splits:
-        try:
-            names[split] = load_names(spec.split(split).names)
-        except DataError:
-            continue  # reported with the split below
-    overlap = split_overlap(names)
+    overlap = split_overlap(spec.split_names())  # a names file that does not read is reported with its split below
     if overlap:
         report["problems"].append(f"{len(overlap)} video(s) in more than one split: {', '.join(overlap[:8])}"
                                   + (f", ... ({len(overlap) - 8} more)" if len(overlap) > 8 else ""))

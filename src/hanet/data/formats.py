@@ -203,6 +203,18 @@ class DatasetSpec:
             raise DataError(f"dataset {self.source}: no split {name!r} (has {', '.join(self.splits) or 'none'})")
         return self.splits[name]
 
+    def split_names(self, known: Optional[dict[str, list[str]]] = None) -> dict[str, list[str]]:
+        """Split -> its video names, for every split whose names file reads (one that does not is
+        left out: :meth:`missing_files` and ``check-data`` report it); ``known``: lists already read."""
+        names = dict(known or {})
+        for split in self.splits:
+            if split not in names:
+                try:
+                    names[split] = load_names(self.splits[split].names)
+                except DataError:
+                    continue
+        return names
+
     def missing_files(self, splits: Optional[Iterable[str]] = None, shared: bool = True) -> list[str]:
         """Every file this description names that does not exist (``"path: what not found"``),
         so that all of them are reported at once.

@@ -25,9 +25,10 @@ from hanet.index.storage.values import PRECOMPUTED_FIELDS
 from hanet.index.tuning import PRODUCT_READ_BYTES
 from hanet.model.scoring import PHRASE_SCORES, FrameProducts, PhraseQueries, VideoProducts
 
+_STORED_AS = {(src, kind): name for name, (src, kind) in PRECOMPUTED_FIELDS.items()}
 #: phrase score -> (its frame field, that field's stored norms, its stored Gram matrices)
 SCORE_FIELDS: dict[str, tuple[str, str, str]] = {
-    name: (field, *(n for n, (src, _) in PRECOMPUTED_FIELDS.items() if src == field))
+    name: (field, _STORED_AS[field, "norm"], _STORED_AS[field, "gram"])
     for name, (field, _, _, _) in PHRASE_SCORES.items()}
 
 

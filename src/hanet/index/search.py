@@ -25,13 +25,12 @@ from hanet.errors import HanetError, UnknownVideoError
 from hanet.index.first_stage import FirstStage, first_stage_vectors, remaining_bound
 from hanet.index.query import EncodedQueries, QueryEncoder, QueryError, QueryInfo
 from hanet.index.rerank import frame_concepts, read_products, stores_frame_concepts, text_outputs, video_outputs
+from hanet.index.results import CaptionHit, CaptionResult, Hit, PhraseMoment, Ranking, SearchResult
 from hanet.index.storage import (CONCEPTS_FILE, MODEL_FILE, VOCAB_FILE, Collection, IndexFormatError, check_files,
                                  model_fingerprint, read_index_json, read_manifest)
 from hanet.index.tuning import CANDIDATE_READ_BYTES, CANDIDATE_STEP, DEFAULT_CANDIDATES, MAX_CHUNK, PAIR_BUDGET
 from hanet.model.moments import Moments, moments
 from hanet.model.scoring import SCORE_NAMES, ScoreOutput, fuse, variant_scores
-
-from hanet.index.results import CaptionHit, CaptionResult, Hit, PhraseMoment, Ranking, SearchResult
 
 MODES = ("two-stage", "exhaustive")
 
